@@ -1,0 +1,35 @@
+# The two commands of the README: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?=
+export PYTHON
+STAMP := $(VENV)/.imgpipe-installed
+SHARED_DATA ?= ../shared/datasets
+
+.PHONY: run test test-fast venv lock bench cifar10-data clean
+
+run: $(STAMP)
+	$(VENV)/bin/imgpipe run
+
+test: $(STAMP)
+	bash scripts/run-tests.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock scripts/bootstrap-venv.sh
+	bash scripts/bootstrap-venv.sh $(VENV)
+
+# Re-pin after changing dependencies in pyproject.toml.
+lock: $(STAMP)
+	{ sed -n '1,3p' requirements.lock; $(VENV)/bin/pip freeze --exclude-editable | grep -v '^imgpipe'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+# CIFAR-10 training set from ../shared/datasets, for configs/cifar10.toml and bench/.
+cifar10-data:
+	mkdir -p runs/datasets/cifar10
+	test -d runs/datasets/cifar10/train || tar -xzf $(SHARED_DATA)/cifar10-train.tar.gz -C runs/datasets/cifar10
+
+bench: $(STAMP) cifar10-data
+	$(VENV)/bin/python bench/ingestion.py --data runs/datasets/cifar10/train
+
+clean:
+	rm -rf runs

@@ -1,0 +1,59 @@
+"""ImageExampleGen: TFX's FileBasedExampleGen with an image executor and a report.
+
+It keeps FileBasedExampleGen's driver (span/version resolution, input
+fingerprints for caching) and so runs wherever FileBasedExampleGen runs,
+Kubeflow included. It adds one output, the ingestion report.
+"""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+from tfx import types
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from imgpipe.components.image_example_gen import executor
+
+
+class IngestionReport(types.Artifact):
+    """ingestion_report.json/.txt and quarantine.csv of one ingestion."""
+    TYPE_NAME = "ImgpipeIngestionReport"
+
+
+class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    PARAMETERS = {
+        **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+        executor.INGESTION_CONFIG_KEY: ExecutionParameter(type=str),
+    }
+    OUTPUTS = {
+        **standard_component_specs.FileBasedExampleGenSpec.OUTPUTS,
+        executor.REPORT_KEY: ChannelParameter(type=IngestionReport),
+    }
+
+
+class ImageExampleGen(FileBasedExampleGen):
+    SPEC_CLASS = ImageExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+    def __init__(self, input_base: str, input_config: example_gen_pb2.Input,
+                 output_config: example_gen_pb2.Output, ingestion_config: dict,
+                 range_config: Optional[range_config_pb2.RangeConfig] = None):
+        """ingestion_config: format, source, height, width, channels, classes,
+        max_bad_fraction, max_image_pixels, span_override."""
+        spec = ImageExampleGenSpec(
+            input_base=input_base,
+            input_config=input_config,
+            output_config=output_config,
+            range_config=range_config,
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            ingestion_config=json.dumps(ingestion_config, sort_keys=True),
+            examples=types.Channel(type=standard_artifacts.Examples),
+            report=types.Channel(type=IngestionReport))
+        # FileBasedExampleGen.__init__ would build its own spec without the
+        # report output, so initialise the Beam component directly.
+        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

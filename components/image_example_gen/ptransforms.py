@@ -1,0 +1,272 @@
+"""Beam transforms that turn each source kind into serialized tf.Examples.
+
+Every transform returns a tagged result:
+  records     (source_id, label or -1, serialized tf.Example)
+  quarantine  {"path", "reason", "kind"}: kind "bad" (could not become an
+              example) or "ignored" (not an image file, never a candidate)
+  events      one string per conversion applied, for counting
+Files are read with Beam's FileSystems (local, gs://, ...) and processed in
+batches, so nothing holds more than a batch of images at a time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import Dict, List
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io import fileio as beam_fileio
+from apache_beam.io.filesystems import FileSystems
+
+from imgpipe.components.image_example_gen import encoding, sources
+
+RECORDS = "records"
+QUARANTINE = "quarantine"
+EVENTS = "events"
+NO_LABEL = -1
+BAD = "bad"
+IGNORED = "ignored"
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestSettings:
+    height: int
+    width: int
+    channels: int
+    class_ids: Dict[str, int]
+    max_image_pixels: int = encoding.DEFAULT_MAX_IMAGE_PIXELS
+    input_base: str = ""
+
+
+def _relative(path: str, base: str) -> str:
+    if base and path.startswith(base.rstrip("/") + "/"):
+        return path[len(base.rstrip("/")) + 1:]
+    return path
+
+
+def _bad(path: str, reason: str, kind: str = BAD):
+    return beam.pvalue.TaggedOutput(QUARANTINE, {"path": path, "reason": reason, "kind": kind})
+
+
+class _DecodesImages(beam.DoFn):
+    """Shared by the folder and TFRecord readers: decode a batch of bytes."""
+
+    def __init__(self, settings: IngestSettings):
+        self._settings = settings
+        self._decoder = None
+
+    def setup(self):
+        from imgpipe.components.image_example_gen import image_ops
+        s = self._settings
+        self._decoder = image_ops.make_batch_decoder(s.height, s.width, s.channels)
+
+    def _decode(self, items: List[tuple]):
+        """items: (path, bytes, info) -> yields (path, pixels, conversions) or (path, None, reason)."""
+        import tensorflow as tf
+        s = self._settings
+        if not items:
+            return
+        try:
+            pixels, shapes = self._decoder(tf.constant([item[1] for item in items]))
+            pixels, shapes = pixels.numpy(), shapes.numpy()
+        except tf.errors.InvalidArgumentError:
+            # One bad image fails the batch call; find which ones, one by one.
+            for item in items:
+                try:
+                    single, shape = self._decoder(tf.constant([item[1]]))
+                except tf.errors.InvalidArgumentError as error:
+                    message = str(error.message).strip().splitlines()[0][:200]
+                    yield item[0], None, f"corrupt or truncated {item[2].format} data ({message})"
+                    continue
+                yield item[0], single.numpy()[0], encoding.conversions_for(
+                    item[2], shape.numpy()[0], s.height, s.width, s.channels)
+            return
+        for item, image, shape in zip(items, pixels, shapes):
+            yield item[0], image, encoding.conversions_for(
+                item[2], shape, s.height, s.width, s.channels)
+
+
+class DecodeImageFiles(_DecodesImages):
+    """A batch of image file paths -> tf.Examples (uint8 pixels kept as int64)."""
+
+    def process(self, paths: List[str]):
+        s = self._settings
+        items = []
+        for path in paths:
+            if not encoding.is_candidate_image(path):
+                yield _bad(path, "not an image file (expected .jpg, .jpeg or .png)", IGNORED)
+                continue
+            try:
+                with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                    data = f.read()
+            except IsADirectoryError:
+                yield _bad(path, "a folder inside a class folder (nested folders are not read)")
+                continue
+            except Exception as error:  # permissions, I/O, vanished file
+                yield _bad(path, f"unreadable ({type(error).__name__}: {error})")
+                continue
+            try:
+                info = encoding.probe_image(data, s.max_image_pixels)
+            except encoding.BadInput as error:
+                yield _bad(path, str(error))
+                continue
+            items.append((path, data, info))
+
+        good_paths, good_pixels, labels = [], [], []
+        for path, pixels, outcome in self._decode(items):
+            if pixels is None:
+                yield _bad(path, outcome)
+                continue
+            for conversion in outcome:
+                yield beam.pvalue.TaggedOutput(EVENTS, conversion)
+            good_paths.append(path)
+            good_pixels.append(pixels)
+            labels.append(s.class_ids[os.path.basename(os.path.dirname(path))])
+        if not good_paths:
+            return
+        source_ids = [_relative(p, s.input_base) for p in good_paths]
+        serialized = encoding.encode_examples(np.stack(good_pixels), labels, source_ids, "uint8")
+        for source_id, label, record in zip(source_ids, labels, serialized):
+            yield source_id, label, record
+
+
+@beam.ptransform_fn
+def ImageFilesToRecords(pipeline, file_pattern: str, settings: IngestSettings):
+    return (pipeline
+            | "Pattern" >> beam.Create([file_pattern])
+            | "Match" >> beam_fileio.MatchAll(
+                beam_fileio.EmptyMatchTreatment.ALLOW)
+            | "Path" >> beam.Map(lambda metadata: metadata.path)
+            # Spread the file list over workers before the expensive decode.
+            | "Distribute" >> beam.Reshuffle()
+            | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=256)
+            | "Decode" >> beam.ParDo(DecodeImageFiles(settings)).with_outputs(
+                QUARANTINE, EVENTS, main=RECORDS))
+
+
+class ReadNpzRows(beam.DoFn):
+    """A row range of an .npz -> tf.Examples with the array's own dtype."""
+
+    def __init__(self, path: str, source_id: str, has_labels: bool):
+        self._path = path
+        self._source_id = source_id
+        self._has_labels = has_labels
+
+    def process(self, row_range):
+        start, stop = row_range
+        reader = sources.NpzReader(self._path, opener=lambda p: FileSystems.open(
+            p, compression_type=CompressionTypes.UNCOMPRESSED))
+        with reader:
+            x = encoding.as_nhwc(reader.read_rows("x", start, stop), self._path)
+            labels = None
+            if self._has_labels:
+                labels = encoding.labels_from_array(
+                    reader.read_rows("y", start, stop), len(x), self._path)
+        source_ids = [f"{self._source_id}[{i}]" for i in range(start, stop)]
+        serialized = encoding.encode_examples(x, labels, source_ids, str(x.dtype))
+        for i, record in enumerate(serialized):
+            yield source_ids[i], (int(labels[i]) if labels is not None else NO_LABEL), record
+
+
+@beam.ptransform_fn
+def NpzToRecords(pipeline, path: str, source_id: str, count: int, has_labels: bool,
+                 rows_per_read: int = 1024):
+    return (pipeline
+            | "Ranges" >> beam.Create(sources.row_ranges(count, rows_per_read))
+            | "Distribute" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(ReadNpzRows(path, source_id, has_labels)).with_outputs(
+                QUARANTINE, EVENTS, main=RECORDS))
+
+
+class ParseTFRecordExamples(_DecodesImages):
+    """Records of tf.Example, kept as they are.
+
+    Pixels stored as int64/float lists pass through unchanged (validation sees
+    the truth). An `image` stored as encoded bytes is decoded with the shared
+    image ops, like an image file.
+    """
+
+    def process(self, batch: List[tuple]):
+        import tensorflow as tf
+        s = self._settings
+        to_decode, labels_by_path = [], {}
+        for filename, record in batch:
+            digest = hashlib.sha1(record).hexdigest()[:16]
+            source_id = f"{_relative(filename, s.input_base)}#{digest}"
+            try:
+                example = tf.train.Example.FromString(record)
+            except Exception:  # DecodeError from the protobuf runtime
+                yield _bad(source_id, "record is not a serialized tf.Example")
+                continue
+            features = example.features.feature
+            label = NO_LABEL
+            if encoding.LABEL_FEATURE in features:
+                values = features[encoding.LABEL_FEATURE].int64_list.value
+                if len(values) == 1:
+                    label = int(values[0])
+            image = features.get(encoding.IMAGE_FEATURE)
+            if image is not None and image.WhichOneof("kind") == "bytes_list":
+                if len(image.bytes_list.value) != 1:
+                    yield _bad(source_id, "image bytes feature must hold exactly one encoded image")
+                    continue
+                data = image.bytes_list.value[0]
+                try:
+                    info = encoding.probe_image(data, s.max_image_pixels)
+                except encoding.BadInput as error:
+                    yield _bad(source_id, str(error))
+                    continue
+                to_decode.append((source_id, data, info))
+                labels_by_path[source_id] = label
+                continue
+            if encoding.SOURCE_ID_FEATURE not in features:
+                features[encoding.SOURCE_ID_FEATURE].bytes_list.value.append(source_id.encode())
+            else:
+                source_id = features[encoding.SOURCE_ID_FEATURE].bytes_list.value[0].decode(
+                    "utf-8", "replace")
+            yield source_id, label, example.SerializeToString()
+
+        good_ids, good_pixels, labels = [], [], []
+        for source_id, pixels, outcome in self._decode(to_decode):
+            if pixels is None:
+                yield _bad(source_id, outcome)
+                continue
+            for conversion in outcome:
+                yield beam.pvalue.TaggedOutput(EVENTS, conversion)
+            good_ids.append(source_id)
+            good_pixels.append(pixels)
+            labels.append(labels_by_path[source_id])
+        # Records with and without a label are encoded apart: a missing label
+        # stays missing (validation reports it) rather than becoming a value.
+        for with_label in (True, False):
+            chosen = [i for i, label in enumerate(labels) if (label != NO_LABEL) == with_label]
+            if not chosen:
+                continue
+            serialized = encoding.encode_examples(
+                np.stack([good_pixels[i] for i in chosen]),
+                [labels[i] for i in chosen] if with_label else None,
+                [good_ids[i] for i in chosen], "uint8")
+            for i, record in zip(chosen, serialized):
+                yield good_ids[i], labels[i], record
+
+
+@beam.ptransform_fn
+def TFRecordsToRecords(pipeline, file_pattern: str, settings: IngestSettings):
+    return (pipeline
+            | "Pattern" >> beam.Create([file_pattern])
+            | "Read" >> beam.io.ReadAllFromTFRecord(with_filename=True)
+            | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=256)
+            | "Parse" >> beam.ParDo(ParseTFRecordExamples(settings)).with_outputs(
+                QUARANTINE, EVENTS, main=RECORDS))
+
+
+def split_index(source_id: str, bucket_bounds: List[int]) -> int:
+    """Deterministic hash split on the source id (stable across runs and runners)."""
+    import farmhash  # pyfarmhash, as TFX's own ExampleGen partitioning uses.
+    bucket = farmhash.fingerprint64(source_id) % bucket_bounds[-1]
+    for index, bound in enumerate(bucket_bounds):
+        if bucket < bound:
+            return index
+    raise AssertionError("unreachable")

@@ -1,0 +1,298 @@
+"""Where the data is and how it is laid out; pure logic, no Beam.
+
+Three source kinds:
+  folders   <root>/<class>/<image>  or  <root>/train|test/<class>/<image>
+  npz       an .npz with x (N, H, W[, C]) and optional y (N,) or (N, 1), the
+            layout of keras.datasets.*.load_data(); optional class_names
+  tfrecord  TFRecord files of tf.Example (plain or gzip)
+
+A source path may contain `{SPAN}` (TFX's span pattern) so that each data drop
+is ingested as its own span.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from imgpipe.components.image_example_gen.encoding import BadInput
+
+FOLDERS = "folders"
+NPZ = "npz"
+TFRECORD = "tfrecord"
+FORMATS = (FOLDERS, NPZ, TFRECORD)
+
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".tfrec", ".gz")
+# Folder names that turn a source into predefined splits, and the split names
+# they become (TFX's convention is train/eval).
+SPLIT_FOLDERS = {"train": "train", "test": "eval", "eval": "eval"}
+SPAN_TOKEN = "{SPAN}"
+
+
+class SourceError(ValueError):
+    """The source as a whole cannot be ingested."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceLayout:
+    format: str
+    input_base: str
+    # Input split name -> file pattern relative to input_base. One entry named
+    # "single_split" means: split by hash into the configured ratios.
+    split_patterns: Dict[str, str]
+
+    @property
+    def has_predefined_splits(self) -> bool:
+        return list(self.split_patterns) != ["single_split"]
+
+
+def _gfile():
+    import tensorflow as tf  # tf.io.gfile reads local paths and gs:// alike.
+    return tf.io.gfile
+
+
+def _split_base(source: str) -> Tuple[str, str]:
+    """Splits a path at the last directory before the first `{SPAN}`."""
+    source = source.rstrip("/")
+    if SPAN_TOKEN not in source:
+        return source, ""
+    head = source[:source.index(SPAN_TOKEN)]
+    base = head.rsplit("/", 1)[0] if "/" in head else "."
+    return base, source[len(base):].lstrip("/")
+
+
+def _example_path(source: str) -> str:
+    """A concrete path for a span pattern, to look at the layout."""
+    if SPAN_TOKEN not in source:
+        return source
+    matches = sorted(_gfile().glob(source.replace(SPAN_TOKEN, "*")))
+    if not matches:
+        raise SourceError(f"no data matches the span pattern {source!r}")
+    return matches[-1]
+
+
+def detect_format(source: str) -> str:
+    path = _example_path(source)
+    lowered = path.lower()
+    if lowered.endswith(".npz"):
+        return NPZ
+    if lowered.endswith(TFRECORD_SUFFIXES) or any(ch in os.path.basename(path) for ch in "*?["):
+        return TFRECORD
+    gfile = _gfile()
+    if not gfile.exists(path):
+        raise SourceError(f"data source {path!r} does not exist")
+    if not gfile.isdir(path):
+        raise SourceError(f"data source {path!r}: cannot tell its format; expected a folder of "
+                          "class folders, an .npz file or TFRecord files (*.tfrecord, *.gz)")
+    entries = gfile.listdir(path)
+    if entries and all(e.rstrip("/").lower().endswith(TFRECORD_SUFFIXES) for e in entries
+                       if not e.startswith(".")):
+        return TFRECORD
+    return FOLDERS
+
+
+def discover_layout(source: str, source_format: str = "auto") -> SourceLayout:
+    """Chooses input_base and split patterns for TFX's FileBasedExampleGen."""
+    source_format = detect_format(source) if source_format == "auto" else source_format
+    if source_format not in FORMATS:
+        raise SourceError(f"data.format must be one of auto, {', '.join(FORMATS)}; got {source_format!r}")
+    base, rel = _split_base(source)
+    gfile = _gfile()
+    if source_format == FOLDERS:
+        concrete = _example_path(source)
+        if not gfile.isdir(concrete):
+            raise SourceError(f"data source {concrete!r} is not a folder of class folders")
+        prefix = f"{rel}/" if rel else ""
+        subdirs = {e.rstrip("/") for e in gfile.listdir(concrete)
+                   if gfile.isdir(os.path.join(concrete, e))}
+        split_dirs = {d: SPLIT_FOLDERS[d] for d in subdirs if d in SPLIT_FOLDERS}
+        if "train" in split_dirs and len(set(split_dirs.values())) == 2:
+            if subdirs - set(split_dirs):
+                raise SourceError(
+                    f"data source {concrete!r} has split folders {sorted(split_dirs)} and also "
+                    f"other folders {sorted(subdirs - set(split_dirs))}; use one layout")
+            patterns = {name: f"{prefix}{folder}/*/*" for folder, name in sorted(split_dirs.items())}
+            return SourceLayout(FOLDERS, base, patterns)
+        return SourceLayout(FOLDERS, base, {"single_split": f"{prefix}*/*"})
+    if source_format == NPZ:
+        if not rel:
+            base, rel = os.path.dirname(source) or ".", os.path.basename(source)
+        return SourceLayout(NPZ, base, {"single_split": rel})
+    # TFRecord: a directory means every record file in it.
+    concrete = _example_path(source)
+    if not rel:
+        if gfile.isdir(concrete):
+            return SourceLayout(TFRECORD, source, {"single_split": "*"})
+        base, rel = os.path.dirname(source) or ".", os.path.basename(source)
+    elif gfile.isdir(concrete):
+        rel = f"{rel}/*"
+    return SourceLayout(TFRECORD, base, {"single_split": rel})
+
+
+def class_root_for(input_base: str, pattern: str) -> str:
+    """The folder holding class folders, for a resolved `<dir>/*/*` pattern."""
+    if not pattern.endswith("*/*"):
+        raise SourceError(f"unexpected folder pattern {pattern!r}")
+    rel = pattern[:-3].rstrip("/")
+    return os.path.join(input_base, rel) if rel else input_base
+
+
+@dataclasses.dataclass
+class ClassFolders:
+    class_names: List[str]      # index = label id
+    unknown: List[str]          # folders not in the configured classes
+    empty: List[str]            # class folder paths without any file
+    ignored: List[str]          # non-folder entries beside the class folders
+
+
+def scan_class_folders(class_roots: List[str], configured: List[str]) -> ClassFolders:
+    """Lists class folders under each split root and assigns label ids.
+
+    Configured classes keep their order (label = index). Folders not in the
+    configuration get ids after them, so validation sees a label outside the
+    domain instead of the images vanishing.
+    """
+    gfile = _gfile()
+    found, empty, ignored = set(), [], []
+    for root in class_roots:
+        if not gfile.isdir(root):
+            raise SourceError(f"data source {root!r} does not exist or is not a folder")
+        for entry in sorted(gfile.listdir(root)):
+            name = entry.rstrip("/")
+            path = os.path.join(root, name)
+            if not gfile.isdir(path):
+                ignored.append(path)
+                continue
+            found.add(name)
+            if not gfile.listdir(path):
+                empty.append(path)
+    if not found:
+        raise SourceError(f"no class folders in {', '.join(class_roots)}: expected "
+                          "<root>/<class name>/<image files>")
+    if configured:
+        unknown = sorted(found - set(configured))
+        names = list(configured) + unknown
+    else:
+        unknown = []
+        names = sorted(found)
+    return ClassFolders(class_names=names, unknown=unknown, empty=empty, ignored=ignored)
+
+
+@dataclasses.dataclass(frozen=True)
+class NpyMember:
+    name: str
+    shape: Tuple[int, ...]
+    dtype: np.dtype
+    data_offset: int            # offset of the first element inside the member
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+
+class NpzReader:
+    """Reads row ranges of the arrays in an .npz without loading them whole.
+
+    np.load on an .npz decompresses each array completely; this reads only the
+    rows asked for, seeking inside the zip member (cheap for np.savez files,
+    a forward decompression for np.savez_compressed ones).
+    """
+
+    def __init__(self, path: str, opener=None):
+        self.path = path
+        self._opener = opener or (lambda p: _gfile().GFile(p, "rb"))
+        self._file = self._opener(path)
+        try:
+            self._zip = zipfile.ZipFile(self._file)
+        except (zipfile.BadZipFile, OSError) as error:
+            self._file.close()
+            raise SourceError(f"{path}: not a readable .npz file ({error})") from None
+        self.members: Dict[str, NpyMember] = {}
+        for info in self._zip.infolist():
+            if info.filename.endswith(".npy"):
+                member = self._read_header(info.filename)
+                self.members[member.name] = member
+
+    def _read_header(self, filename: str) -> NpyMember:
+        with self._zip.open(filename) as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            offset = handle.tell()
+        name = filename[:-4]
+        if fortran and len(shape) > 1:
+            raise SourceError(f"{self.path}: array {name!r} is stored in Fortran order; "
+                              "save it with np.ascontiguousarray first")
+        return NpyMember(name, tuple(shape), dtype, offset)
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        member = self.members[name]
+        if member.dtype.hasobject:
+            raise SourceError(f"{self.path}: array {name!r} holds Python objects (pickled); "
+                              "save numbers or fixed-width strings")
+        count = max(0, min(stop, member.shape[0]) - start)
+        with self._zip.open(f"{name}.npy") as handle:
+            handle.seek(member.data_offset + start * member.row_bytes)
+            raw = handle.read(count * member.row_bytes)
+        if len(raw) != count * member.row_bytes:
+            raise SourceError(f"{self.path}: array {name!r} is truncated at row {start}")
+        return np.frombuffer(raw, dtype=member.dtype).reshape((count,) + member.shape[1:])
+
+    def read_all(self, name: str) -> np.ndarray:
+        return self.read_rows(name, 0, self.members[name].shape[0])
+
+    def close(self) -> None:
+        self._zip.close()
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class NpzLayout:
+    count: int
+    image_shape: Tuple[int, ...]
+    dtype: str
+    has_labels: bool
+    class_names: Optional[List[str]]
+
+
+def inspect_npz(path: str) -> NpzLayout:
+    """Checks an .npz's arrays before ingestion; raises SourceError."""
+    with NpzReader(path) as reader:
+        if "x" not in reader.members:
+            raise SourceError(f"{path}: no array named 'x' (found {sorted(reader.members)}); "
+                              "expected x (N, H, W[, C]) and y (N,)")
+        x = reader.members["x"]
+        if len(x.shape) not in (3, 4):
+            raise SourceError(f"{path}: x has shape {x.shape}; expected (N, H, W) or (N, H, W, C)")
+        if x.shape[0] == 0:
+            raise SourceError(f"{path}: x holds no images")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise SourceError(f"{path}: x has dtype {x.dtype}; expected integer or float pixels")
+        has_labels = "y" in reader.members
+        if has_labels:
+            y = reader.members["y"]
+            if y.shape[0] != x.shape[0] or not (len(y.shape) == 1 or y.shape[1:] == (1,)):
+                raise SourceError(f"{path}: y has shape {y.shape}; expected ({x.shape[0]},) "
+                                  f"or ({x.shape[0]}, 1) to match x")
+            if not np.issubdtype(y.dtype, np.integer):
+                raise SourceError(f"{path}: y has dtype {y.dtype}; expected integer labels")
+        class_names = None
+        if "class_names" in reader.members:
+            class_names = [str(v) for v in reader.read_all("class_names").tolist()]
+        image_shape = x.shape[1:] if len(x.shape) == 4 else x.shape[1:] + (1,)
+        return NpzLayout(x.shape[0], tuple(image_shape), str(x.dtype), has_labels, class_names)
+
+
+def row_ranges(count: int, chunk: int) -> List[Tuple[int, int]]:
+    return [(start, min(start + chunk, count)) for start in range(0, count, chunk)]

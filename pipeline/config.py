@@ -1,0 +1,221 @@
+"""The one typed configuration of a pipeline, read from one TOML file.
+
+`load_config(path, overrides)` is the only way in: CLI flags become overrides
+of dotted keys, so a value has one name everywhere ("data.source",
+"training.epochs"). Any mistake is one ConfigError that names the key.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+DEFAULT_CONFIG = Path("configs/quickstart.toml")
+BUILTIN_PREFIX = "builtin:"
+REGISTRY_URL_ENV = "IMGPIPE_REGISTRY_URL"
+MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, naming the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PipelineSection(_Section):
+    name: str = Field("imgpipe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    output_root: str = "runs"
+    metadata_path: str = ""           # default: <output_root>/metadata.sqlite
+    enable_cache: bool = True
+    # In-memory DirectRunner was the fastest mode on 2-core machines for data
+    # of this size; distributed runners get their arguments here too.
+    beam_args: List[str] = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+class DataSection(_Section):
+    source: str = "builtin:quickstart"
+    format: Literal["auto", "folders", "npz", "tfrecord"] = "auto"
+    span: Optional[int] = Field(None, ge=0)
+    classes: List[str] = []           # empty: the class folder names, sorted
+    split: Dict[str, float] = {"train": 0.8, "eval": 0.2}
+    max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)
+    max_image_pixels: int = Field(50_000_000, gt=0)
+
+    @field_validator("split")
+    @classmethod
+    def _ratios(cls, split: Dict[str, float]) -> Dict[str, float]:
+        if "train" not in split or len(split) < 2:
+            raise ValueError(f"needs a 'train' split and at least one other, got {sorted(split)}")
+        bad = {k: v for k, v in split.items() if not 0 < v < 1}
+        if bad:
+            raise ValueError(f"each ratio must be between 0 and 1, got {bad}")
+        if abs(sum(split.values()) - 1.0) > 1e-6:
+            raise ValueError(f"ratios must add up to 1, got {sum(split.values()):g}")
+        return split
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, classes: List[str]) -> List[str]:
+        if len(set(classes)) != len(classes):
+            raise ValueError("class names must be unique")
+        return classes
+
+
+class ImageSection(_Section):
+    height: int = Field(32, gt=0, le=4096)
+    width: int = Field(32, gt=0, le=4096)
+    channels: Literal[1, 3] = 3
+
+
+class AugmentationSection(_Section):
+    horizontal_flip: bool = True
+    translation: float = Field(0.0, ge=0.0, lt=1.0)
+    rotation: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class TrainingSection(_Section):
+    epochs: int = Field(30, gt=0)
+    batch_size: int = Field(64, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    conv_filters: List[int] = [32, 64, 64]
+    dense_units: int = Field(64, gt=0)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    early_stopping_patience: int = Field(5, ge=0)
+    augmentation: AugmentationSection = AugmentationSection()
+
+
+class EvaluationSection(_Section):
+    accuracy_floor: float = Field(0.5, ge=0.0, le=1.0)
+    f1_floor: float = Field(0.7, ge=0.0, le=1.0)
+    f1_floors: Dict[str, float] = {}  # per class name, overriding f1_floor
+
+
+class RegistrySection(_Section):
+    model_name: str = "imgpipe-model"
+    url: str = ""                     # default: sqlite:///<output_root>/registry.db
+    mlflow_tracking_uri: str = ""     # default: sqlite:///<output_root>/mlflow.db
+
+
+class Config(_Section):
+    pipeline: PipelineSection = PipelineSection()
+    data: DataSection = DataSection()
+    image: ImageSection = ImageSection()
+    training: TrainingSection = TrainingSection()
+    evaluation: EvaluationSection = EvaluationSection()
+    registry: RegistrySection = RegistrySection()
+    # Where the file came from, for messages; not a TOML key.
+    source_file: str = Field("", exclude=True)
+
+    @model_validator(mode="after")
+    def _floors_name_classes(self) -> "Config":
+        if self.data.classes:
+            unknown = sorted(set(self.evaluation.f1_floors) - set(self.data.classes))
+            if unknown:
+                raise ValueError(f"evaluation.f1_floors names unknown classes {unknown}")
+        return self
+
+    # Derived locations -------------------------------------------------
+    @property
+    def output_root(self) -> Path:
+        return Path(self.pipeline.output_root).expanduser().absolute()
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.output_root / "pipelines" / self.pipeline.name
+
+    @property
+    def metadata_path(self) -> Path:
+        if self.pipeline.metadata_path:
+            return Path(self.pipeline.metadata_path).expanduser().absolute()
+        return self.output_root / "metadata.sqlite"
+
+    @property
+    def registry_url(self) -> str:
+        return (os.environ.get(REGISTRY_URL_ENV) or self.registry.url
+                or f"sqlite:///{self.output_root / 'registry.db'}")
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return (os.environ.get(MLFLOW_URI_ENV) or self.registry.mlflow_tracking_uri
+                or f"sqlite:///{self.output_root / 'mlflow.db'}")
+
+    @property
+    def builtin_dataset(self) -> Optional[str]:
+        if self.data.source.startswith(BUILTIN_PREFIX):
+            return self.data.source[len(BUILTIN_PREFIX):]
+        return None
+
+
+def _parse_value(text: str) -> Any:
+    """A CLI override value: TOML syntax when it parses, else a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _set_dotted(tree: Dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict):
+        return f"{key}: {message} (got {error['input']!r})"
+    return f"{key}: {message}"
+
+
+def load_config(path: Optional[os.PathLike] = None,
+                overrides: Optional[Dict[str, Any]] = None) -> Config:
+    """Reads the TOML file, applies dotted-key overrides, validates."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        with open(path, "rb") as handle:
+            tree = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        _set_dotted(tree, key, value)
+    try:
+        return Config.model_validate({**tree, "source_file": str(path)})
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def parse_set_options(items: List[str]) -> Dict[str, Any]:
+    """`--set key=value` pairs -> overrides, values parsed as TOML literals."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=3")
+        key, text = item.split("=", 1)
+        out[key.strip()] = _parse_value(text.strip())
+    return out

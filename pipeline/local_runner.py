@@ -1,0 +1,151 @@
+"""Runs create_pipeline(config) here: TFX LocalDagRunner + Beam DirectRunner.
+
+It only chooses where the pipeline runs, and shows each stage as it starts
+and finishes (wall time, cached or not, where its artifacts are), by
+listening to the runner's own log records.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from imgpipe.pipeline.config import Config
+
+_RUNNING = re.compile(r"^Component (\S+) is running\.$")
+_FINISHED = re.compile(r"^Component (\S+) is finished\.$")
+_NEW_EXECUTION = re.compile(r"^Going to run a new execution (\d+)$")
+_CACHED_EXECUTION = re.compile(r"^A cached execution (\d+) is used\.$")
+
+
+@dataclasses.dataclass
+class StageResult:
+    name: str
+    seconds: float = 0.0
+    cached: bool = False
+    execution_id: Optional[int] = None
+    artifacts: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
+    status: str = "running"
+
+
+@dataclasses.dataclass
+class RunResult:
+    source: str
+    stages: List[StageResult]
+    pipeline_root: str
+
+    def stage(self, name: str) -> Optional[StageResult]:
+        return next((s for s in self.stages if s.name == name), None)
+
+
+def prepare_source(config: Config) -> str:
+    """The concrete data source: built-in datasets are generated on first use."""
+    builtin = config.builtin_dataset
+    if builtin is None:
+        return config.data.source
+    if builtin != "quickstart":
+        raise ValueError(f"data.source: unknown built-in dataset {builtin!r}; "
+                         "the built-in dataset is 'builtin:quickstart'")
+    from imgpipe import quickstart_data
+    return str(quickstart_data.ensure_quickstart(config.output_root / "datasets" / "quickstart"))
+
+
+def output_artifacts(metadata_path: Path, execution_id: int) -> Dict[str, List[str]]:
+    """Output key -> artifact URIs of one execution, from ML Metadata."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = str(metadata_path)
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(connection)
+    keys = {}
+    for event in store.get_events_by_execution_ids([execution_id]):
+        if event.type in (metadata_store_pb2.Event.OUTPUT,
+                          metadata_store_pb2.Event.DECLARED_OUTPUT):
+            keys[event.artifact_id] = event.path.steps[0].key if event.path.steps else "output"
+    result: Dict[str, List[str]] = {}
+    for artifact in store.get_artifacts_by_id(list(keys)):
+        result.setdefault(keys[artifact.id], []).append(artifact.uri)
+    return result
+
+
+class _StageListener(logging.Handler):
+    """Turns the LocalDagRunner's log records into stage start/finish events."""
+
+    def __init__(self, metadata_path: Path, echo: Callable[[StageResult, str], None]):
+        super().__init__(level=logging.INFO)
+        self.metadata_path = metadata_path
+        self.echo = echo
+        self.stages: List[StageResult] = []
+        self._started = 0.0
+
+    @property
+    def current(self) -> Optional[StageResult]:
+        return self.stages[-1] if self.stages and self.stages[-1].status == "running" else None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed foreign log record is not our business
+            return
+        if match := _RUNNING.match(message):
+            self._started = time.monotonic()
+            self.stages.append(StageResult(match.group(1)))
+            self.echo(self.stages[-1], "started")
+        elif (match := _NEW_EXECUTION.match(message)) and self.current:
+            self.current.execution_id = int(match.group(1))
+        elif (match := _CACHED_EXECUTION.match(message)) and self.current:
+            self.current.execution_id = int(match.group(1))
+            self.current.cached = True
+        elif (match := _FINISHED.match(message)) and self.current:
+            stage = self.current
+            stage.seconds = time.monotonic() - self._started
+            stage.status = "finished"
+            if stage.execution_id is not None:
+                stage.artifacts = output_artifacts(self.metadata_path, stage.execution_id)
+            self.echo(stage, "finished")
+
+    def fail_current(self) -> Optional[StageResult]:
+        stage = self.current
+        if stage:
+            stage.seconds = time.monotonic() - self._started
+            stage.status = "failed"
+            self.echo(stage, "failed")
+        return stage
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: Optional[StageResult], error: BaseException, result: RunResult):
+        super().__init__(str(error))
+        self.stage = stage
+        self.error = error
+        self.result = result
+
+
+def run_local(config: Config, echo: Callable[[StageResult, str], None],
+              until: Optional[str] = None) -> RunResult:
+    """Runs the pipeline to the end (or to `until`); raises StageFailed."""
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from imgpipe.pipeline.pipeline import create_pipeline
+
+    source = prepare_source(config)
+    tfx_pipeline = create_pipeline(config, source=source, until=until)
+    listener = _StageListener(config.metadata_path, echo)
+    absl_logger = logging.getLogger("absl")
+    previous_level = absl_logger.level
+    absl_logger.addHandler(listener)
+    absl_logger.setLevel(logging.INFO)
+    result = RunResult(source=source, stages=listener.stages,
+                       pipeline_root=str(config.pipeline_root))
+    try:
+        LocalDagRunner().run(tfx_pipeline)
+    except BaseException as error:
+        raise StageFailed(listener.fail_current(), error, result) from error
+    finally:
+        absl_logger.removeHandler(listener)
+        absl_logger.setLevel(previous_level)
+    return result

@@ -1,0 +1,93 @@
+"""create_pipeline(config): the one definition of the imgpipe TFX pipeline.
+
+Runners only choose where it runs. Components so far:
+  ImageExampleGen -> StatisticsGen -> SchemaGen
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+from tfx import v1 as tfx
+from tfx.proto import example_gen_pb2, range_config_pb2
+
+from imgpipe.components.image_example_gen import sources
+from imgpipe.components.image_example_gen.component import ImageExampleGen
+from imgpipe.pipeline.config import Config
+
+# Buckets per unit of split ratio: ratios are honoured to 0.1%.
+_HASH_BUCKETS = 1000
+STAGES = ("ImageExampleGen", "StatisticsGen", "SchemaGen")
+
+
+class PipelineError(ValueError):
+    """The configuration cannot become a pipeline (message says why)."""
+
+
+def example_gen_for(config: Config, source: Optional[str] = None) -> ImageExampleGen:
+    """The ingestion component for the configured source."""
+    source = source or config.data.source
+    if source.startswith("builtin:"):
+        raise PipelineError(f"data.source {source!r} must be materialised first "
+                            "(imgpipe run does this for built-in datasets)")
+    try:
+        layout = sources.discover_layout(source, config.data.format)
+    except sources.SourceError as error:
+        raise PipelineError(f"data.source: {error}") from None
+    input_config = example_gen_pb2.Input(splits=[
+        example_gen_pb2.Input.Split(name=name, pattern=pattern)
+        for name, pattern in layout.split_patterns.items()])
+    if layout.has_predefined_splits:
+        output_config = example_gen_pb2.Output()
+    else:
+        output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+            example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=round(ratio * _HASH_BUCKETS))
+            for name, ratio in config.data.split.items()]))
+
+    span = config.data.span
+    pattern_has_span = sources.SPAN_TOKEN in source
+    range_config = None
+    if span is not None and pattern_has_span:
+        range_config = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
+            start_span_number=span, end_span_number=span))
+    ingestion_config = {
+        "source": source,
+        "format": layout.format,
+        "height": config.image.height,
+        "width": config.image.width,
+        "channels": config.image.channels,
+        "classes": list(config.data.classes),
+        "max_bad_fraction": config.data.max_bad_fraction,
+        "max_image_pixels": config.data.max_image_pixels,
+        "span_override": span if (span is not None and not pattern_has_span) else None,
+    }
+    return ImageExampleGen(input_base=layout.input_base, input_config=input_config,
+                           output_config=output_config, ingestion_config=ingestion_config,
+                           range_config=range_config)
+
+
+def create_pipeline(config: Config, source: Optional[str] = None,
+                    until: Optional[str] = None) -> tfx.dsl.Pipeline:
+    """Builds the pipeline. `until` stops after the named stage (e.g. ingestion only)."""
+    example_gen = example_gen_for(config, source)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                          infer_feature_shape=True)
+    components: List = [example_gen, statistics_gen, schema_gen]
+    if until is not None:
+        names = [type(c).__name__ for c in components]
+        if until not in names:
+            raise PipelineError(f"unknown stage {until!r}; stages are {', '.join(names)}")
+        components = components[:names.index(until) + 1]
+
+    metadata_path: Path = config.metadata_path
+    metadata_path.parent.mkdir(parents=True, exist_ok=True)
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline.name,
+        pipeline_root=str(config.pipeline_root),
+        components=components,
+        enable_cache=config.pipeline.enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(metadata_path)),
+        beam_pipeline_args=list(config.pipeline.beam_args),
+    )

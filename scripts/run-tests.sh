@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# The whole test suite, in the project's environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec .venv/bin/python -m pytest "$@"
