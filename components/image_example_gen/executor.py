@@ -145,6 +145,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                                "kind": report.EMPTY_CLASS} for p in folders.empty]
                 prelisted += [{"path": p, "reason": "not inside a class folder", "kind": report.IGNORED}
                               for p in folders.ignored]
+                prelisted += [{"path": p, "reason": reason, "kind": kind}
+                              for p, reason, kind in folders.skipped]
             elif config["format"] == sources.NPZ:
                 path = os.path.join(input_base, input_config.splits[0].pattern)
                 plan["npz"] = layout = sources.inspect_npz(path)

@@ -102,9 +102,6 @@ class DecodeImageFiles(_DecodesImages):
             try:
                 with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
                     data = f.read()
-            except IsADirectoryError:
-                yield _bad(path, "a folder inside a class folder (nested folders are not read)")
-                continue
             except Exception as error:  # permissions, I/O, vanished file
                 yield _bad(path, f"unreadable ({type(error).__name__}: {error})")
                 continue

@@ -146,6 +146,37 @@ class ClassFolders:
     unknown: List[str]          # folders not in the configured classes
     empty: List[str]            # class folder paths without any file
     ignored: List[str]          # non-folder entries beside the class folders
+    # Entries inside class folders that Beam's file matching would skip
+    # silently: (path, reason, kind) with kind "bad" or "ignored".
+    skipped: List[Tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+
+def _unlistable_entries(class_dir: str) -> List[Tuple[str, str, str]]:
+    """Nested folders and broken links inside a class folder.
+
+    Beam's match lists regular files only, so these would vanish without a
+    trace; they are found here and reported instead.
+    """
+    found = []
+    if "://" in class_dir:
+        # Object stores have neither links nor real folders; "folders" show up
+        # in listings with a trailing slash.
+        for entry in _gfile().listdir(class_dir):
+            if entry.endswith("/"):
+                found.append((os.path.join(class_dir, entry.rstrip("/")),
+                              "a folder inside a class folder (nested folders are not read)",
+                              "ignored"))
+        return found
+    with os.scandir(class_dir) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                found.append((entry.path, "a folder inside a class folder "
+                              "(nested folders are not read)", "ignored"))
+            elif entry.is_symlink() and not os.path.exists(entry.path):
+                found.append((entry.path, "unreadable (broken symbolic link)", "bad"))
+            elif not entry.is_file():
+                found.append((entry.path, "unreadable (not a regular file)", "bad"))
+    return found
 
 
 def scan_class_folders(class_roots: List[str], configured: List[str]) -> ClassFolders:
@@ -156,7 +187,7 @@ def scan_class_folders(class_roots: List[str], configured: List[str]) -> ClassFo
     domain instead of the images vanishing.
     """
     gfile = _gfile()
-    found, empty, ignored = set(), [], []
+    found, empty, ignored, skipped = set(), [], [], []
     for root in class_roots:
         if not gfile.isdir(root):
             raise SourceError(f"data source {root!r} does not exist or is not a folder")
@@ -169,6 +200,7 @@ def scan_class_folders(class_roots: List[str], configured: List[str]) -> ClassFo
             found.add(name)
             if not gfile.listdir(path):
                 empty.append(path)
+            skipped.extend(_unlistable_entries(path))
     if not found:
         raise SourceError(f"no class folders in {', '.join(class_roots)}: expected "
                           "<root>/<class name>/<image files>")
@@ -178,7 +210,8 @@ def scan_class_folders(class_roots: List[str], configured: List[str]) -> ClassFo
     else:
         unknown = []
         names = sorted(found)
-    return ClassFolders(class_names=names, unknown=unknown, empty=empty, ignored=ignored)
+    return ClassFolders(class_names=names, unknown=unknown, empty=empty, ignored=ignored,
+                        skipped=sorted(skipped))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,7 +240,7 @@ class NpzReader:
         self._file = self._opener(path)
         try:
             self._zip = zipfile.ZipFile(self._file)
-        except (zipfile.BadZipFile, OSError) as error:
+        except Exception as error:  # BadZipFile, OSError, or gfile seek errors on non-zips
             self._file.close()
             raise SourceError(f"{path}: not a readable .npz file ({error})") from None
         self.members: Dict[str, NpyMember] = {}

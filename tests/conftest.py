@@ -1,0 +1,58 @@
+"""Shared fixtures. Importing imgpipe first fixes TF_USE_LEGACY_KERAS for the run."""
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import imgpipe  # noqa: F401  (must precede TensorFlow)
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgpipe import quickstart_data
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = Path(os.environ.get("IMGPIPE_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+CIFAR_TARBALL = SHARED_DATASETS / "cifar10-train.tar.gz"
+
+
+def shape_image(shape: str = "circle", seed: int = 0, size: int = 32) -> Image.Image:
+    """A real drawn image (the quickstart generator), RGB."""
+    return quickstart_data.draw_shape(shape, np.random.default_rng(seed), size=size)
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def write_class_tree(root: Path, per_class: int = 6, classes=("circle", "square"),
+                     size: int = 32) -> Path:
+    for c_index, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape = quickstart_data.CLASSES[c_index % len(quickstart_data.CLASSES)]
+            image = shape_image(shape, seed=100 * c_index + i, size=size)
+            suffix, fmt = (".png", "PNG") if i % 2 == 0 else (".jpg", "JPEG")
+            (root / name / f"{i:03d}{suffix}").write_bytes(encode(image, fmt))
+    return root
+
+
+@pytest.fixture
+def class_tree(tmp_path):
+    return write_class_tree(tmp_path / "images")
+
+
+@pytest.fixture(scope="session")
+def cifar_subset(tmp_path_factory):
+    """The 500-image CIFAR-10 subset (50 per class) from ../shared/datasets."""
+    if not CIFAR_TARBALL.exists():
+        pytest.skip(f"{CIFAR_TARBALL} is not present on this machine")
+    target = tmp_path_factory.mktemp("cifar10")
+    with tarfile.open(CIFAR_TARBALL) as archive:
+        members = [m for m in archive.getmembers()
+                   if m.isfile() and m.name.startswith("train/")
+                   and os.path.basename(m.name)[:3] in {f"00{d}" for d in "01234"}]
+        archive.extractall(target, members=members)
+    return target / "train"

@@ -1,0 +1,119 @@
+"""Source layouts, class folders and streaming .npz reads (no Beam)."""
+import os
+
+import numpy as np
+import pytest
+
+from conftest import write_class_tree
+from imgpipe.components.image_example_gen import sources
+from imgpipe.components.image_example_gen.sources import SourceError
+
+
+def test_class_tree_is_one_split_to_hash(class_tree):
+    layout = sources.discover_layout(str(class_tree))
+    assert layout.format == "folders"
+    assert layout.input_base == str(class_tree)
+    assert layout.split_patterns == {"single_split": "*/*"}
+    assert not layout.has_predefined_splits
+
+
+def test_train_and_test_folders_become_splits(tmp_path):
+    write_class_tree(tmp_path / "data" / "train")
+    write_class_tree(tmp_path / "data" / "test")
+    layout = sources.discover_layout(str(tmp_path / "data"))
+    assert layout.split_patterns == {"eval": "test/*/*", "train": "train/*/*"}
+
+
+def test_span_pattern_goes_into_the_split_pattern(tmp_path):
+    for span in (1, 2):
+        write_class_tree(tmp_path / "drops" / f"span-{span}")
+    layout = sources.discover_layout(str(tmp_path / "drops" / "span-{SPAN}"))
+    assert layout.input_base == str(tmp_path / "drops")
+    assert layout.split_patterns == {"single_split": "span-{SPAN}/*/*"}
+
+
+def test_npz_and_tfrecord_sources(tmp_path):
+    np.savez(tmp_path / "data.npz", x=np.zeros((2, 4, 4), np.uint8), y=np.array([0, 1]))
+    layout = sources.discover_layout(str(tmp_path / "data.npz"))
+    assert (layout.format, layout.input_base, layout.split_patterns) == (
+        "npz", str(tmp_path), {"single_split": "data.npz"})
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "part-0.tfrecord.gz").write_bytes(b"")
+    layout = sources.discover_layout(str(tmp_path / "records"))
+    assert (layout.format, layout.split_patterns) == ("tfrecord", {"single_split": "*"})
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    with pytest.raises(SourceError, match="does not exist"):
+        sources.discover_layout(str(tmp_path / "nowhere"))
+
+
+def test_class_folders_keep_configured_order_and_flag_the_rest(tmp_path):
+    root = write_class_tree(tmp_path / "images", classes=("square", "circle", "horse"))
+    (root / "empty").mkdir()
+    (root / "README.txt").write_text("notes")
+    found = sources.scan_class_folders([str(root)], ["square", "circle"])
+    assert found.class_names == ["square", "circle", "empty", "horse"]
+    assert found.unknown == ["empty", "horse"]
+    assert found.empty == [str(root / "empty")]
+    assert found.ignored == [str(root / "README.txt")]
+    assert found.skipped == []
+    assert sources.scan_class_folders([str(root)], []).class_names == [
+        "circle", "empty", "horse", "square"]
+
+
+def test_entries_beam_would_skip_are_reported(tmp_path):
+    root = write_class_tree(tmp_path / "images", per_class=1)
+    (root / "circle" / "more").mkdir()
+    (root / "circle" / "more" / "x.png").write_bytes(b"")
+    os.symlink(root / "gone.png", root / "square" / "dangling.png")
+    found = sources.scan_class_folders([str(root)], [])
+    assert found.skipped == [
+        (str(root / "circle" / "more"), "a folder inside a class folder (nested folders are not read)",
+         "ignored"),
+        (str(root / "square" / "dangling.png"), "unreadable (broken symbolic link)", "bad")]
+
+
+def test_no_class_folders_is_an_error(tmp_path):
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes(b"x")
+    with pytest.raises(SourceError, match="no class folders"):
+        sources.scan_class_folders([str(tmp_path / "flat")], [])
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_npz_rows_are_read_without_loading_the_whole_array(tmp_path, save):
+    x = np.random.default_rng(0).integers(0, 256, (50, 6, 5, 3), dtype=np.uint8)
+    y = np.arange(50).reshape(50, 1)
+    save(tmp_path / "d.npz", x=x, y=y)
+    with sources.NpzReader(str(tmp_path / "d.npz")) as reader:
+        np.testing.assert_array_equal(reader.read_rows("x", 10, 17), x[10:17])
+        np.testing.assert_array_equal(reader.read_rows("y", 45, 60), y[45:])
+    layout = sources.inspect_npz(str(tmp_path / "d.npz"))
+    assert (layout.count, layout.image_shape, layout.dtype, layout.has_labels) == (
+        50, (6, 5, 3), "uint8", True)
+
+
+def test_npz_problems_are_named(tmp_path):
+    np.savez(tmp_path / "no_x.npz", images=np.zeros((2, 4, 4)))
+    with pytest.raises(SourceError, match="no array named 'x'"):
+        sources.inspect_npz(str(tmp_path / "no_x.npz"))
+    np.savez(tmp_path / "mismatch.npz", x=np.zeros((3, 4, 4)), y=np.array([1, 2]))
+    with pytest.raises(SourceError, match=r"y has shape \(2,\); expected \(3,\)"):
+        sources.inspect_npz(str(tmp_path / "mismatch.npz"))
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(SourceError, match="not a readable .npz"):
+        sources.inspect_npz(str(tmp_path / "broken.npz"))
+
+
+def test_npz_class_names_and_grayscale_shape(tmp_path):
+    np.savez(tmp_path / "g.npz", x=np.zeros((4, 28, 28), np.uint8), y=np.array([0, 1, 2, 1]),
+             class_names=np.array(["a", "b", "c"]))
+    layout = sources.inspect_npz(str(tmp_path / "g.npz"))
+    assert layout.image_shape == (28, 28, 1)
+    assert layout.class_names == ["a", "b", "c"]
+
+
+def test_row_ranges_cover_everything_once():
+    assert sources.row_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert sources.row_ranges(0, 4) == []
