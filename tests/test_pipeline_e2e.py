@@ -1,0 +1,155 @@
+"""End to end: the real TFX pipeline on the Beam DirectRunner, through the CLI."""
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from conftest import REPO, encode, shape_image, write_class_tree
+from imgpipe.pipeline import cli
+
+pytestmark = pytest.mark.e2e
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli.main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def read_examples(split_dir: Path):
+    records = []
+    for path in sorted(split_dir.glob("*.gz")):
+        records += list(tf.data.TFRecordDataset(str(path), compression_type="GZIP").as_numpy_iterator())
+    return [tf.train.Example.FromString(r) for r in records]
+
+
+def artifact_dir(output_root: Path, pipeline: str, component: str, key: str) -> Path:
+    base = output_root / "pipelines" / pipeline / component / key
+    return max(base.iterdir(), key=lambda p: int(p.name))
+
+
+def test_run_ingests_validates_statistics_and_caches(tmp_path):
+    data = write_class_tree(tmp_path / "data", per_class=30, classes=("circle", "square", "cross"))
+    shape_image("circle", seed=99).convert("L").save(data / "circle" / "grey.png")
+    (data / "square" / "broken.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+
+    result = invoke("run", "--config", REPO / "configs" / "quickstart.toml", "--data", data,
+                    "--output-root", out, "--set", "data.max_bad_fraction=0.05",
+                    "--set", "pipeline.name='e2e'")
+    assert result.exit_code == 0, result.output
+    for stage in ("ImageExampleGen", "StatisticsGen", "SchemaGen"):
+        assert f"[start] {stage}" in result.output and f"[done ] {stage}" in result.output
+    assert "examples: " in result.output and "statistics: " in result.output
+    assert "grayscale -> RGB" in result.output
+    assert "broken.jpg: empty file (0 bytes)" in result.output
+
+    examples_dir = artifact_dir(out, "e2e", "ImageExampleGen", "examples")
+    splits = {p.name: read_examples(p) for p in examples_dir.iterdir() if p.is_dir()}
+    assert set(splits) == {"Split-train", "Split-eval"}
+    assert sum(len(v) for v in splits.values()) == 91
+    example = splits["Split-train"][0].features.feature
+    assert len(example["image"].int64_list.value) == 32 * 32 * 3
+    assert example["pixel_dtype"].bytes_list.value == [b"uint8"]
+
+    report = json.loads((artifact_dir(out, "e2e", "ImageExampleGen", "report")
+                         / "ingestion_report.json").read_text())
+    assert report["examples"] == 91 and report["bad"] == 1
+    assert report["class_names"] == ["circle", "cross", "square"]
+    assert sum(s["examples"] for s in report["splits"].values()) == 91
+    assert (artifact_dir(out, "e2e", "SchemaGen", "schema") / "schema.pbtxt").exists()
+    stats = artifact_dir(out, "e2e", "StatisticsGen", "statistics")
+    assert (stats / "Split-train" / "FeatureStats.pb").exists()
+
+    # Same data, same config: every stage comes from the cache and the split
+    # of each image is the same.
+    again = invoke("run", "--config", REPO / "configs" / "quickstart.toml", "--data", data,
+                   "--output-root", out, "--set", "data.max_bad_fraction=0.05",
+                   "--set", "pipeline.name='e2e'")
+    assert again.exit_code == 0, again.output
+    assert again.output.count("(cached)") == 3
+
+
+def test_too_many_bad_files_stop_ingestion_and_leave_no_examples(tmp_path):
+    data = write_class_tree(tmp_path / "data", per_class=10)
+    for i in range(3):
+        (data / "circle" / f"bad{i}.png").write_text("not an image")
+    out = tmp_path / "out"
+    result = invoke("ingest", data, "--output", out, "--set", "pipeline.name='bad'")
+    assert result.exit_code == 1
+    assert "3 of 23 inputs (13.04%) could not be read" in result.output
+    assert "--max-bad-fraction" in result.output and "quarantine.csv" in result.output
+    examples = out / "pipelines" / "bad" / "ImageExampleGen" / "examples"
+    assert not any(examples.rglob("*.gz"))
+    # A looser limit lets the same data through.
+    ok = invoke("ingest", data, "--output", out, "--max-bad-fraction", "0.2",
+                "--set", "pipeline.name='bad'")
+    assert ok.exit_code == 0, ok.output
+    assert "3 bad (13.04%" in ok.output
+
+
+def test_single_class_and_empty_sources_are_clear_errors(tmp_path):
+    single = write_class_tree(tmp_path / "single", per_class=3, classes=("circle",))
+    result = invoke("ingest", single, "--output", tmp_path / "o1")
+    assert result.exit_code == 1 and "a classifier needs at least two" in result.output
+    (tmp_path / "empty").mkdir()
+    result = invoke("ingest", tmp_path / "empty", "--output", tmp_path / "o2")
+    assert result.exit_code == 1 and "no class folders" in result.output
+
+
+def test_npz_ingestion_keeps_float_pixels_and_spans(tmp_path):
+    x = np.stack([np.asarray(shape_image("circle" if i % 2 else "square", seed=i))
+                  for i in range(40)]).astype(np.float32) / 255.0
+    np.savez(tmp_path / "drop.npz", x=x, y=np.arange(40) % 2)
+    out = tmp_path / "out"
+    result = invoke("ingest", tmp_path / "drop.npz", "--output", out, "--span", 3,
+                    "--set", "pipeline.name='npz'")
+    assert result.exit_code == 0, result.output
+    assert "(npz, span 3)" in result.output
+    examples_dir = artifact_dir(out, "npz", "ImageExampleGen", "examples")
+    example = read_examples(examples_dir / "Split-train")[0].features.feature
+    assert example["pixel_dtype"].bytes_list.value == [b"float32"]
+    assert max(example["image"].float_list.value) <= 1.0
+
+
+def test_span_pattern_takes_the_latest_span(tmp_path):
+    write_class_tree(tmp_path / "drops" / "span-1", per_class=4)
+    write_class_tree(tmp_path / "drops" / "span-2", per_class=6)
+    result = invoke("ingest", tmp_path / "drops" / "span-{SPAN}", "--output", tmp_path / "out",
+                    "--set", "pipeline.name='spans'")
+    assert result.exit_code == 0, result.output
+    assert "span 2" in result.output and "split train" in result.output
+    report = json.loads((artifact_dir(tmp_path / "out", "spans", "ImageExampleGen", "report")
+                         / "ingestion_report.json").read_text())
+    assert report["examples"] == 12 and report["span"] == 2
+
+
+def test_cifar10_subset_from_shared_datasets(cifar_subset, tmp_path):
+    result = invoke("ingest", cifar_subset, "--config", REPO / "configs" / "cifar10.toml",
+                    "--output", tmp_path / "out", "--set", "pipeline.name='cifar'")
+    assert result.exit_code == 0, result.output
+    report = json.loads((artifact_dir(tmp_path / "out", "cifar", "ImageExampleGen", "report")
+                         / "ingestion_report.json").read_text())
+    assert report["examples"] == 500 and report["bad"] == 0
+    assert report["conversions"] == {}
+    per_class = {}
+    for split in report["splits"].values():
+        for name, count in split["per_class"].items():
+            per_class[name] = per_class.get(name, 0) + count
+    assert per_class == {name: 50 for name in report["class_names"]}
+    assert report["class_names"][0] == "airplane"
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["ingest"]])
+def test_every_command_has_help(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_bad_config_is_a_usage_error_naming_the_key(tmp_path):
+    result = invoke("run", "--set", "image.channels=4", "--output-root", tmp_path)
+    assert result.exit_code == 2 and "image.channels: Input should be 1 or 3" in result.output
