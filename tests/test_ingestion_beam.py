@@ -30,7 +30,12 @@ def run_transform(build):
         result = build(pipeline)
         for tag in (ptransforms.RECORDS, ptransforms.QUARANTINE, ptransforms.EVENTS):
             assert_that(result[tag], _collector(tag), label=f"Collect{tag}")
-    return dict(_COLLECTED)
+    out = dict(_COLLECTED)
+    # Records travel in batches and conversions as per-batch counts.
+    out[ptransforms.RECORDS] = [r for batch in out[ptransforms.RECORDS] for r in batch]
+    out[ptransforms.EVENTS] = sorted(name for counts in out[ptransforms.EVENTS]
+                                     for name, n in counts.items() for _ in range(n))
+    return out
 
 
 def settings(root, classes=("circle", "square"), **kwargs):
@@ -143,6 +148,20 @@ def test_tfrecords_pass_through_or_decode_image_bytes(tmp_path):
     assert out[ptransforms.EVENTS] == ["resized from 40x40"]
     assert [row["reason"] for row in out[ptransforms.QUARANTINE]] == [
         "record is not a serialized tf.Example"]
+
+
+def test_splits_are_assigned_per_record_and_counted():
+    batch = [(f"c/{i}.png", i % 3, f"record{i}".encode()) for i in range(300)]
+    fn = ptransforms.AssignSplits(["train", "eval"], [800, 1000])
+    outputs = list(fn.process(batch))
+    records = [o for o in outputs if o.tag != ptransforms.COUNTS]
+    [counts] = [o.value for o in outputs if o.tag == ptransforms.COUNTS]
+    assert len(records) == 300 and sum(counts.values()) == 300
+    assert {o.tag for o in records} == {"train", "eval"}
+    assert counts[("train", 0)] == sum(1 for o, (sid, label, _) in zip(records, batch)
+                                       if o.tag == "train" and label == 0)
+    assert ptransforms.merge_counts([{("a", 1): 2}, {("a", 1): 3, ("b", 0): 1}]) == {
+        ("a", 1): 5, ("b", 0): 1}
 
 
 def test_hash_split_is_deterministic_and_follows_the_ratios():

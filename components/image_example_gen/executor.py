@@ -13,8 +13,10 @@ from typing import Any, Dict, List
 
 import apache_beam as beam
 from tfx import types
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import write_split
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
@@ -37,23 +39,18 @@ def _read_json_lines(pattern: str) -> List[dict]:
     return rows
 
 
-class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-    """Reads class folders, .npz arrays or TFRecords into tf.Examples."""
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Reads class folders, .npz arrays or TFRecords into tf.Examples.
 
-    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        raise NotImplementedError("ImageExampleGen plans its transforms in GenerateExamplesByBeam")
+    Writes the splits itself, in TFX's layout (`Split-<name>/data_tfrecord-*.gz`),
+    without the example-level reshuffle of TFX's WriteSplit: file order is
+    shuffled before decoding instead, so a DirectRunner never holds the
+    decoded dataset in memory.
+    """
 
-    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
-                               exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
-        plan = self._plan
-        input_config = example_gen_pb2.Input()
-        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
-                                  input_config)
-        output_config = example_gen_pb2.Output()
-        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
-                                  output_config)
-        split_names = example_gen_utils.generate_output_split_names(input_config, output_config)
-
+    def _build(self, pipeline: beam.Pipeline, plan: Dict[str, Any],
+               input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output,
+               split_uris: Dict[str, str]) -> None:
         per_input = []
         for split in input_config.splits:
             label = f"[{split.name}]"
@@ -69,47 +66,57 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                     pattern, plan["settings"])
             per_input.append(result)
 
+        split_names = list(split_uris)
+        by_split: Dict[str, List[beam.PCollection]] = {name: [] for name in split_names}
+        counts = []
         if output_config.split_config.splits:
             bounds, total = [], 0
             for split in output_config.split_config.splits:
                 total += split.hash_buckets
                 bounds.append(total)
-            splits = (per_input[0][ptransforms.RECORDS]
-                      | "SplitByHash" >> beam.Partition(
-                          lambda record, n: ptransforms.split_index(record[0], bounds),
-                          len(bounds)))
+            assigned = (per_input[0][ptransforms.RECORDS]
+                        | "AssignSplits" >> beam.ParDo(ptransforms.AssignSplits(
+                            split_names, bounds)).with_outputs(ptransforms.COUNTS, *split_names))
+            for name in split_names:
+                by_split[name].append(assigned[name])
+            counts.append(assigned[ptransforms.COUNTS])
         else:
-            splits = [result[ptransforms.RECORDS] for result in per_input]
+            for name, result in zip(split_names, per_input):
+                assigned = (result[ptransforms.RECORDS]
+                            | f"AssignSplit[{name}]" >> beam.ParDo(ptransforms.AssignSplits(
+                                [name])).with_outputs(ptransforms.COUNTS, name))
+                by_split[name].append(assigned[name])
+                counts.append(assigned[ptransforms.COUNTS])
+
+        for name, uri in split_uris.items():
+            (by_split[name]
+             | f"Flatten[{name}]" >> beam.Flatten()
+             | f"Write[{name}]" >> beam.io.WriteToTFRecord(
+                 os.path.join(uri, write_split.DEFAULT_TF_RECORD_FILE_NAME),
+                 file_name_suffix=".gz"))
 
         beam_dir = os.path.join(plan["report_uri"], _BEAM_OUTPUT_DIR)
-        counts = []
-        outputs = {}
-        for name, records in zip(split_names, splits):
-            counts.append(records
-                          | f"Label[{name}]" >> beam.Map(lambda record: record[1])
-                          | f"CountLabels[{name}]" >> beam.combiners.Count.PerElement()
-                          | f"CountRow[{name}]" >> beam.Map(
-                              lambda kv, split=name: json.dumps(
-                                  {"split": split, "label": kv[0], "count": kv[1]})))
-            outputs[name] = records | f"Serialized[{name}]" >> beam.Map(lambda record: record[2])
 
-        def write(pcolls, name):
+        def write_rows(pcoll, name):
+            return pcoll | f"Write{name}" >> beam.io.WriteToText(
+                os.path.join(beam_dir, name), file_name_suffix=".jsonl", shard_name_template="")
+
+        def merged(pcolls, name):
             return (pcolls
                     | f"Flatten{name}" >> beam.Flatten()
-                    | f"Write{name}" >> beam.io.WriteToText(
-                        os.path.join(beam_dir, name), file_name_suffix=".jsonl",
-                        shard_name_template=""))
+                    | f"Merge{name}" >> beam.CombineGlobally(ptransforms.merge_counts))
 
-        write(counts, "Counts")
-        write([r[ptransforms.QUARANTINE] | f"Quarantine{i}" >> beam.Map(json.dumps)
-               for i, r in enumerate(per_input)], "Quarantine")
-        conversions = ([r[ptransforms.EVENTS] for r in per_input]
-                       | "FlattenEvents" >> beam.Flatten()
-                       | "CountEvents" >> beam.combiners.Count.PerElement()
-                       | "EventRow" >> beam.Map(
-                           lambda kv: json.dumps({"name": kv[0], "count": kv[1]})))
-        write([conversions], "Conversions")
-        return outputs
+        write_rows(merged(counts, "Counts")
+                   | "CountRows" >> beam.FlatMap(lambda counts: [
+                       json.dumps({"split": split, "label": label, "count": count})
+                       for (split, label), count in sorted(counts.items())]), "Counts")
+        write_rows(merged([r[ptransforms.EVENTS] for r in per_input], "Conversions")
+                   | "ConversionRows" >> beam.FlatMap(lambda counts: [
+                       json.dumps({"name": name, "count": count})
+                       for name, count in sorted(counts.items())]), "Conversions")
+        write_rows([r[ptransforms.QUARANTINE] for r in per_input]
+                   | "FlattenQuarantine" >> beam.Flatten()
+                   | "QuarantineRows" >> beam.Map(json.dumps), "Quarantine")
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]],
@@ -159,9 +166,18 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             height=config["height"], width=config["width"], channels=config["channels"],
             class_ids={name: index for index, name in enumerate(class_names)},
             max_image_pixels=config["max_image_pixels"], input_base=input_base)
-        self._plan = plan
 
-        super().Do(input_dict, output_dict, exec_properties)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                                  output_config)
+        split_names = example_gen_utils.generate_output_split_names(input_config, output_config)
+        examples.split_names = artifact_utils.encode_split_names(split_names)
+        split_uris = {name: artifact_utils.get_split_uri([examples], name) for name in split_names}
+        with self._make_beam_pipeline() as pipeline:
+            self._build(pipeline, plan, input_config, output_config, split_uris)
+        examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+        examples_utils.set_file_format(
+            examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
 
         beam_dir = os.path.join(report_artifact.uri, _BEAM_OUTPUT_DIR)
         split_counts: Dict[str, Dict[int, int]] = {}

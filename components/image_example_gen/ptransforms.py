@@ -1,19 +1,22 @@
 """Beam transforms that turn each source kind into serialized tf.Examples.
 
 Every transform returns a tagged result:
-  records     (source_id, label or -1, serialized tf.Example)
+  records     one list per batch of (source_id, label or -1, serialized tf.Example)
   quarantine  {"path", "reason", "kind"}: kind "bad" (could not become an
               example) or "ignored" (not an image file, never a candidate)
-  events      one string per conversion applied, for counting
+  events      one {conversion name: count} dict per batch
 Files are read with Beam's FileSystems (local, gs://, ...) and processed in
-batches, so nothing holds more than a batch of images at a time.
+batches, so nothing holds more than a batch of images at a time. Elements
+travel in batches until they are assigned to splits: per-element steps are
+the costly part of a Beam pipeline.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import os
-from typing import Dict, List
+from collections import Counter
+from typing import Dict, List, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -112,22 +115,43 @@ class DecodeImageFiles(_DecodesImages):
                 continue
             items.append((path, data, info))
 
-        good_paths, good_pixels, labels = [], [], []
+        good_paths, good_pixels, labels, events = [], [], [], Counter()
         for path, pixels, outcome in self._decode(items):
             if pixels is None:
                 yield _bad(path, outcome)
                 continue
-            for conversion in outcome:
-                yield beam.pvalue.TaggedOutput(EVENTS, conversion)
+            events.update(outcome)
             good_paths.append(path)
             good_pixels.append(pixels)
             labels.append(s.class_ids[os.path.basename(os.path.dirname(path))])
+        if events:
+            yield beam.pvalue.TaggedOutput(EVENTS, dict(events))
         if not good_paths:
             return
         source_ids = [_relative(p, s.input_base) for p in good_paths]
         serialized = encoding.encode_examples(np.stack(good_pixels), labels, source_ids, "uint8")
-        for source_id, label, record in zip(source_ids, labels, serialized):
-            yield source_id, label, record
+        yield list(zip(source_ids, labels, serialized))
+
+
+def _fingerprint(text: str) -> int:
+    import farmhash  # pyfarmhash, the hash TFX's own ExampleGen partitions with.
+    return farmhash.fingerprint64(text)
+
+
+@beam.ptransform_fn
+def ShuffleSmall(pcoll, key=_fingerprint):
+    """A deterministic shuffle of small elements (file paths, row ranges).
+
+    Class folders list files class by class; shuffling the paths before
+    decoding makes the written files mixed without shuffling the examples
+    themselves (TFX's own writer reshuffles the examples, which makes a
+    DirectRunner hold the whole dataset in memory).
+    """
+    return (pcoll
+            | "Gather" >> beam.combiners.ToList()
+            | "Order" >> beam.FlatMap(lambda items: sorted(items, key=lambda i: key(str(i))))
+            # Spread the (small) work items over workers before the expensive decode.
+            | "Distribute" >> beam.Reshuffle())
 
 
 @beam.ptransform_fn
@@ -137,8 +161,7 @@ def ImageFilesToRecords(pipeline, file_pattern: str, settings: IngestSettings):
             | "Match" >> beam_fileio.MatchAll(
                 beam_fileio.EmptyMatchTreatment.ALLOW)
             | "Path" >> beam.Map(lambda metadata: metadata.path)
-            # Spread the file list over workers before the expensive decode.
-            | "Distribute" >> beam.Reshuffle()
+            | "Shuffle" >> ShuffleSmall()
             | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=256)
             | "Decode" >> beam.ParDo(DecodeImageFiles(settings)).with_outputs(
                 QUARANTINE, EVENTS, main=RECORDS))
@@ -164,8 +187,8 @@ class ReadNpzRows(beam.DoFn):
                     reader.read_rows("y", start, stop), len(x), self._path)
         source_ids = [f"{self._source_id}[{i}]" for i in range(start, stop)]
         serialized = encoding.encode_examples(x, labels, source_ids, str(x.dtype))
-        for i, record in enumerate(serialized):
-            yield source_ids[i], (int(labels[i]) if labels is not None else NO_LABEL), record
+        label_list = labels.tolist() if labels is not None else [NO_LABEL] * len(serialized)
+        yield list(zip(source_ids, label_list, serialized))
 
 
 @beam.ptransform_fn
@@ -173,7 +196,7 @@ def NpzToRecords(pipeline, path: str, source_id: str, count: int, has_labels: bo
                  rows_per_read: int = 1024):
     return (pipeline
             | "Ranges" >> beam.Create(sources.row_ranges(count, rows_per_read))
-            | "Distribute" >> beam.Reshuffle()
+            | "Shuffle" >> ShuffleSmall()
             | "Read" >> beam.ParDo(ReadNpzRows(path, source_id, has_labels)).with_outputs(
                 QUARANTINE, EVENTS, main=RECORDS))
 
@@ -189,7 +212,7 @@ class ParseTFRecordExamples(_DecodesImages):
     def process(self, batch: List[tuple]):
         import tensorflow as tf
         s = self._settings
-        to_decode, labels_by_path = [], {}
+        to_decode, labels_by_path, passed = [], {}, []
         for filename, record in batch:
             digest = hashlib.sha1(record).hexdigest()[:16]
             source_id = f"{_relative(filename, s.input_base)}#{digest}"
@@ -223,15 +246,14 @@ class ParseTFRecordExamples(_DecodesImages):
             else:
                 source_id = features[encoding.SOURCE_ID_FEATURE].bytes_list.value[0].decode(
                     "utf-8", "replace")
-            yield source_id, label, example.SerializeToString()
+            passed.append((source_id, label, example.SerializeToString()))
 
-        good_ids, good_pixels, labels = [], [], []
+        good_ids, good_pixels, labels, events = [], [], [], Counter()
         for source_id, pixels, outcome in self._decode(to_decode):
             if pixels is None:
                 yield _bad(source_id, outcome)
                 continue
-            for conversion in outcome:
-                yield beam.pvalue.TaggedOutput(EVENTS, conversion)
+            events.update(outcome)
             good_ids.append(source_id)
             good_pixels.append(pixels)
             labels.append(labels_by_path[source_id])
@@ -245,8 +267,11 @@ class ParseTFRecordExamples(_DecodesImages):
                 np.stack([good_pixels[i] for i in chosen]),
                 [labels[i] for i in chosen] if with_label else None,
                 [good_ids[i] for i in chosen], "uint8")
-            for i, record in zip(chosen, serialized):
-                yield good_ids[i], labels[i], record
+            passed.extend((good_ids[i], labels[i], record) for i, record in zip(chosen, serialized))
+        if events:
+            yield beam.pvalue.TaggedOutput(EVENTS, dict(events))
+        if passed:
+            yield passed
 
 
 @beam.ptransform_fn
@@ -261,9 +286,41 @@ def TFRecordsToRecords(pipeline, file_pattern: str, settings: IngestSettings):
 
 def split_index(source_id: str, bucket_bounds: List[int]) -> int:
     """Deterministic hash split on the source id (stable across runs and runners)."""
-    import farmhash  # pyfarmhash, as TFX's own ExampleGen partitioning uses.
-    bucket = farmhash.fingerprint64(source_id) % bucket_bounds[-1]
+    bucket = _fingerprint(source_id) % bucket_bounds[-1]
     for index, bound in enumerate(bucket_bounds):
         if bucket < bound:
             return index
     raise AssertionError("unreachable")
+
+
+COUNTS = "counts"
+
+
+class AssignSplits(beam.DoFn):
+    """Batches of records -> serialized examples tagged by split name.
+
+    With `bucket_bounds` the split is a hash of the source id; without, every
+    record goes to the single `split_names[0]` (predefined split folders).
+    Also emits one {(split, label): count} dict per batch under COUNTS.
+    """
+
+    def __init__(self, split_names: List[str], bucket_bounds: Optional[List[int]] = None):
+        self._names = split_names
+        self._bounds = bucket_bounds
+
+    def process(self, batch):
+        counts = Counter()
+        for source_id, label, record in batch:
+            name = (self._names[split_index(source_id, self._bounds)] if self._bounds
+                    else self._names[0])
+            counts[(name, label)] += 1
+            yield beam.pvalue.TaggedOutput(name, record)
+        yield beam.pvalue.TaggedOutput(COUNTS, dict(counts))
+
+
+def merge_counts(dicts) -> dict:
+    """Sums count dicts; associative, so Beam may combine in any order."""
+    total = Counter()
+    for counts in dicts:
+        total.update(counts)
+    return dict(total)

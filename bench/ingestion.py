@@ -1,0 +1,121 @@
+"""Ingestion benchmark: imgpipe's ImageExampleGen against plain Pillow decoding.
+
+  .venv/bin/python bench/ingestion.py --data runs/datasets/cifar10/train \
+      --sizes 10000,50000 --output bench/results/ingestion.json
+
+For each size N (the first N/K files of each of the K class folders):
+  - Pillow: read + decode + convert to RGB + to NumPy, one process, one core;
+  - imgpipe: `imgpipe ingest` in a fresh process (real TFX component on the
+    Beam DirectRunner, writing gzipped tf.Examples), its ImageExampleGen wall
+    time, CPU time and peak resident memory.
+Also times each stage of the quickstart `imgpipe run` (what `make run` does).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+IMGPIPE = str(Path(sys.executable).parent / "imgpipe")
+STAGE_LINE = re.compile(r"^\[done \] (\S+)\s+([\d.]+)s")
+
+
+def subset(data: Path, size: int, target: Path) -> int:
+    """A class-folder tree of symlinks to the first size/K files of each class."""
+    classes = sorted(p for p in data.iterdir() if p.is_dir())
+    per_class = size // len(classes)
+    count = 0
+    for folder in classes:
+        (target / folder.name).mkdir(parents=True)
+        for path in sorted(folder.iterdir())[:per_class]:
+            (target / folder.name / path.name).symlink_to(path.resolve())
+            count += 1
+    return count
+
+
+def pillow_rate(tree: Path) -> dict:
+    files = sorted(tree.glob("*/*"))
+    start, cpu = time.perf_counter(), time.process_time()
+    for path in files:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"images": len(files), "wall_s": wall, "cpu_s": cpu,
+            "images_per_s": len(files) / wall, "images_per_cpu_s": len(files) / cpu}
+
+
+def run_cli(args, env=None) -> dict:
+    """Runs imgpipe in a child process; wall, CPU, peak RSS and stage times."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([IMGPIPE, *args], capture_output=True, text=True, cwd=REPO, env=env)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"imgpipe {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    stages = {}
+    for line in proc.stdout.splitlines():
+        match = STAGE_LINE.match(line)
+        if match:
+            stages[match.group(1)] = float(match.group(2))
+    return {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "peak_rss_mb": after.ru_maxrss / 1024, "stages": stages}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="class-folder tree (CIFAR-10 train)")
+    parser.add_argument("--sizes", default="10000,50000")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "ingestion.json")
+    parser.add_argument("--skip-quickstart", action="store_true")
+    args = parser.parse_args()
+
+    results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                           "platform": platform.platform()}, "ingestion": [], "quickstart": None}
+    work = Path(tempfile.mkdtemp(prefix="imgpipe-bench-"))
+    try:
+        for size in (int(s) for s in args.sizes.split(",")):
+            tree = work / f"data-{size}"
+            count = subset(args.data, size, tree)
+            pillow = pillow_rate(tree)
+            # Each size in a fresh process and output root: peak RSS is its own.
+            run = run_cli(["ingest", str(tree), "--config", "configs/cifar10.toml",
+                           "--output", str(work / f"out-{size}"), "--set", "pipeline.enable_cache=false"])
+            stage = run["stages"]["ImageExampleGen"]
+            row = {"images": count, "pillow": pillow, "imgpipe": run,
+                   "imgpipe_images_per_s": count / stage,
+                   "ratio_to_pillow": (count / stage) / pillow["images_per_s"]}
+            results["ingestion"].append(row)
+            print(json.dumps({"images": count, "pillow_per_s": round(pillow["images_per_s"]),
+                              "imgpipe_stage_s": stage,
+                              "imgpipe_per_s": round(row["imgpipe_images_per_s"]),
+                              "ratio": round(row["ratio_to_pillow"], 2),
+                              "peak_rss_mb": round(run["peak_rss_mb"])}), flush=True)
+        if not args.skip_quickstart:
+            results["quickstart"] = run_cli(["run", "--output-root", str(work / "quickstart")])
+            print(json.dumps({"quickstart_stages": results["quickstart"]["stages"],
+                              "wall_s": round(results["quickstart"]["wall_s"], 1)}), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
