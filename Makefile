@@ -11,7 +11,7 @@ run: $(STAMP)
 	$(VENV)/bin/imgpipe run
 
 test: $(STAMP)
-	bash scripts/run-tests.sh
+	VENV=$(VENV) bash scripts/run-tests.sh
 
 venv: $(STAMP)
 

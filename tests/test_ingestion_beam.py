@@ -170,3 +170,26 @@ def test_hash_split_is_deterministic_and_follows_the_ratios():
     first = [ptransforms.split_index(i, bounds) for i in ids]
     assert first == [ptransforms.split_index(i, bounds) for i in ids]
     assert 0.77 < first.count(0) / len(ids) < 0.83
+
+
+def test_written_examples_are_standard_gzip_tfrecords(tmp_path):
+    records = [f"record-{i}".encode() * (i + 1) for i in range(2000)]
+    with beam.Pipeline() as pipeline:
+        _ = (pipeline | beam.Create(records)
+             | ptransforms.WriteExamples(str(tmp_path / "Split-train"), str(tmp_path / "tmp")))
+    files = sorted((tmp_path / "Split-train").glob("data_tfrecord-*.gz"))
+    assert files and sorted((tmp_path / "Split-train").iterdir()) == files
+    read = list(tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP")
+                .as_numpy_iterator())
+    assert sorted(read) == sorted(records)
+    # The sink may end a gzip member and start another; readers must accept it.
+    sink = ptransforms.GzipTFRecordSink()
+    with open(tmp_path / "two_members.gz", "wb") as handle:
+        sink.open(handle)
+        sink.write(b"first")
+        sink.flush()
+        sink.write(b"second")
+        sink.flush()
+    read = list(tf.data.TFRecordDataset(str(tmp_path / "two_members.gz"),
+                                         compression_type="GZIP").as_numpy_iterator())
+    assert read == [b"first", b"second"]

@@ -88,14 +88,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 by_split[name].append(assigned[name])
                 counts.append(assigned[ptransforms.COUNTS])
 
+        beam_dir = os.path.join(plan["report_uri"], _BEAM_OUTPUT_DIR)
         for name, uri in split_uris.items():
             (by_split[name]
              | f"Flatten[{name}]" >> beam.Flatten()
-             | f"Write[{name}]" >> beam.io.WriteToTFRecord(
-                 os.path.join(uri, write_split.DEFAULT_TF_RECORD_FILE_NAME),
-                 file_name_suffix=".gz"))
-
-        beam_dir = os.path.join(plan["report_uri"], _BEAM_OUTPUT_DIR)
+             | f"Write[{name}]" >> ptransforms.WriteExamples(
+                 uri, os.path.join(beam_dir, f"tmp-{name}"), write_split.DEFAULT_TF_RECORD_FILE_NAME))
 
         def write_rows(pcoll, name):
             return pcoll | f"Write{name}" >> beam.io.WriteToText(
