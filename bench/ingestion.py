@@ -49,6 +49,8 @@ def subset(data: Path, size: int, target: Path) -> int:
 
 def pillow_rate(tree: Path) -> dict:
     files = sorted(tree.glob("*/*"))
+    for path in files:  # both sides read from a warm page cache
+        path.read_bytes()
     start, cpu = time.perf_counter(), time.process_time()
     for path in files:
         with open(path, "rb") as handle:
@@ -57,6 +59,58 @@ def pillow_rate(tree: Path) -> dict:
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"images": len(files), "wall_s": wall, "cpu_s": cpu,
             "images_per_s": len(files) / wall, "images_per_cpu_s": len(files) / cpu}
+
+
+def breakdown(tree: Path, limit: int = 5000) -> dict:
+    """Per-image cost of each ingestion step in isolation (microseconds)."""
+    import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+    import zlib
+
+    import tensorflow as tf
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.tfrecordio import _TFRecordUtil
+
+    from imgpipe.components.image_example_gen import encoding, image_ops
+
+    files = [str(p) for p in sorted(tree.glob("*/*"))[:limit]]
+    n = len(files)
+    steps = {}
+
+    def timed(name, fn):
+        start = time.perf_counter()
+        result = fn()
+        steps[name] = (time.perf_counter() - start) / n * 1e6
+        return result
+
+    def read():
+        out = []
+        for path in files:
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                out.append(f.read())
+        return out
+
+    data = timed("read file (Beam FileSystems)", read)
+    timed("probe header (Pillow)", lambda: [encoding.probe_image(d) for d in data])
+    decoder = image_ops.make_batch_decoder(32, 32, 3)
+    decoder(tf.constant(data[:256]))
+    pixels = timed("decode + convert + resize (TF, batches of 256)", lambda: np.concatenate(
+        [decoder(tf.constant(data[i:i + 256]))[0].numpy() for i in range(0, n, 256)]))
+    records = timed("build tf.Examples (tfx-bsl encoder)", lambda: sum(
+        (encoding.encode_examples(pixels[i:i + 256], [0] * len(pixels[i:i + 256]),
+                                  files[i:i + 256], "uint8") for i in range(0, n, 256)), []))
+
+    def frame():
+        buffer = io.BytesIO()
+        for record in records:
+            _TFRecordUtil.write_record(buffer, record)
+        return buffer.getvalue()
+
+    framed = timed("TFRecord framing + CRCs", frame)
+    for level in (1, 6):
+        timed(f"gzip level {level}", lambda: zlib.compressobj(level, zlib.DEFLATED, 31).compress(framed))
+    steps["example size (bytes)"] = sum(len(r) for r in records) / n
+    return steps
 
 
 def run_cli(args, env=None) -> dict:
@@ -83,6 +137,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,50000")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "ingestion.json")
     parser.add_argument("--skip-quickstart", action="store_true")
+    parser.add_argument("--skip-breakdown", action="store_true")
     args = parser.parse_args()
 
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -106,6 +161,12 @@ def main() -> None:
                               "imgpipe_per_s": round(row["imgpipe_images_per_s"]),
                               "ratio": round(row["ratio_to_pillow"], 2),
                               "peak_rss_mb": round(run["peak_rss_mb"])}), flush=True)
+        if not args.skip_breakdown:
+            tree = work / "data-breakdown"
+            subset(args.data, 5000, tree)
+            results["breakdown_us_per_image"] = breakdown(tree)
+            print(json.dumps({"breakdown_us_per_image": {
+                k: round(v, 1) for k, v in results["breakdown_us_per_image"].items()}}), flush=True)
         if not args.skip_quickstart:
             results["quickstart"] = run_cli(["run", "--output-root", str(work / "quickstart")])
             print(json.dumps({"quickstart_stages": results["quickstart"]["stages"],

@@ -8,7 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-from tfx import v1 as tfx
+# Component modules are imported one by one: `tfx.v1` imports every TFX
+# component and costs seconds of start-up on each command.
+from tfx.components.schema_gen.component import SchemaGen
+from tfx.components.statistics_gen.component import StatisticsGen
+from tfx.orchestration import metadata
+from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, range_config_pb2
 
 from imgpipe.components.image_example_gen import sources
@@ -67,12 +72,17 @@ def example_gen_for(config: Config, source: Optional[str] = None) -> ImageExampl
 
 
 def create_pipeline(config: Config, source: Optional[str] = None,
-                    until: Optional[str] = None) -> tfx.dsl.Pipeline:
-    """Builds the pipeline. `until` stops after the named stage (e.g. ingestion only)."""
+                    until: Optional[str] = None,
+                    beam_args: Optional[List[str]] = None) -> tfx_pipeline.Pipeline:
+    """Builds the pipeline.
+
+    `source` replaces data.source (e.g. a materialised built-in dataset),
+    `until` stops after the named stage (ingestion alone), `beam_args`
+    replaces pipeline.beam_args (runners adapt them to where they run).
+    """
     example_gen = example_gen_for(config, source)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
-                                          infer_feature_shape=True)
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     components: List = [example_gen, statistics_gen, schema_gen]
     if until is not None:
         names = [type(c).__name__ for c in components]
@@ -82,12 +92,11 @@ def create_pipeline(config: Config, source: Optional[str] = None,
 
     metadata_path: Path = config.metadata_path
     metadata_path.parent.mkdir(parents=True, exist_ok=True)
-    return tfx.dsl.Pipeline(
+    return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline.name,
         pipeline_root=str(config.pipeline_root),
         components=components,
         enable_cache=config.pipeline.enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(metadata_path)),
-        beam_pipeline_args=list(config.pipeline.beam_args),
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(str(metadata_path)),
+        beam_pipeline_args=list(config.pipeline.beam_args if beam_args is None else beam_args),
     )
