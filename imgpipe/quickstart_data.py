@@ -18,10 +18,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 CLASSES = ("circle", "cross", "square", "triangle")
-IMAGES_PER_CLASS = 150
+IMAGES_PER_CLASS = 250
 SIZE = 32
 # Bump when the drawing changes, so stale trees are regenerated.
-VERSION = "1"
+VERSION = "3"
 
 
 def _polygon(cx: float, cy: float, radius: float, sides: int, angle: float):
@@ -31,15 +31,16 @@ def _polygon(cx: float, cy: float, radius: float, sides: int, angle: float):
 
 def draw_shape(shape: str, rng: np.random.Generator, size: int = SIZE) -> Image.Image:
     """One image of `shape` with random colours, position, size and rotation."""
-    background = rng.integers(0, 256, 3)
-    # The shape colour is pushed away from the background so it stays visible.
-    foreground = (background + rng.integers(96, 160, 3)) % 256
-    noise = rng.normal(0, 12, (size, size, 3))
+    # Light shapes on dark backgrounds or the reverse, in random colours: the
+    # shape, not the colour, is what tells the classes apart.
+    dark, light = rng.integers(0, 90, 3), rng.integers(165, 256, 3)
+    background, foreground = (dark, light) if rng.random() < 0.5 else (light, dark)
+    noise = rng.normal(0, 10, (size, size, 3))
     canvas = np.clip(background + noise, 0, 255).astype(np.uint8)
     image = Image.fromarray(canvas, "RGB")
     draw = ImageDraw.Draw(image)
     scale = size / SIZE
-    radius = rng.uniform(7, 12) * scale
+    radius = rng.uniform(9, 13) * scale
     margin = radius + 1
     cx, cy = rng.uniform(margin, size - margin, 2)
     angle = rng.uniform(0, 2 * math.pi)

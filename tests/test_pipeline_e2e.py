@@ -36,6 +36,9 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     data = write_class_tree(tmp_path / "data", per_class=30, classes=("circle", "square", "cross"))
     shape_image("circle", seed=99).convert("L").save(data / "circle" / "grey.png")
     (data / "square" / "broken.jpg").write_bytes(b"")
+    (data / "cross" / "nested").mkdir()
+    (data / "triangle").mkdir()                       # an empty class folder
+    os.symlink(data / "gone.png", data / "circle" / "link.png")
     out = tmp_path / "out"
 
     result = invoke("run", "--config", REPO / "configs" / "quickstart.toml", "--data", data,
@@ -47,6 +50,9 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     assert "examples: " in result.output and "statistics: " in result.output
     assert "grayscale -> RGB" in result.output
     assert "broken.jpg: empty file (0 bytes)" in result.output
+    assert "link.png: unreadable (broken symbolic link)" in result.output
+    assert "nested: a folder inside a class folder" in result.output
+    assert "WARNING: empty class folders:" in result.output and "triangle" in result.output
 
     examples_dir = artifact_dir(out, "e2e", "ImageExampleGen", "examples")
     splits = {p.name: read_examples(p) for p in examples_dir.iterdir() if p.is_dir()}
@@ -58,8 +64,8 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
 
     report = json.loads((artifact_dir(out, "e2e", "ImageExampleGen", "report")
                          / "ingestion_report.json").read_text())
-    assert report["examples"] == 91 and report["bad"] == 1
-    assert report["class_names"] == ["circle", "cross", "square"]
+    assert report["examples"] == 91 and report["bad"] == 2
+    assert report["class_names"] == ["circle", "cross", "square", "triangle"]
     assert sum(s["examples"] for s in report["splits"].values()) == 91
     assert (artifact_dir(out, "e2e", "SchemaGen", "schema") / "schema.pbtxt").exists()
     stats = artifact_dir(out, "e2e", "StatisticsGen", "statistics")
@@ -72,6 +78,20 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
                    "--set", "pipeline.name='e2e'")
     assert again.exit_code == 0, again.output
     assert again.output.count("(cached)") == 3
+
+    # Without the cache, ingestion runs again and every image lands in the
+    # same split.
+    fresh = invoke("ingest", data, "--output", out, "--set", "data.max_bad_fraction=0.05",
+                   "--set", "pipeline.name='e2e'", "--set", "pipeline.enable_cache=false")
+    assert fresh.exit_code == 0, fresh.output
+    rerun_dir = artifact_dir(out, "e2e", "ImageExampleGen", "examples")
+    assert rerun_dir != examples_dir
+
+    def ids(directory):
+        return {split.name: {e.features.feature["source_id"].bytes_list.value[0]
+                             for e in read_examples(split)}
+                for split in directory.iterdir() if split.is_dir()}
+    assert ids(rerun_dir) == ids(examples_dir)
 
 
 def test_too_many_bad_files_stop_ingestion_and_leave_no_examples(tmp_path):

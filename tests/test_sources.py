@@ -117,3 +117,16 @@ def test_npz_class_names_and_grayscale_shape(tmp_path):
 def test_row_ranges_cover_everything_once():
     assert sources.row_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
     assert sources.row_ranges(0, 4) == []
+
+
+def test_input_fingerprint_counts_broken_links_and_sees_changes(tmp_path):
+    from imgpipe.components.image_example_gen.driver import tolerant_fingerprint
+    root = write_class_tree(tmp_path / "images", per_class=2)
+    pattern = str(root / "*" / "*")
+    before = tolerant_fingerprint("single_split", pattern)
+    assert "num_files:4" in before and "unstatable:0" in before
+    os.symlink(root / "gone.png", root / "circle" / "link.png")
+    with_link = tolerant_fingerprint("single_split", pattern)
+    assert "num_files:5" in with_link and "unstatable:1" in with_link
+    (root / "square" / "001.jpg").write_bytes(b"changed")
+    assert tolerant_fingerprint("single_split", pattern) != with_link

@@ -1,8 +1,9 @@
 """ImageExampleGen: TFX's FileBasedExampleGen with an image executor and a report.
 
 It keeps FileBasedExampleGen's driver (span/version resolution, input
-fingerprints for caching) and so runs wherever FileBasedExampleGen runs,
-Kubeflow included. It adds one output, the ingestion report.
+fingerprints for caching; see driver.py for the one change) and so runs
+wherever FileBasedExampleGen runs, Kubeflow included. It adds one output, the
+ingestion report.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from imgpipe.components.image_example_gen import executor
+from imgpipe.components.image_example_gen.driver import ImageExampleGenDriver
 
 
 class IngestionReport(types.Artifact):
@@ -38,6 +40,7 @@ class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
 class ImageExampleGen(FileBasedExampleGen):
     SPEC_CLASS = ImageExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+    DRIVER_CLASS = ImageExampleGenDriver
 
     def __init__(self, input_base: str, input_config: example_gen_pb2.Input,
                  output_config: example_gen_pb2.Output, ingestion_config: dict,
