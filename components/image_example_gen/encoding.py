@@ -151,23 +151,18 @@ def _scalar_column(values: Sequence, arrow_type) -> pa.Array:
 _ENCODER = None
 
 
-def encode_examples(pixels: np.ndarray, labels: Optional[Sequence[int]],
-                    source_ids: Sequence[str], pixel_dtype: str) -> List[bytes]:
-    """Serializes a batch of same-shape images [n, h, w, c] as tf.Examples.
+def examples_record_batch(pixels: np.ndarray, labels: Optional[Sequence[int]],
+                          source_ids: Sequence[str], pixel_dtype: str) -> pa.RecordBatch:
+    """A batch of same-shape images [n, h, w, c] in the tf.Example layout, as Arrow.
 
-    Integer pixels go to an int64 feature and float pixels to a float feature,
-    values unchanged (tf.Example has no float64: those are stored as float32
-    and `pixel_dtype` records the truth). Uses tfx-bsl's C++ encoder.
+    Integer pixels become an int64 list and float pixels a float list, values
+    unchanged (tf.Example has no float64: those are stored as float32 and
+    `pixel_dtype` records the truth). TFDV computes statistics on this
+    directly; `encode_examples` serializes it.
     """
-    global _ENCODER
-    if _ENCODER is None:
-        from tfx_bsl.coders import example_coder
-        _ENCODER = example_coder.RecordBatchToExamplesEncoder()
     if pixels.ndim != 4:
         raise ValueError(f"pixels must be [n, h, w, c], got shape {pixels.shape}")
     count, height, width, channels = pixels.shape
-    if count == 0:
-        return []
     flat = pixels.reshape(-1)
     if np.issubdtype(pixels.dtype, np.floating):
         image_column = _list_column(flat.astype(np.float32, copy=False), height * width * channels,
@@ -187,8 +182,19 @@ def encode_examples(pixels: np.ndarray, labels: Optional[Sequence[int]],
     }
     if labels is not None:
         columns[LABEL_FEATURE] = _scalar_column([int(v) for v in labels], pa.int64())
-    batch = pa.RecordBatch.from_arrays(list(columns.values()), list(columns.keys()))
-    return list(_ENCODER.encode(batch))
+    return pa.RecordBatch.from_arrays(list(columns.values()), list(columns.keys()))
+
+
+def encode_examples(pixels: np.ndarray, labels: Optional[Sequence[int]],
+                    source_ids: Sequence[str], pixel_dtype: str) -> List[bytes]:
+    """Serializes a batch of same-shape images as tf.Examples (tfx-bsl's C++ encoder)."""
+    global _ENCODER
+    if _ENCODER is None:
+        from tfx_bsl.coders import example_coder
+        _ENCODER = example_coder.RecordBatchToExamplesEncoder()
+    if len(pixels) == 0:
+        return []
+    return list(_ENCODER.encode(examples_record_batch(pixels, labels, source_ids, pixel_dtype)))
 
 
 def as_nhwc(array: np.ndarray, what: str) -> np.ndarray:
@@ -212,11 +218,3 @@ def labels_from_array(y: np.ndarray, count: int, what: str) -> np.ndarray:
     if not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
         raise BadInput(f"{what}: labels y must be integers, got dtype {y.dtype}")
     return y.astype(np.int64)
-
-
-def summarize_shapes(shapes: Iterable[Sequence[int]]) -> dict:
-    out: dict = {}
-    for shape in shapes:
-        key = "x".join(str(int(v)) for v in shape)
-        out[key] = out.get(key, 0) + 1
-    return out
