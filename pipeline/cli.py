@@ -57,6 +57,27 @@ def _echo_stage(stage, event: str) -> None:
         click.echo(f"[FAIL ] {stage.name}  after {stage.seconds:.1f}s", err=True)
 
 
+class InputProblem(click.ClickException):
+    """Bad input to a command: exit code 2, like usage errors."""
+    exit_code = 2
+
+
+def _print_validation_report(result) -> None:
+    from imgpipe.components.validation_gate import executor as gate
+    stage = result.stage("ValidationGate")
+    if not stage or "report" not in stage.artifacts:
+        return
+    directory = stage.artifacts["report"][0]
+    text_path = os.path.join(directory, gate.REPORT_TEXT)
+    if os.path.exists(text_path):
+        click.echo("")
+        with open(text_path, encoding="utf-8") as handle:
+            click.echo(handle.read().rstrip())
+        for name in (gate.STATISTICS_HTML, gate.PREVIOUS_SPAN_HTML):
+            if os.path.exists(os.path.join(directory, name)):
+                click.echo(f"  statistics view: {_rel(os.path.join(directory, name))}")
+
+
 def _print_ingestion_report(result) -> None:
     from imgpipe.components.image_example_gen import report
     stage = result.stage("ImageExampleGen")
@@ -70,6 +91,7 @@ def _print_ingestion_report(result) -> None:
 
 def _run(config: Config, until: Optional[str], verbose: bool) -> None:
     from imgpipe.components.image_example_gen.report import IngestionFailed
+    from imgpipe.components.validation_gate.executor import ValidationFailed
     from imgpipe.pipeline.local_runner import StageFailed, run_local
     from imgpipe.pipeline.pipeline import PipelineError
 
@@ -78,6 +100,10 @@ def _run(config: Config, until: Optional[str], verbose: bool) -> None:
         result = run_local(config, _echo_stage, until=until)
     except StageFailed as failure:
         error = failure.error
+        if isinstance(error, ValidationFailed):
+            _print_ingestion_report(failure.result)
+            click.echo("")
+            raise click.ClickException(str(error)) from None
         if isinstance(error, (IngestionFailed, PipelineError)):
             raise click.ClickException(str(error)) from None
         if verbose:
@@ -89,6 +115,7 @@ def _run(config: Config, until: Optional[str], verbose: bool) -> None:
     except (PipelineError, IngestionFailed, ValueError) as error:
         raise click.ClickException(str(error)) from None
     _print_ingestion_report(result)
+    _print_validation_report(result)
     total = sum(s.seconds for s in result.stages)
     click.echo(f"\nimgpipe: {len(result.stages)} stages finished in {total:.1f}s; "
                f"data {_rel(result.source)}; metadata {_rel(str(config.metadata_path))}")
@@ -149,6 +176,151 @@ def ingest(ctx, source, config_path, output, max_bad_fraction, span, sets):
                                  "data.max_bad_fraction": max_bad_fraction, "data.span": span},
                    sets)
     _run(config, until="ImageExampleGen", verbose=ctx.obj["verbose"])
+
+
+def _thresholds(config: Config):
+    from imgpipe.components.validation_gate.schema_curation import DriftThresholds
+    return DriftThresholds(pixel_js_divergence=config.validation.pixel_drift_threshold,
+                           label_linf=config.validation.label_drift_threshold)
+
+
+def _load_schema(path: str):
+    import tensorflow_data_validation as tfdv
+    try:
+        return tfdv.load_schema_text(path)
+    except Exception as error:
+        raise InputProblem(f"{path}: not a readable TFDV text schema ({error})") from None
+
+
+@main.group()
+def schema():
+    """Draft and read curated schemas (schemas/*.pbtxt)."""
+
+
+@schema.command("infer")
+@click.argument("source")
+@click.option("--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the schema (text proto).")
+@_config_option
+@_set_option
+def schema_infer(source, output, config_path, sets):
+    """Draft a curated schema from SOURCE (folder, .npz or TFRecords).
+
+    TFDV infers the draft; imgpipe then applies its curation (uint8 pixel
+    domain, fixed shapes, label domain, TRAINING/SERVING environments, drift
+    comparators with the config's thresholds). Review it before committing.
+    """
+    from google.protobuf import text_format
+
+    from imgpipe.components.validation_gate import inprocess, schema_curation
+    import tensorflow_data_validation as tfdv
+
+    config = _load(config_path, {}, sets)
+    try:
+        loaded = inprocess.load_source(source, height=config.image.height, width=config.image.width,
+                                       channels=config.image.channels, classes=config.data.classes,
+                                       max_image_pixels=config.data.max_image_pixels)
+    except inprocess.InputError as error:
+        raise InputProblem(str(error)) from None
+    class_names = list(config.data.classes) or loaded.class_names
+    if len(class_names) < 2:
+        raise InputProblem(f"{source}: need at least two class names (from class folders, the "
+                           ".npz's class_names, or data.classes in the config)")
+    draft = tfdv.infer_schema(inprocess.statistics(loaded.record_batch), infer_feature_shape=True)
+    curated = schema_curation.curate(
+        draft, height=config.image.height, width=config.image.width,
+        channels=config.image.channels, class_names=class_names, thresholds=_thresholds(config))
+    header = (f"# imgpipe curated schema, drafted from {source} by `imgpipe schema infer`.\n"
+              "# Reviewed like code: image is uint8 [H, W, C], label a categorical class id.\n")
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w", encoding="utf-8") as handle:
+        handle.write(header + text_format.MessageToString(curated))
+    click.echo(f"wrote {output}\n")
+    click.echo(schema_curation.describe(curated))
+    verdict = inprocess.validate(inprocess.statistics(loaded.record_batch, curated), curated,
+                                 schema_curation.TRAINING)
+    if not verdict.passed:
+        click.echo("\nWARNING: the data this was drafted from fails the curated schema:")
+        for finding in verdict.findings:
+            click.echo(f"  {finding.message}")
+
+
+@schema.command("show")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def schema_show(file):
+    """Print a schema readably."""
+    from imgpipe.components.validation_gate import schema_curation
+    click.echo(schema_curation.describe(_load_schema(file)))
+
+
+@main.command()
+@click.argument("source")
+@click.option("--schema", "schema_path", type=click.Path(dir_okay=False), default=None,
+              help="Curated schema (default: validation.schema_file of the config).")
+@click.option("--environment", type=click.Choice(["training", "serving"]), default="training",
+              show_default=True, help="serving: the label is not expected.")
+@click.option("--baseline", default=None,
+              help="Statistics file, TFX statistics folder, or a source to compare against "
+                   "with the drift comparators.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@_config_option
+@_set_option
+def validate(source, schema_path, environment, baseline, output_format, config_path, sets):
+    """Validate SOURCE against a schema in process, without the pipeline.
+
+    A folder of images (class folders, or images alone for serving samples),
+    an .npz or TFRecords. Exit code 0 when clean, 1 when anomalies were
+    found, 2 on usage or input errors: usable as a CI gate for serving code.
+    """
+    from imgpipe.components.validation_gate import checks, inprocess, schema_curation
+
+    config = _load(config_path, {}, sets)
+    schema_file = schema_path or str(config.schema_path)
+    if not os.path.isfile(schema_file):
+        raise InputProblem(f"{schema_file}: schema file not found")
+    curated = _load_schema(schema_file)
+    schema_curation.apply_thresholds(curated, _thresholds(config))
+    expected = schema_curation.expectations(curated)
+    try:
+        loaded = inprocess.load_source(
+            source, height=expected.height or config.image.height,
+            width=expected.width or config.image.width,
+            channels=expected.channels or config.image.channels,
+            classes=expected.class_names or config.data.classes,
+            max_image_pixels=config.data.max_image_pixels)
+        stats = inprocess.statistics(loaded.record_batch, curated)
+        baseline_stats = None
+        if baseline:
+            baseline_stats = inprocess.load_statistics_file(baseline)
+            if baseline_stats is None:
+                other = inprocess.load_source(
+                    baseline, height=expected.height or config.image.height,
+                    width=expected.width or config.image.width,
+                    channels=expected.channels or config.image.channels,
+                    classes=expected.class_names or config.data.classes)
+                baseline_stats = inprocess.statistics(other.record_batch, curated)
+    except inprocess.InputError as error:
+        raise InputProblem(str(error)) from None
+    verdict = inprocess.validate(stats, curated, schema_curation.ENVIRONMENTS[environment],
+                                 baseline_stats)
+    bad = [row for row in loaded.quarantine if row["kind"] == "bad"]
+    if output_format == "json":
+        click.echo(checks.verdicts_json([verdict], source=source, format=loaded.format,
+                                        environment=environment, conversions=loaded.conversions,
+                                        quarantine=loaded.quarantine))
+    else:
+        click.echo(f"{source} ({loaded.format}, {environment}) against {schema_file}")
+        if loaded.conversions:
+            click.echo("  conversions (as ingestion does them): " + ", ".join(
+                f"{name} x{count}" for name, count in sorted(loaded.conversions.items())))
+        if bad:
+            click.echo(f"  unreadable inputs: {len(bad)}")
+            for row in bad[:10]:
+                click.echo(f"    {row['path']}: {row['reason']}")
+        click.echo(checks.format_verdicts([verdict]))
+    if not verdict.passed or bad:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,17 @@ class ImageSection(_Section):
     channels: Literal[1, 3] = 3
 
 
+class ValidationSection(_Section):
+    # Curated TFDV schema (see schemas/); relative to where imgpipe runs.
+    schema_file: str = "schemas/quickstart.pbtxt"
+    # Drift between spans: Jensen-Shannon divergence of the pixel histogram,
+    # L-infinity distance of the label distribution. These override the
+    # comparators written in the schema file.
+    pixel_drift_threshold: float = Field(0.1, gt=0.0, le=1.0)
+    label_drift_threshold: float = Field(0.1, gt=0.0, le=1.0)
+    baseline_root: str = ""           # default: <output_root>/baselines/<pipeline name>
+
+
 class AugmentationSection(_Section):
     horizontal_flip: bool = True
     translation: float = Field(0.0, ge=0.0, lt=1.0)
@@ -111,6 +122,7 @@ class Config(_Section):
     pipeline: PipelineSection = PipelineSection()
     data: DataSection = DataSection()
     image: ImageSection = ImageSection()
+    validation: ValidationSection = ValidationSection()
     training: TrainingSection = TrainingSection()
     evaluation: EvaluationSection = EvaluationSection()
     registry: RegistrySection = RegistrySection()
@@ -139,6 +151,17 @@ class Config(_Section):
         if self.pipeline.metadata_path:
             return Path(self.pipeline.metadata_path).expanduser().absolute()
         return self.output_root / "metadata.sqlite"
+
+    @property
+    def baseline_root(self) -> str:
+        if self.validation.baseline_root:
+            root = self.validation.baseline_root
+            return root if "://" in root else str(Path(root).expanduser().absolute())
+        return str(self.output_root / "baselines" / self.pipeline.name)
+
+    @property
+    def schema_path(self) -> Path:
+        return Path(self.validation.schema_file).expanduser().absolute()
 
     @property
     def registry_url(self) -> str:

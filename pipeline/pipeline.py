@@ -1,7 +1,8 @@
 """create_pipeline(config): the one definition of the imgpipe TFX pipeline.
 
 Runners only choose where it runs. Components so far:
-  ImageExampleGen -> StatisticsGen -> SchemaGen
+  ImageExampleGen -> StatisticsGen (with the curated schema, ImportSchemaGen)
+  -> ValidationGate (halts the run on any ERROR anomaly or drift)
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import List, Optional
 
 # Component modules are imported one by one: `tfx.v1` imports every TFX
 # component and costs seconds of start-up on each command.
-from tfx.components.schema_gen.component import SchemaGen
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
@@ -18,11 +19,13 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 
 from imgpipe.components.image_example_gen import sources
 from imgpipe.components.image_example_gen.component import ImageExampleGen
+from imgpipe.components.validation_gate import schema_curation
+from imgpipe.components.validation_gate.component import ValidationGate
 from imgpipe.pipeline.config import Config
 
 # Buckets per unit of split ratio: ratios are honoured to 0.1%.
 _HASH_BUCKETS = 1000
-STAGES = ("ImageExampleGen", "StatisticsGen", "SchemaGen")
+STAGES = ("ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate")
 
 
 class PipelineError(ValueError):
@@ -71,6 +74,26 @@ def example_gen_for(config: Config, source: Optional[str] = None) -> ImageExampl
                            range_config=range_config)
 
 
+def checked_schema_path(config: Config) -> Path:
+    """The curated schema file, after checking it matches the configuration."""
+    import tensorflow_data_validation as tfdv
+    path = config.schema_path
+    if not path.is_file():
+        raise PipelineError(f"validation.schema_file: {path} does not exist; write one with "
+                            "`imgpipe schema infer SOURCE --output FILE`")
+    try:
+        schema = tfdv.load_schema_text(str(path))
+    except Exception as error:
+        raise PipelineError(f"validation.schema_file: {path} is not a TFDV text schema ({error})") from None
+    problems = schema_curation.mismatches(
+        schema, height=config.image.height, width=config.image.width,
+        channels=config.image.channels, class_names=config.data.classes)
+    if problems:
+        raise PipelineError(f"validation.schema_file {path} does not match the configuration: "
+                            + "; ".join(problems))
+    return path
+
+
 def create_pipeline(config: Config, source: Optional[str] = None,
                     until: Optional[str] = None,
                     beam_args: Optional[List[str]] = None) -> tfx_pipeline.Pipeline:
@@ -81,9 +104,21 @@ def create_pipeline(config: Config, source: Optional[str] = None,
     replaces pipeline.beam_args (runners adapt them to where they run).
     """
     example_gen = example_gen_for(config, source)
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-    components: List = [example_gen, statistics_gen, schema_gen]
+    components: List = [example_gen]
+    if until != "ImageExampleGen":
+        schema_gen = ImportSchemaGen(schema_file=str(checked_schema_path(config)))
+        # With the schema, statistics treat the label as categorical (needed
+        # for the L-infinity drift check).
+        statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],
+                                       schema=schema_gen.outputs["schema"])
+        gate = ValidationGate(
+            statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+            examples=example_gen.outputs["examples"],
+            thresholds=schema_curation.DriftThresholds(
+                pixel_js_divergence=config.validation.pixel_drift_threshold,
+                label_linf=config.validation.label_drift_threshold),
+            baseline_root=config.baseline_root)
+        components += [schema_gen, statistics_gen, gate]
     if until is not None:
         names = [type(c).__name__ for c in components]
         if until not in names:

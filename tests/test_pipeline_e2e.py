@@ -33,7 +33,7 @@ def artifact_dir(output_root: Path, pipeline: str, component: str, key: str) -> 
 
 
 def test_run_ingests_validates_statistics_and_caches(tmp_path):
-    data = write_class_tree(tmp_path / "data", per_class=30, classes=("circle", "square", "cross"))
+    data = write_class_tree(tmp_path / "data", per_class=30, classes=("circle", "cross", "square"))
     shape_image("circle", seed=99).convert("L").save(data / "circle" / "grey.png")
     (data / "square" / "broken.jpg").write_bytes(b"")
     (data / "cross" / "nested").mkdir()
@@ -45,7 +45,7 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
                     "--output-root", out, "--set", "data.max_bad_fraction=0.05",
                     "--set", "pipeline.name='e2e'")
     assert result.exit_code == 0, result.output
-    for stage in ("ImageExampleGen", "StatisticsGen", "SchemaGen"):
+    for stage in ("ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate"):
         assert f"[start] {stage}" in result.output and f"[done ] {stage}" in result.output
     assert "examples: " in result.output and "statistics: " in result.output
     assert "grayscale -> RGB" in result.output
@@ -67,9 +67,13 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     assert report["examples"] == 91 and report["bad"] == 2
     assert report["class_names"] == ["circle", "cross", "square", "triangle"]
     assert sum(s["examples"] for s in report["splits"].values()) == 91
-    assert (artifact_dir(out, "e2e", "SchemaGen", "schema") / "schema.pbtxt").exists()
+    assert (artifact_dir(out, "e2e", "ImportSchemaGen", "schema") / "schema.pbtxt").exists()
     stats = artifact_dir(out, "e2e", "StatisticsGen", "statistics")
     assert (stats / "Split-train" / "FeatureStats.pb").exists()
+    gate = artifact_dir(out, "e2e", "ValidationGate", "report")
+    assert json.loads((gate / "validation_report.json").read_text())["passed"] is True
+    assert (gate / "statistics.html").exists()
+    assert "Validation of span 0 against the curated schema" in result.output
 
     # Same data, same config: every stage comes from the cache and the split
     # of each image is the same.
@@ -77,7 +81,7 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
                    "--output-root", out, "--set", "data.max_bad_fraction=0.05",
                    "--set", "pipeline.name='e2e'")
     assert again.exit_code == 0, again.output
-    assert again.output.count("(cached)") == 3
+    assert again.output.count("(cached)") == 4
 
     # Without the cache, ingestion runs again and every image lands in the
     # same split.
@@ -102,7 +106,12 @@ def test_too_many_bad_files_stop_ingestion_and_leave_no_examples(tmp_path):
     result = invoke("ingest", data, "--output", out, "--set", "pipeline.name='bad'")
     assert result.exit_code == 1
     assert "3 of 23 inputs (13.04%) could not be read" in result.output
-    assert "--max-bad-fraction" in result.output and "quarantine.csv" in result.output
+    assert "--max-bad-fraction" in result.output
+    # TFX deletes a failed execution's outputs; the report is kept aside.
+    kept = out / "pipelines" / "bad" / "ImageExampleGen" / "failed"
+    [quarantine] = list(kept.rglob("quarantine.csv"))
+    assert str(quarantine) in result.output.replace("\n", "")
+    assert quarantine.read_text().count("bad,") == 3
     examples = out / "pipelines" / "bad" / "ImageExampleGen" / "examples"
     assert not any(examples.rglob("*.gz"))
     # A looser limit lets the same data through.

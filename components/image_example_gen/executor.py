@@ -22,6 +22,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from imgpipe.components import failed_outputs
 from imgpipe.components.image_example_gen import ptransforms, report, sources
 
 INGESTION_CONFIG_KEY = "ingestion_config"
@@ -206,9 +207,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 split_uri = artifact_utils.get_split_uri([examples], name)
                 if fileio.exists(split_uri):
                     fileio.rmtree(split_uri)
+            kept = failed_outputs.preserve(report_artifact.uri)
             raise report.IngestionFailed(
                 "ingestion failed: " + "; ".join(result["errors"])
-                + f". Quarantine list: {paths['quarantine']}; report: {paths['text']}")
+                + f". Quarantine list: {os.path.join(kept, report.QUARANTINE_CSV)}; "
+                f"report: {os.path.join(kept, report.REPORT_TEXT)}")
 
 
 def _write_text(path: str, text: str) -> None:

@@ -1,0 +1,153 @@
+"""The gate in the real pipeline, and `imgpipe validate` / `imgpipe schema` through the CLI."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from conftest import REPO, encode, write_class_tree
+from imgpipe import quickstart_data
+from imgpipe.components.image_example_gen import image_ops
+from imgpipe.pipeline import cli
+
+pytestmark = pytest.mark.e2e
+QUICKSTART = REPO / "configs" / "quickstart.toml"
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.main, [str(a) for a in args], catch_exceptions=False)
+
+
+def shapes_tree(root, per_class=60, seed=0, transform=None):
+    """Class folders of the four quickstart shapes (PNG), optionally transformed."""
+    rng = np.random.default_rng(seed)
+    for shape in quickstart_data.CLASSES:
+        (root / shape).mkdir(parents=True)
+        for i in range(per_class):
+            image = quickstart_data.draw_shape(shape, rng)
+            if transform:
+                image = transform(image)
+            image.save(root / shape / f"{i:03d}.png")
+    return root
+
+
+def shapes_arrays(per_class=25, seed=0):
+    rng = np.random.default_rng(seed)
+    x, y = [], []
+    for label, shape in enumerate(quickstart_data.CLASSES):
+        for i in range(per_class):
+            data = encode(quickstart_data.draw_shape(shape, rng), "PNG")
+            x.append(image_ops.decode_and_prepare(tf.constant(data), 32, 32, 3).numpy())
+            y.append(label)
+    return np.stack(x), np.array(y)
+
+
+def test_float_data_halts_the_pipeline_with_a_readable_report(tmp_path):
+    x, y = shapes_arrays()
+    np.savez(tmp_path / "scaled.npz", x=x.astype(np.float32) / 255.0, y=y)
+    result = invoke("run", "--config", QUICKSTART, "--data", tmp_path / "scaled.npz",
+                    "--output-root", tmp_path / "out")
+    assert result.exit_code == 1
+    assert ("image: expected INT pixels in [0, 255] (uint8); got FLOAT in [0, 1] (source dtype "
+            "float32) — the data looks already scaled to [0,1]; feeding it would scale twice."
+            ) in result.output
+    assert "The pipeline stopped before training." in result.output
+    assert "[FAIL ] ValidationGate" in result.output
+    # TFX deletes a failed execution's outputs; the report is kept aside.
+    reports = list((tmp_path / "out").rglob("failed/*/validation_report.json"))
+    assert len(reports) == 1 and json.loads(reports[0].read_text())["passed"] is False
+    assert (reports[0].parent / "statistics.html").exists()
+    # A failed span never becomes a drift baseline.
+    assert not (tmp_path / "out" / "baselines").exists() or \
+        not any((tmp_path / "out" / "baselines").rglob("FeatureStats.pb"))
+
+
+def test_a_drifted_span_halts_and_a_clean_one_passes(tmp_path):
+    from PIL import ImageEnhance
+    drops = tmp_path / "drops"
+    shapes_tree(drops / "span-1", seed=1)
+    out = tmp_path / "out"
+    first = invoke("run", "--config", QUICKSTART, "--data", drops / "span-{SPAN}", "--output-root", out)
+    assert first.exit_code == 0, first.output
+    assert "drift baseline: no earlier span" in first.output
+
+    shapes_tree(drops / "span-2", seed=2)
+    clean = invoke("run", "--config", QUICKSTART, "--data", drops / "span-{SPAN}", "--output-root", out)
+    assert clean.exit_code == 0, clean.output
+    assert "drift baseline: span 1: PASSED" in clean.output
+    assert "statistics_vs_previous_span.html" in clean.output
+
+    shapes_tree(drops / "span-3", seed=3, transform=lambda im: ImageEnhance.Brightness(im).enhance(2.5))
+    drifted = invoke("run", "--config", QUICKSTART, "--data", drops / "span-{SPAN}", "--output-root", out)
+    assert drifted.exit_code == 1
+    assert "drift baseline: span 2: FAILED" in drifted.output
+    assert "image: pixel distribution drifted from the baseline: Jensen-Shannon divergence" in drifted.output
+
+
+def test_validate_exit_codes_and_formats(tmp_path):
+    x, y = shapes_arrays(per_class=10)
+    np.savez(tmp_path / "good.npz", x=x, y=y)
+    np.savez(tmp_path / "float64.npz", x=x.astype(np.float64), y=y)
+    np.savez(tmp_path / "unlabelled.npz", x=x)
+    schema = REPO / "schemas" / "quickstart.pbtxt"
+
+    ok = invoke("validate", tmp_path / "good.npz", "--schema", schema)
+    assert ok.exit_code == 0, ok.output
+    assert "40 examples, OK" in ok.output
+
+    bad = invoke("validate", tmp_path / "float64.npz", "--schema", schema, "--format", "json")
+    assert bad.exit_code == 1
+    report = json.loads(bad.output)
+    assert report["passed"] is False
+    messages = [f["message"] for f in report["splits"][0]["findings"]]
+    assert any("source dtype float64" in m for m in messages)
+
+    serving = invoke("validate", tmp_path / "unlabelled.npz", "--schema", schema,
+                     "--environment", "serving")
+    assert serving.exit_code == 0, serving.output
+    training = invoke("validate", tmp_path / "unlabelled.npz", "--schema", schema)
+    assert training.exit_code == 1
+
+    missing = invoke("validate", tmp_path / "nothing.npz", "--schema", schema)
+    assert missing.exit_code == 2 and "no such file or folder" in missing.output
+    usage = invoke("validate", tmp_path / "good.npz", "--environment", "production")
+    assert usage.exit_code == 2
+
+
+def test_validate_image_folders_like_ingestion_and_against_a_baseline(tmp_path):
+    from PIL import ImageEnhance
+    shapes_tree(tmp_path / "train", seed=4)
+    # A serving sample: images without class folders, some of another size.
+    sample = tmp_path / "requests"
+    sample.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(20):
+        quickstart_data.draw_shape("circle", rng, size=48 if i < 5 else 32).save(sample / f"{i}.jpg")
+    result = invoke("validate", sample, "--environment", "serving", "--baseline", tmp_path / "train")
+    assert "conversions (as ingestion does them): resized from 48x48 x5" in result.output
+    assert "drift label" not in result.output or result.exit_code in (0, 1)
+    dark = tmp_path / "dark"
+    shapes_tree(dark, seed=6, transform=lambda im: ImageEnhance.Brightness(im).enhance(0.2))
+    drifted = invoke("validate", dark, "--baseline", tmp_path / "train")
+    assert drifted.exit_code == 1 and "pixel distribution drifted" in drifted.output
+
+
+def test_schema_infer_writes_a_curated_draft_and_show_reads_it(tmp_path):
+    shapes_tree(tmp_path / "data", per_class=8)
+    out = tmp_path / "schema.pbtxt"
+    result = invoke("schema", "infer", tmp_path / "data", "--output", out,
+                    "--set", "validation.pixel_drift_threshold=0.05")
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("# imgpipe curated schema")
+    shown = invoke("schema", "show", out)
+    assert "label        INT     shape [1]  in [0, 3] categorical" in shown.output
+    assert "drift: JS divergence > 0.05" in shown.output
+    # The drafted schema gates the same data cleanly.
+    assert invoke("validate", tmp_path / "data", "--schema", out).exit_code == 0
+
+
+@pytest.mark.parametrize("command", [["schema"], ["schema", "infer"], ["schema", "show"], ["validate"]])
+def test_validation_commands_have_help(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output
