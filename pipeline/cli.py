@@ -323,5 +323,45 @@ def validate(source, schema_path, environment, baseline, output_format, config_p
         sys.exit(1)
 
 
+@main.command("to-npz")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.option("--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="The .npz to write (arrays x, y, class_names).")
+@click.option("--dtype", type=click.Choice(["uint8", "float32", "float64"]), default="uint8",
+              show_default=True, help="Pixel dtype of x.")
+@click.option("--scale-to-unit", is_flag=True,
+              help="Divide pixels by 255 (what a training script does; the trap at serving time).")
+@_config_option
+@_set_option
+def to_npz(source, output, dtype, scale_to_unit, config_path, sets):
+    """Decode a class-folder tree into arrays, the way ingestion decodes it.
+
+    Gives keras.datasets-style x (N, H, W, C) and y (N,). With --dtype float32
+    --scale-to-unit it makes the already-scaled copy that the validation gate
+    exists to refuse.
+    """
+    import numpy as np
+
+    from imgpipe.components.validation_gate import inprocess
+
+    config = _load(config_path, {}, sets)
+    try:
+        arrays = inprocess.load_folder_arrays(source, config.image.height, config.image.width,
+                                              config.image.channels, config.data.classes,
+                                              config.data.max_image_pixels)
+    except inprocess.InputError as error:
+        raise InputProblem(str(error)) from None
+    x = arrays.x.astype(dtype)
+    if scale_to_unit:
+        x = x / np.array(255, dtype=x.dtype if dtype != "uint8" else np.float32)
+    payload = {"x": x, "class_names": np.array(arrays.class_names)}
+    if arrays.y is not None:
+        payload["y"] = arrays.y
+    np.savez(output, **payload)
+    bad = sum(1 for row in arrays.quarantine if row["kind"] == "bad")
+    click.echo(f"wrote {output}: x {x.shape} {x.dtype} in [{x.min():g}, {x.max():g}], "
+               f"{len(arrays.class_names)} classes; {bad} unreadable inputs skipped")
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -151,3 +151,18 @@ def test_schema_infer_writes_a_curated_draft_and_show_reads_it(tmp_path):
 def test_validation_commands_have_help(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_to_npz_makes_the_float_trap_that_validate_refuses(tmp_path):
+    shapes_tree(tmp_path / "data", per_class=5)
+    made = invoke("to-npz", tmp_path / "data", "--output", tmp_path / "f.npz",
+                  "--dtype", "float32", "--scale-to-unit")
+    assert made.exit_code == 0, made.output
+    with np.load(tmp_path / "f.npz") as arrays:
+        assert arrays["x"].dtype == np.float32 and arrays["x"].max() <= 1.0
+        assert arrays["y"].tolist() == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5
+        assert arrays["class_names"].tolist() == list(quickstart_data.CLASSES)
+    refused = invoke("validate", tmp_path / "f.npz")
+    assert refused.exit_code == 1 and "already scaled to [0,1]" in refused.output
+    plain = invoke("to-npz", tmp_path / "data", "--output", tmp_path / "u.npz")
+    assert plain.exit_code == 0 and invoke("validate", tmp_path / "u.npz").exit_code == 0

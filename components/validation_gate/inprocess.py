@@ -46,8 +46,20 @@ def _image_files(root: str) -> Dict[str, List[str]]:
     return {"": [os.path.join(root, e) for e in entries]}
 
 
-def _load_folder(root: str, height: int, width: int, channels: int, classes: Sequence[str],
-                 max_image_pixels: int) -> LoadedSource:
+@dataclasses.dataclass
+class FolderArrays:
+    x: np.ndarray                   # uint8 [n, height, width, channels]
+    y: Optional[np.ndarray]         # label ids, None for a folder of images alone
+    source_ids: List[str]
+    class_names: List[str]
+    conversions: Dict[str, int]
+    quarantine: List[dict]
+
+
+def load_folder_arrays(root: str, height: int, width: int, channels: int,
+                       classes: Sequence[str] = (),
+                       max_image_pixels: int = encoding.DEFAULT_MAX_IMAGE_PIXELS) -> FolderArrays:
+    """Decodes a folder exactly as ingestion does (same probe, ops and label rule)."""
     import tensorflow as tf
 
     from imgpipe.components.image_example_gen import image_ops
@@ -94,8 +106,16 @@ def _load_folder(root: str, height: int, width: int, channels: int, classes: Seq
             ids.append(os.path.relpath(path, root))
     if not pixels:
         raise InputError(f"{root}: no readable JPEG or PNG images")
-    batch = encoding.examples_record_batch(np.stack(pixels), labels if labelled else None, ids, "uint8")
-    return LoadedSource(batch, sources.FOLDERS, dict(conversions), quarantine, names)
+    return FolderArrays(np.stack(pixels), np.array(labels) if labelled else None, ids, names,
+                        dict(conversions), quarantine)
+
+
+def _load_folder(root: str, height: int, width: int, channels: int, classes: Sequence[str],
+                 max_image_pixels: int) -> LoadedSource:
+    arrays = load_folder_arrays(root, height, width, channels, classes, max_image_pixels)
+    batch = encoding.examples_record_batch(arrays.x, arrays.y, arrays.source_ids, "uint8")
+    return LoadedSource(batch, sources.FOLDERS, arrays.conversions, arrays.quarantine,
+                        arrays.class_names)
 
 
 def _load_npz(path: str) -> LoadedSource:
