@@ -131,6 +131,12 @@ def run_cli(args, env=None) -> dict:
             "peak_rss_mb": after.ru_maxrss / 1024, "stages": stages}
 
 
+def write_results(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="class-folder tree (CIFAR-10 train)")
@@ -173,9 +179,7 @@ def main() -> None:
                               "wall_s": round(results["quickstart"]["wall_s"], 1)}), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_results(args.output, results)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from ingestion import IMGPIPE, run_cli, subset  # noqa: E402
+from ingestion import IMGPIPE, run_cli, subset, write_results  # noqa: E402
 
 
 def timed(args, runs=3) -> dict:
@@ -88,9 +88,7 @@ def main() -> None:
               flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_results(args.output, results)
 
 
 if __name__ == "__main__":

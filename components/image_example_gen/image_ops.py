@@ -95,3 +95,36 @@ def make_batch_decoder(height: int, width: int, channels: int):
                                  tf.TensorSpec([3], tf.int32)))
 
     return decode_batch
+
+
+def decode_items(decoder, items, height: int, width: int, channels: int):
+    """Decodes (key, bytes, ImageInfo) items with a batch decoder.
+
+    Returns (decoded, failures, conversions): decoded is [(key, pixels,
+    conversion names)], failures [(key, reason)], conversions a Counter. One
+    bad image fails a batch call, so a failed batch is retried image by image
+    to find which ones.
+    """
+    from collections import Counter
+
+    from imgpipe.components.image_example_gen import encoding
+    decoded, failures, conversions = [], [], Counter()
+    if not items:
+        return decoded, failures, conversions
+    try:
+        pixels, shapes = decoder(tf.constant([item[1] for item in items]))
+        results = list(zip(items, pixels.numpy(), shapes.numpy()))
+    except tf.errors.InvalidArgumentError:
+        results = []
+        for item in items:
+            try:
+                single, shape = decoder(tf.constant([item[1]]))
+                results.append((item, single.numpy()[0], shape.numpy()[0]))
+            except tf.errors.InvalidArgumentError as error:
+                message = str(error.message).strip().splitlines()[0][:200]
+                failures.append((item[0], f"corrupt or truncated {item[2].format} data ({message})"))
+    for (key, _, info), image, shape in results:
+        names = encoding.conversions_for(info, shape, height, width, channels)
+        conversions.update(names)
+        decoded.append((key, image, names))
+    return decoded, failures, conversions

@@ -28,7 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.io.tfrecordio import _TFRecordUtil  # TFRecord framing (length, masked CRCs)
 
-from imgpipe.components.image_example_gen import encoding, sources
+from imgpipe.components.image_example_gen import encoding, image_ops, sources
 
 RECORDS = "records"
 QUARANTINE = "quarantine"
@@ -58,6 +58,13 @@ def _bad(path: str, reason: str, kind: str = BAD):
     return beam.pvalue.TaggedOutput(QUARANTINE, {"path": path, "reason": reason, "kind": kind})
 
 
+def _side_outputs(failures, conversions):
+    for key, reason in failures:
+        yield _bad(key, reason)
+    if conversions:
+        yield beam.pvalue.TaggedOutput(EVENTS, dict(conversions))
+
+
 class _DecodesImages(beam.DoFn):
     """Shared by the folder and TFRecord readers: decode a batch of bytes."""
 
@@ -66,34 +73,13 @@ class _DecodesImages(beam.DoFn):
         self._decoder = None
 
     def setup(self):
-        from imgpipe.components.image_example_gen import image_ops
         s = self._settings
         self._decoder = image_ops.make_batch_decoder(s.height, s.width, s.channels)
 
     def _decode(self, items: List[tuple]):
-        """items: (path, bytes, info) -> yields (path, pixels, conversions) or (path, None, reason)."""
-        import tensorflow as tf
+        """(key, bytes, info) items -> (decoded, failures, conversion counts)."""
         s = self._settings
-        if not items:
-            return
-        try:
-            pixels, shapes = self._decoder(tf.constant([item[1] for item in items]))
-            pixels, shapes = pixels.numpy(), shapes.numpy()
-        except tf.errors.InvalidArgumentError:
-            # One bad image fails the batch call; find which ones, one by one.
-            for item in items:
-                try:
-                    single, shape = self._decoder(tf.constant([item[1]]))
-                except tf.errors.InvalidArgumentError as error:
-                    message = str(error.message).strip().splitlines()[0][:200]
-                    yield item[0], None, f"corrupt or truncated {item[2].format} data ({message})"
-                    continue
-                yield item[0], single.numpy()[0], encoding.conversions_for(
-                    item[2], shape.numpy()[0], s.height, s.width, s.channels)
-            return
-        for item, image, shape in zip(items, pixels, shapes):
-            yield item[0], image, encoding.conversions_for(
-                item[2], shape, s.height, s.width, s.channels)
+        return image_ops.decode_items(self._decoder, items, s.height, s.width, s.channels)
 
 
 class DecodeImageFiles(_DecodesImages):
@@ -119,19 +105,13 @@ class DecodeImageFiles(_DecodesImages):
                 continue
             items.append((path, data, info))
 
-        good_paths, good_pixels, labels, events = [], [], [], Counter()
-        for path, pixels, outcome in self._decode(items):
-            if pixels is None:
-                yield _bad(path, outcome)
-                continue
-            events.update(outcome)
-            good_paths.append(path)
-            good_pixels.append(pixels)
-            labels.append(s.class_ids[os.path.basename(os.path.dirname(path))])
-        if events:
-            yield beam.pvalue.TaggedOutput(EVENTS, dict(events))
-        if not good_paths:
+        decoded, failures, events = self._decode(items)
+        yield from _side_outputs(failures, events)
+        if not decoded:
             return
+        good_paths = [path for path, _, _ in decoded]
+        good_pixels = [pixels for _, pixels, _ in decoded]
+        labels = [s.class_ids[os.path.basename(os.path.dirname(path))] for path in good_paths]
         source_ids = [_relative(p, s.input_base) for p in good_paths]
         serialized = encoding.encode_examples(np.stack(good_pixels), labels, source_ids, "uint8")
         yield list(zip(source_ids, labels, serialized))
@@ -252,15 +232,11 @@ class ParseTFRecordExamples(_DecodesImages):
                     "utf-8", "replace")
             passed.append((source_id, label, example.SerializeToString()))
 
-        good_ids, good_pixels, labels, events = [], [], [], Counter()
-        for source_id, pixels, outcome in self._decode(to_decode):
-            if pixels is None:
-                yield _bad(source_id, outcome)
-                continue
-            events.update(outcome)
-            good_ids.append(source_id)
-            good_pixels.append(pixels)
-            labels.append(labels_by_path[source_id])
+        decoded, failures, events = self._decode(to_decode)
+        yield from _side_outputs(failures, events)
+        good_ids = [source_id for source_id, _, _ in decoded]
+        good_pixels = [pixels for _, pixels, _ in decoded]
+        labels = [labels_by_path[source_id] for source_id in good_ids]
         # Records with and without a label are encoded apart: a missing label
         # stays missing (validation reports it) rather than becoming a value.
         for with_label in (True, False):
@@ -272,8 +248,6 @@ class ParseTFRecordExamples(_DecodesImages):
                 [labels[i] for i in chosen] if with_label else None,
                 [good_ids[i] for i in chosen], "uint8")
             passed.extend((good_ids[i], labels[i], record) for i, record in zip(chosen, serialized))
-        if events:
-            yield beam.pvalue.TaggedOutput(EVENTS, dict(events))
         if passed:
             yield passed
 

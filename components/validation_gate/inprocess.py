@@ -60,8 +60,6 @@ def load_folder_arrays(root: str, height: int, width: int, channels: int,
                        classes: Sequence[str] = (),
                        max_image_pixels: int = encoding.DEFAULT_MAX_IMAGE_PIXELS) -> FolderArrays:
     """Decodes a folder exactly as ingestion does (same probe, ops and label rule)."""
-    import tensorflow as tf
-
     from imgpipe.components.image_example_gen import image_ops
     by_class = _image_files(root)
     labelled = "" not in by_class
@@ -87,22 +85,14 @@ def load_folder_arrays(root: str, height: int, width: int, channels: int,
     pixels, labels, ids = [], [], []
     for start in range(0, len(items), _BATCH):
         chunk = items[start:start + _BATCH]
-        try:
-            images, shapes = decoder(tf.constant([item[1] for item in chunk]))
-            decoded = list(zip(chunk, images.numpy(), shapes.numpy()))
-        except tf.errors.InvalidArgumentError:
-            decoded = []
-            for item in chunk:
-                try:
-                    image, shape = decoder(tf.constant([item[1]]))
-                    decoded.append((item, image.numpy()[0], shape.numpy()[0]))
-                except tf.errors.InvalidArgumentError:
-                    quarantine.append({"path": item[0], "reason": "corrupt or truncated image data",
-                                       "kind": "bad"})
-        for (path, _, info, label), image, shape in decoded:
-            conversions.update(encoding.conversions_for(info, shape, height, width, channels))
+        label_of = {item[0]: item[3] for item in chunk}
+        decoded, failures, counts = image_ops.decode_items(
+            decoder, [item[:3] for item in chunk], height, width, channels)
+        quarantine += [{"path": path, "reason": reason, "kind": "bad"} for path, reason in failures]
+        conversions.update(counts)
+        for path, image, _ in decoded:
             pixels.append(image)
-            labels.append(label)
+            labels.append(label_of[path])
             ids.append(os.path.relpath(path, root))
     if not pixels:
         raise InputError(f"{root}: no readable JPEG or PNG images")
