@@ -213,13 +213,20 @@ def _describe(error: dict) -> str:
 
 def load_config(path: Optional[os.PathLike] = None,
                 overrides: Optional[Dict[str, Any]] = None) -> Config:
-    """Reads the TOML file, applies dotted-key overrides, validates."""
+    """Reads the TOML file, applies dotted-key overrides, validates.
+
+    Without a path, configs/quickstart.toml is read when it exists (running
+    from the repository); elsewhere the built-in defaults apply.
+    """
+    explicit = path is not None
     path = Path(path) if path else DEFAULT_CONFIG
     try:
         with open(path, "rb") as handle:
             tree = tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        if explicit:
+            raise ConfigError(f"{path}: config file not found") from None
+        tree, path = {}, Path("(built-in defaults)")
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     for key, value in (overrides or {}).items():

@@ -143,6 +143,14 @@ def test_npz_ingestion_keeps_float_pixels_and_spans(tmp_path):
     example = read_examples(examples_dir / "Split-train")[0].features.feature
     assert example["pixel_dtype"].bytes_list.value == [b"float32"]
     assert max(example["image"].float_list.value) <= 1.0
+    # Later stages (the validation gate) read the span from the artifact.
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = str(out / "metadata.sqlite")
+    store = metadata_store.MetadataStore(connection)
+    [artifact] = [a for a in store.get_artifacts_by_type("Examples")]
+    assert artifact.custom_properties["span"].int_value == 3
 
 
 def test_span_pattern_takes_the_latest_span(tmp_path):

@@ -166,3 +166,16 @@ def test_to_npz_makes_the_float_trap_that_validate_refuses(tmp_path):
     assert refused.exit_code == 1 and "already scaled to [0,1]" in refused.output
     plain = invoke("to-npz", tmp_path / "data", "--output", tmp_path / "u.npz")
     assert plain.exit_code == 0 and invoke("validate", tmp_path / "u.npz").exit_code == 0
+
+
+def test_validate_tfrecords_as_they_are(tmp_path):
+    path = tmp_path / "requests.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i in range(4):
+            example = tf.train.Example()
+            example.features.feature["image"].bytes_list.value.append(
+                encode(quickstart_data.draw_shape("circle", np.random.default_rng(i)), "PNG"))
+            writer.write(example.SerializeToString())
+    result = invoke("validate", path, "--environment", "serving")
+    assert result.exit_code == 1
+    assert "got BYTES — encoded image files" in result.output

@@ -133,7 +133,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             # A fixed path ingested as an explicit data drop (`--span N`).
             span = int(config["span_override"])
             exec_properties[example_gen_utils.SPAN_PROPERTY_NAME] = span
+            # TFX's driver records the span as a custom property; keep both in step.
             examples.span = span
+            examples.set_int_custom_property(example_gen_utils.SPAN_PROPERTY_NAME, span)
 
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         image_shape = [config["height"], config["width"], config["channels"]]
@@ -196,7 +198,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             quarantine=prelisted + _read_json_lines(os.path.join(beam_dir, "Quarantine*.jsonl")),
             conversions=conversions, max_bad_fraction=config["max_bad_fraction"])
         fileio.rmtree(beam_dir)
-        paths = report.write_report(result, report_artifact.uri, writer=_write_text)
+        report.write_report(result, report_artifact.uri, writer=_write_text)
 
         examples.set_string_custom_property(CLASS_NAMES_PROPERTY, json.dumps(class_names))
         examples.set_string_custom_property(IMAGE_SHAPE_PROPERTY, json.dumps(image_shape))

@@ -100,6 +100,12 @@ def _explain_image(anomaly_kinds: List[str], dataset, expected: schema_curation.
             cause = "float values beyond 255 are not 8-bit pixels at all."
         messages.append(f"image: expected {expected_text}; {got} — {cause}")
         return messages
+    if image is not None and image.type in (statistics_pb2.FeatureNameStatistics.BYTES,
+                                             statistics_pb2.FeatureNameStatistics.STRING):
+        messages.append(f"image: expected {expected_text}; got BYTES — encoded image files "
+                        "(JPEG/PNG bytes?), not pixels; validate the image files themselves, "
+                        "which imgpipe decodes as ingestion does.")
+        return messages
     value_range = _range(image)
     if value_range and value_range[1] > 255:
         messages.append(f"image: expected {expected_text}; got INT up to {_fmt(value_range[1])} "
@@ -135,6 +141,8 @@ def _explain(feature: str, info: anomalies_pb2.AnomalyInfo, dataset,
             kinds.append("type")
         kinds.append(name)
     stats = _feature_stats(dataset, feature)
+    if stats is None:
+        return [f"{feature}: missing from every example ({info.description})"]
     if feature == encoding.IMAGE_FEATURE:
         messages = _explain_image(kinds, dataset, expected)
         if messages:

@@ -10,6 +10,10 @@ what the model actually needs instead:
                TRAINING, absent in SERVING; drift: L-infinity
   pixel_dtype  BYTES, "uint8" only
   source_id    BYTES, lineage only, no constraints
+height, width, channels, pixel_dtype and source_id are what ingestion adds:
+checked when present, not required, so that samples logged by a serving
+system (pixels and nothing else) can be validated too. The image's fixed
+shape is what binds.
 """
 from __future__ import annotations
 
@@ -49,14 +53,20 @@ def _feature(schema: schema_pb2.Schema, name: str) -> schema_pb2.Feature:
     return schema.feature.add(name=name)
 
 
+def _optional(feature: schema_pb2.Feature) -> None:
+    feature.ClearField("shape")
+    feature.presence.min_fraction = 0.0
+    feature.presence.min_count = 0
+    feature.value_count.min = 1
+    feature.value_count.max = 1
+
+
 def _fixed_int(feature: schema_pb2.Feature, value: int) -> None:
     feature.type = schema_pb2.INT
     feature.ClearField("domain_info")
     feature.int_domain.min = value
     feature.int_domain.max = value
-    feature.presence.min_fraction = 1.0
-    feature.shape.Clear()
-    feature.shape.dim.add(size=1)
+    _optional(feature)
 
 
 def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, channels: int,
@@ -107,12 +117,13 @@ def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, chan
         if domain.name == PIXEL_DTYPE_DOMAIN:
             curated.string_domain.remove(domain)
     curated.string_domain.add(name=PIXEL_DTYPE_DOMAIN, value=["uint8"])
-    dtype.presence.min_fraction = 1.0
+    _optional(dtype)
 
     source = _feature(curated, encoding.SOURCE_ID_FEATURE)
     source.type = schema_pb2.BYTES
     source.ClearField("domain_info")
     source.ClearField("distribution_constraints")
+    _optional(source)
 
     apply_thresholds(curated, thresholds)
     return curated
@@ -179,6 +190,8 @@ def describe(schema: schema_pb2.Schema) -> str:
         parts = [f"{feature.name:<12} {kind:<6}"]
         if feature.shape.dim:
             parts.append("shape [" + ", ".join(str(d.size) for d in feature.shape.dim) + "]")
+        elif feature.HasField("value_count"):
+            parts.append(f"{feature.value_count.min}..{feature.value_count.max} values")
         if feature.HasField("int_domain"):
             domain = feature.int_domain
             if domain.min == domain.max:
@@ -190,6 +203,8 @@ def describe(schema: schema_pb2.Schema) -> str:
             parts.append(f"one of {string_domains.get(feature.domain, [])}")
         if feature.presence.min_fraction:
             parts.append(f"present in {feature.presence.min_fraction:.0%}")
+        else:
+            parts.append("optional")
         if feature.not_in_environment:
             parts.append("not in " + ", ".join(feature.not_in_environment))
         comparator = feature.drift_comparator
