@@ -44,17 +44,17 @@ def _rel(path: str) -> str:
     return rel if not rel.startswith("../..") else path
 
 
-def _echo_stage(stage, event: str) -> None:
+def _echo_stage(stage, event: str, stream=None) -> None:
     if event == "started":
-        click.echo(f"[start] {stage.name}")
+        click.echo(f"[start] {stage.name}", file=stream)
     elif event == "finished":
         cached = " (cached)" if stage.cached else ""
-        click.echo(f"[done ] {stage.name}  {stage.seconds:.1f}s{cached}")
+        click.echo(f"[done ] {stage.name}  {stage.seconds:.1f}s{cached}", file=stream)
         for key, uris in sorted(stage.artifacts.items()):
             for uri in uris:
-                click.echo(f"          {key}: {_rel(uri)}")
+                click.echo(f"          {key}: {_rel(uri)}", file=stream)
     else:
-        click.echo(f"[FAIL ] {stage.name}  after {stage.seconds:.1f}s", err=True)
+        click.echo(f"[FAIL ] {stage.name}  after {stage.seconds:.1f}s", file=stream)
 
 
 class InputProblem(click.ClickException):
@@ -95,9 +95,15 @@ def _run(config: Config, until: Optional[str], verbose: bool) -> None:
     from imgpipe.pipeline.local_runner import StageFailed, run_local
     from imgpipe.pipeline.pipeline import PipelineError
 
-    click.echo(f"imgpipe: pipeline {config.pipeline.name!r}, output root {_rel(str(config.output_root))}")
+    import datetime
+    log_path = None
+    if not verbose:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        log_path = config.output_root / "logs" / f"{config.pipeline.name}-{stamp}.log"
+    click.echo(f"imgpipe: pipeline {config.pipeline.name!r}, output root {_rel(str(config.output_root))}"
+               + (f"; log {_rel(str(log_path))}" if log_path else ""))
     try:
-        result = run_local(config, _echo_stage, until=until)
+        result = run_local(config, _echo_stage, until=until, log_path=log_path)
     except StageFailed as failure:
         error = failure.error
         if isinstance(error, ValidationFailed):
@@ -111,7 +117,7 @@ def _run(config: Config, until: Optional[str], verbose: bool) -> None:
         where = f" in {failure.stage.name}" if failure.stage else ""
         raise click.ClickException(
             f"pipeline failed{where}: {type(error).__name__}: {error}\n"
-            "(run again with --verbose for the full log and traceback)") from None
+            f"(the run's log: {_rel(str(log_path))}; --verbose prints it as it runs)") from None
     except (PipelineError, IngestionFailed, ValueError) as error:
         raise click.ClickException(str(error)) from None
     _print_ingestion_report(result)

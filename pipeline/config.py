@@ -99,10 +99,19 @@ class TrainingSection(_Section):
     batch_size: int = Field(64, gt=0)
     learning_rate: float = Field(1e-3, gt=0)
     optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
-    conv_filters: List[int] = [32, 64, 64]
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    conv_filters: List[int] = Field([32, 64, 64], min_length=1)
     dense_units: int = Field(64, gt=0)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    # "valid": the seed's CNN (pooling after all but the last conv);
+    # "same": pooling after every conv.
+    padding: Literal["valid", "same"] = "valid"
+    batch_norm: bool = False
+    # Per-channel mean/std from the training split, computed by tf.Transform.
+    standardize: bool = False
     early_stopping_patience: int = Field(5, ge=0)
+    shuffle_buffer: int = Field(10_000, gt=0)
+    seed: int = 0
     augmentation: AugmentationSection = AugmentationSection()
 
 

@@ -6,12 +6,15 @@ listening to the runner's own log records.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import re
+import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from imgpipe.pipeline.config import Config
 
@@ -148,9 +151,49 @@ class StageFailed(RuntimeError):
         self.result = result
 
 
-def run_local(config: Config, echo: Callable[[StageResult, str], None],
-              until: Optional[str] = None) -> RunResult:
-    """Runs the pipeline to the end (or to `until`); raises StageFailed."""
+@contextlib.contextmanager
+def output_to_log(log_path: Optional[Path]):
+    """Sends fds 1 and 2 (this process and its children) to `log_path`.
+
+    TFX builds and pip-installs the module wheels in subprocesses, and Keras
+    prints every epoch; all of it goes to the run's log instead of the
+    terminal. Yields a stream on the original terminal for progress lines.
+    """
+    if log_path is None:
+        yield sys.stdout
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        on_fd1 = sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # a captured stdout (tests, notebooks)
+        on_fd1 = False
+    terminal = os.fdopen(os.dup(saved[0]), "w", buffering=1) if on_fd1 else sys.stdout
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield terminal
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        if on_fd1:
+            terminal.close()
+
+
+def run_local(config: Config, echo: Callable[[StageResult, str, Any], None],
+              until: Optional[str] = None, log_path: Optional[Path] = None) -> RunResult:
+    """Runs the pipeline to the end (or to `until`); raises StageFailed.
+
+    `echo(stage, event, stream)` reports progress on `stream`. With
+    `log_path`, everything else the run prints goes to that file.
+    """
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from imgpipe.pipeline.pipeline import create_pipeline
@@ -158,18 +201,25 @@ def run_local(config: Config, echo: Callable[[StageResult, str], None],
     source = prepare_source(config)
     tfx_pipeline = create_pipeline(config, source=source, until=until,
                                    beam_args=local_beam_args(list(config.pipeline.beam_args)))
-    listener = _StageListener(config.metadata_path, echo)
-    absl_logger = logging.getLogger("absl")
-    previous_level = absl_logger.level
-    absl_logger.addHandler(listener)
-    absl_logger.setLevel(logging.INFO)
-    result = RunResult(source=source, stages=listener.stages,
-                       pipeline_root=str(config.pipeline_root))
-    try:
-        LocalDagRunner().run(tfx_pipeline)
-    except BaseException as error:
-        raise StageFailed(listener.fail_current(), error, result) from error
-    finally:
-        absl_logger.removeHandler(listener)
-        absl_logger.setLevel(previous_level)
+    with output_to_log(log_path) as terminal:
+        listener = _StageListener(config.metadata_path,
+                                  lambda stage, event: echo(stage, event, terminal))
+        absl_logger = logging.getLogger("absl")
+        previous_level = absl_logger.level
+        absl_logger.addHandler(listener)
+        absl_logger.setLevel(logging.INFO)
+        # Transform's libraries call absl.logging.set_verbosity(WARNING) in
+        # this process, which would silence the runner's stage records for
+        # the rest of the run; the level stays at INFO until the run ends.
+        absl_logger.setLevel = lambda level: None
+        result = RunResult(source=source, stages=listener.stages,
+                           pipeline_root=str(config.pipeline_root))
+        try:
+            LocalDagRunner().run(tfx_pipeline)
+        except BaseException as error:
+            raise StageFailed(listener.fail_current(), error, result) from error
+        finally:
+            del absl_logger.setLevel  # back to logging.Logger.setLevel
+            absl_logger.removeHandler(listener)
+            absl_logger.setLevel(previous_level)
     return result

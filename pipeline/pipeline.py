@@ -3,6 +3,8 @@
 Runners only choose where it runs. Components so far:
   ImageExampleGen -> StatisticsGen (with the curated schema, ImportSchemaGen)
   -> ValidationGate (halts the run on any ERROR anomaly or drift)
+  -> Transform (preprocessing_fn) -> Trainer (run_fn; SavedModel with the
+     transform graph inside its serving signatures)
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from typing import List, Optional
 # component and costs seconds of start-up on each command.
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.statistics_gen.component import StatisticsGen
+from tfx.components.trainer.component import Trainer
+from tfx.components.transform.component import Transform
+from tfx.proto import trainer_pb2
 from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, range_config_pb2
@@ -25,7 +30,9 @@ from imgpipe.pipeline.config import Config
 
 # Buckets per unit of split ratio: ratios are honoured to 0.1%.
 _HASH_BUCKETS = 1000
-STAGES = ("ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate")
+STAGES = ("ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate", "Transform",
+          "Trainer")
+
 
 
 class PipelineError(ValueError):
@@ -74,6 +81,39 @@ def example_gen_for(config: Config, source: Optional[str] = None) -> ImageExampl
                            range_config=range_config)
 
 
+def modules_dir() -> Path:
+    """Where the Transform/Trainer module files are (installed with imgpipe)."""
+    from imgpipe import modules
+    return Path(modules.__file__).resolve().parent
+
+
+def validation_split(config: Config) -> str:
+    """Early stopping watches `validation` when the data has it, else `eval`."""
+    return "validation" if "validation" in config.data.split else "eval"
+
+
+def trainer_config(config: Config) -> dict:
+    import tensorflow_data_validation as tfdv
+    training = config.training
+    class_names = list(config.data.classes) or schema_curation.expectations(
+        tfdv.load_schema_text(str(config.schema_path))).class_names
+    return {
+        "class_names": class_names,
+        "image_shape": [config.image.height, config.image.width, config.image.channels],
+        "model": {"conv_filters": list(training.conv_filters), "dense_units": training.dense_units,
+                  "dropout": training.dropout, "padding": training.padding,
+                  "batch_norm": training.batch_norm,
+                  "horizontal_flip": training.augmentation.horizontal_flip,
+                  "translation": training.augmentation.translation,
+                  "rotation": training.augmentation.rotation},
+        "fit": {"epochs": training.epochs, "batch_size": training.batch_size,
+                "learning_rate": training.learning_rate, "optimizer": training.optimizer,
+                "lr_schedule": training.lr_schedule,
+                "early_stopping_patience": training.early_stopping_patience,
+                "shuffle_buffer": training.shuffle_buffer, "seed": training.seed},
+    }
+
+
 def checked_schema_path(config: Config) -> Path:
     """The curated schema file, after checking it matches the configuration."""
     import tensorflow_data_validation as tfdv
@@ -119,6 +159,26 @@ def create_pipeline(config: Config, source: Optional[str] = None,
                 label_linf=config.validation.label_drift_threshold),
             baseline_root=config.baseline_root)
         components += [schema_gen, statistics_gen, gate]
+        transform = Transform(
+            examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+            module_file=str(modules_dir() / "preprocessing.py"),
+            custom_config={"height": config.image.height, "width": config.image.width,
+                           "channels": config.image.channels,
+                           "standardize": config.training.standardize},
+            # The Trainer applies the transform graph itself: no second copy of
+            # the data as float32 on disk.
+            materialize=False)
+        # Data flows around the gate; this edge makes it a gate.
+        transform.add_upstream_node(gate)
+        trainer = Trainer(
+            module_file=str(modules_dir() / "training.py"),
+            examples=example_gen.outputs["examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=trainer_pb2.TrainArgs(splits=["train"]),
+            eval_args=trainer_pb2.EvalArgs(splits=[validation_split(config)]),
+            custom_config=trainer_config(config))
+        components += [transform, trainer]
     if until is not None:
         names = [type(c).__name__ for c in components]
         if until not in names:

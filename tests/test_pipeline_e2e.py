@@ -43,9 +43,10 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
 
     result = invoke("run", "--config", REPO / "configs" / "quickstart.toml", "--data", data,
                     "--output-root", out, "--set", "data.max_bad_fraction=0.05",
-                    "--set", "pipeline.name='e2e'")
+                    "--set", "pipeline.name='e2e'", "--set", "training.epochs=1")
     assert result.exit_code == 0, result.output
-    for stage in ("ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate"):
+    for stage in ("ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate",
+                  "Transform", "Trainer"):
         assert f"[start] {stage}" in result.output and f"[done ] {stage}" in result.output
     assert "examples: " in result.output and "statistics: " in result.output
     assert "grayscale -> RGB" in result.output
@@ -79,9 +80,9 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     # of each image is the same.
     again = invoke("run", "--config", REPO / "configs" / "quickstart.toml", "--data", data,
                    "--output-root", out, "--set", "data.max_bad_fraction=0.05",
-                   "--set", "pipeline.name='e2e'")
+                   "--set", "pipeline.name='e2e'", "--set", "training.epochs=1")
     assert again.exit_code == 0, again.output
-    assert again.output.count("(cached)") == 4
+    assert again.output.count("(cached)") == 6
 
     # Without the cache, ingestion runs again and every image lands in the
     # same split.

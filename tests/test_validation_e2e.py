@@ -54,6 +54,7 @@ def test_float_data_halts_the_pipeline_with_a_readable_report(tmp_path):
             ) in result.output
     assert "The pipeline stopped before training." in result.output
     assert "[FAIL ] ValidationGate" in result.output
+    assert "[start] Transform" not in result.output and "Trainer" not in result.output
     # TFX deletes a failed execution's outputs; the report is kept aside.
     reports = list((tmp_path / "out").rglob("failed/*/validation_report.json"))
     assert len(reports) == 1 and json.loads(reports[0].read_text())["passed"] is False
@@ -68,18 +69,23 @@ def test_a_drifted_span_halts_and_a_clean_one_passes(tmp_path):
     drops = tmp_path / "drops"
     shapes_tree(drops / "span-1", seed=1)
     out = tmp_path / "out"
-    first = invoke("run", "--config", QUICKSTART, "--data", drops / "span-{SPAN}", "--output-root", out)
+    quick = ["--set", "training.epochs=1"]
+    first = invoke("run", "--config", QUICKSTART, "--data", drops / "span-{SPAN}", "--output-root", out,
+                   *quick)
     assert first.exit_code == 0, first.output
     assert "drift baseline: no earlier span" in first.output
 
     shapes_tree(drops / "span-2", seed=2)
-    clean = invoke("run", "--config", QUICKSTART, "--data", drops / "span-{SPAN}", "--output-root", out)
+    clean = invoke("run", "--config", QUICKSTART, "--data", drops / "span-{SPAN}", "--output-root", out,
+                   *quick)
     assert clean.exit_code == 0, clean.output
     assert "drift baseline: span 1: PASSED" in clean.output
     assert "statistics_vs_previous_span.html" in clean.output
 
     shapes_tree(drops / "span-3", seed=3, transform=lambda im: ImageEnhance.Brightness(im).enhance(2.5))
-    drifted = invoke("run", "--config", QUICKSTART, "--data", drops / "span-{SPAN}", "--output-root", out)
+    drifted = invoke("run", "--config", QUICKSTART, "--data", drops / "span-{SPAN}", "--output-root", out,
+                     *quick)
+    assert "[start] Transform" not in drifted.output  # the gate held
     assert drifted.exit_code == 1
     assert "drift baseline: span 2: FAILED" in drifted.output
     assert "image: pixel distribution drifted from the baseline: Jensen-Shannon divergence" in drifted.output

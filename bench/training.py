@@ -1,0 +1,102 @@
+"""Training and serving benchmark on the CIFAR-10 preset.
+
+  .venv/bin/python bench/training.py --data runs/datasets/cifar10/train
+
+  - Runs the CIFAR-10 preset through the pipeline (ingestion .. Trainer) in a
+    fresh output root; reads the training record saved with the model.
+  - Accuracy of the exported model on the held-out `eval` split (never seen
+    by training or early stopping), through its serving_examples signature.
+  - Serving throughput at batch 1 and 64: serving_default (uint8 pixels),
+    serving_bytes (encoded JPEG) and the bare model on pre-scaled floats.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from ingestion import run_cli, write_results  # noqa: E402
+
+
+def throughput(call, batch, seconds=3.0) -> float:
+    call(batch)  # warm-up (tracing)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        call(batch)
+        count += 1
+    return count * len(next(iter(batch.values()))) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--output-root", type=Path, default=None,
+                        help="Reuse an output root (cached stages are reused); default: fresh.")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "training.json")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="imgpipe-bench-training-"))
+    root = args.output_root or work / "out"
+    try:
+        run = run_cli(["run", "--config", "configs/cifar10.toml", "--data", str(args.data),
+                       "--output-root", str(root)])
+        import imgpipe  # noqa: F401
+        import numpy as np
+        import tensorflow as tf
+
+        model_dir = max(glob.glob(str(root / "pipelines/imgpipe-cifar10/Trainer/model/*/Format-Serving")),
+                        key=lambda p: int(Path(p).parent.name))
+        record = json.loads(Path(model_dir, "assets", "training_config.json").read_text())
+        loaded = tf.saved_model.load(model_dir)
+        examples_dir = max(glob.glob(str(root / "pipelines/imgpipe-cifar10/ImageExampleGen/examples/*")),
+                           key=lambda p: int(Path(p).name))
+        records = list(tf.data.TFRecordDataset(glob.glob(f"{examples_dir}/Split-eval/*.gz"),
+                                               compression_type="GZIP").as_numpy_iterator())
+        labels = np.array([tf.train.Example.FromString(r).features.feature["label"].int64_list.value[0]
+                           for r in records])
+        predicted = np.concatenate([
+            loaded.signatures["serving_examples"](examples=tf.constant(records[i:i + 512]))["class_id"].numpy()
+            for i in range(0, len(records), 512)])
+        accuracy = float((predicted == labels).mean())
+        trainer_s = run["stages"]["Trainer"]
+        epochs = record["epochs_run"]
+        train_examples = sum(1 for _ in tf.data.TFRecordDataset(
+            glob.glob(f"{examples_dir}/Split-train/*.gz"), compression_type="GZIP"))
+
+        pixels = np.stack([tf.train.Example.FromString(r).features.feature["image"].int64_list.value
+                           for r in records[:64]]).reshape(-1, 32, 32, 3).astype(np.uint8)
+        jpegs = [tf.io.encode_jpeg(p, quality=95).numpy() for p in pixels]
+        serving = loaded.signatures["serving_default"]
+        bytes_fn = loaded.signatures["serving_bytes"]
+        speed = {}
+        for batch in (1, 64):
+            speed[f"batch_{batch}"] = {
+                "serving_default_uint8": throughput(lambda b: serving(**b), {"images": tf.constant(pixels[:batch])}),
+                "serving_bytes_jpeg": throughput(lambda b: bytes_fn(**b), {"image_bytes": tf.constant(jpegs[:batch])}),
+                "bare_model_prescaled_float": throughput(
+                    lambda b: loaded(b["x"], training=False),
+                    {"x": tf.constant(pixels[:batch].astype(np.float32) / 255.0)}),
+            }
+        results = {
+            "stages_s": run["stages"], "eval_examples": len(records), "eval_accuracy": accuracy,
+            "parameters": record["model"]["parameters"], "epochs_run": epochs,
+            "best_epoch": record["best_epoch"],
+            "best_validation_accuracy": max(record["history"]["val_accuracy"]),
+            "trainer_s": trainer_s, "seconds_per_epoch": trainer_s / epochs,
+            "train_images_per_s": train_examples * epochs / trainer_s,
+            "serving_images_per_s": speed,
+        }
+        print(json.dumps(results, indent=1), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    write_results(args.output, results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Model, preprocessing and training pieces, without a pipeline."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from imgpipe.components.trainer import training, transform
+from imgpipe.components.trainer.model import ModelSettings, build_model
+
+
+def test_default_model_is_the_seed_cnn():
+    model = build_model(ModelSettings(), (32, 32, 3), 10)
+    assert model.count_params() == 122_570  # the seed's parameter count
+    names = [layer.name for layer in model.layers]
+    assert names[:2] == ["image_xf", "augment_flip"]
+    assert ["conv1", "pool1", "conv2", "pool2", "conv3", "flatten", "dense", "dropout",
+            "probabilities"] == [n for n in names if not n.startswith(("image", "augment"))]
+    assert model.input_shape == (None, 32, 32, 3)
+
+
+def test_batch_norm_variant_keeps_the_size():
+    model = build_model(ModelSettings(padding="same", batch_norm=True, translation=0.1),
+                        (32, 32, 3), 10)
+    assert 120_000 <= model.count_params() <= 150_000
+    assert "augment_translate" in [layer.name for layer in model.layers]
+
+
+def test_inference_is_deterministic_and_augmentation_only_trains():
+    model = build_model(ModelSettings(horizontal_flip=True, translation=0.1, rotation=0.1),
+                        (32, 32, 3), 4)
+    x = tf.random.stateless_uniform([8, 32, 32, 3], seed=[1, 2])
+    first, second = model(x, training=False), model(x, training=False)
+    np.testing.assert_array_equal(first.numpy(), second.numpy())
+    trained = [model(x, training=True).numpy() for _ in range(3)]
+    assert any(np.abs(t - first.numpy()).max() > 1e-6 for t in trained)
+
+
+def test_pixels_are_scaled_once_to_unit_range():
+    image = tf.constant(np.arange(2 * 4 * 4 * 3).reshape(2, 48) % 256, tf.int64)
+    pixels = transform.scale_pixels(image, 4, 4, 3)
+    assert pixels.dtype == tf.float32 and pixels.shape == (2, 4, 4, 3)
+    np.testing.assert_allclose(pixels.numpy().reshape(2, 48), image.numpy() / 255.0, rtol=1e-6)
+
+
+def test_early_stopping_restores_the_best_weights():
+    # Validation labels are the opposite of training labels: validation loss
+    # is lowest early and rises as the model learns the training set.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = keras.Sequential([keras.layers.Dense(2, activation="softmax", input_shape=(4,))])
+    model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy")
+    snapshots = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: snapshots.append([w.copy() for w in model.get_weights()]))
+    fit = training.FitSettings(epochs=12, early_stopping_patience=3)
+    history = model.fit(x, y, validation_data=(x, 1 - y), epochs=fit.epochs, verbose=0,
+                        callbacks=[record, *training.make_callbacks(fit)])
+    losses = history.history["val_loss"]
+    best = int(np.argmin(losses))
+    assert len(losses) < fit.epochs and best < len(losses) - 1  # it stopped, after the best
+    for restored, kept in zip(model.get_weights(), snapshots[best]):
+        np.testing.assert_array_equal(restored, kept)
+
+
+def test_settings_and_training_record():
+    custom = {"model": {"conv_filters": [8, 16], "dense_units": 8, "dropout": 0.1,
+                        "padding": "same", "batch_norm": True, "horizontal_flip": False,
+                        "translation": 0.0, "rotation": 0.0},
+              "fit": {"epochs": 2, "batch_size": 4, "learning_rate": 0.01, "optimizer": "sgd",
+                      "lr_schedule": "cosine", "early_stopping_patience": 1,
+                      "shuffle_buffer": 10, "seed": 3}}
+    model_settings, fit = training.settings_from_config(custom)
+    assert model_settings.conv_filters == (8, 16) and fit.optimizer == "sgd"
+    record = training.training_record(
+        model=model_settings, fit=fit, class_names=["a", "b"], image_shape=[8, 8, 3],
+        schema_text="feature {}", data_fingerprint="abc", history={"loss": [1.0, 0.5]},
+        best_epoch=2, parameters=100)
+    assert record["augmentation"] == {"horizontal_flip": False, "translation": 0.0, "rotation": 0.0}
+    assert record["class_names"] == ["a", "b"] and record["epochs_run"] == 2
+    assert len(record["schema_sha256"]) == 64 and record["training_data_sha256"] == "abc"
+    assert {"tensorflow", "tfx", "tf-keras", "python"} <= set(record["library_versions"])
+    json.dumps(record)
+    optimizer = training.make_optimizer(fit, steps_per_epoch=10)
+    schedule = optimizer.get_config()["learning_rate"]
+    assert schedule["class_name"] == "CosineDecay"
+    assert schedule["config"]["decay_steps"] == 20  # epochs x steps per epoch
+    assert optimizer.get_config()["momentum"] == 0.9
+
+
+def test_training_data_fingerprint_changes_with_content(tmp_path):
+    (tmp_path / "a.gz").write_bytes(b"one")
+    before = training.files_fingerprint([str(tmp_path / "*.gz")])
+    (tmp_path / "a.gz").write_bytes(b"two")
+    assert training.files_fingerprint([str(tmp_path / "*.gz")]) != before
