@@ -31,6 +31,7 @@ cifar10-data:
 bench: $(STAMP) cifar10-data
 	$(VENV)/bin/python bench/ingestion.py --data runs/datasets/cifar10/train
 	$(VENV)/bin/python bench/validation.py --data runs/datasets/cifar10/train
+	$(VENV)/bin/python bench/training.py --data runs/datasets/cifar10/train
 
 clean:
 	rm -rf runs

@@ -140,7 +140,8 @@ def write_results(path: Path, results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="class-folder tree (CIFAR-10 train)")
-    parser.add_argument("--sizes", default="10000,50000")
+    parser.add_argument("--sizes", default="10000,50000",
+                        help="comma-separated dataset sizes; empty for none")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "ingestion.json")
     parser.add_argument("--skip-quickstart", action="store_true")
     parser.add_argument("--skip-breakdown", action="store_true")
@@ -150,7 +151,7 @@ def main() -> None:
                            "platform": platform.platform()}, "ingestion": [], "quickstart": None}
     work = Path(tempfile.mkdtemp(prefix="imgpipe-bench-"))
     try:
-        for size in (int(s) for s in args.sizes.split(",")):
+        for size in (int(s) for s in args.sizes.split(",") if s):
             tree = work / f"data-{size}"
             count = subset(args.data, size, tree)
             pillow = pillow_rate(tree)

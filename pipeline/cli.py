@@ -1,6 +1,7 @@
 """The `imgpipe` command line."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -78,6 +79,27 @@ def _print_validation_report(result) -> None:
                 click.echo(f"  statistics view: {_rel(os.path.join(directory, name))}")
 
 
+def _print_training_summary(result) -> None:
+    stage = result.stage("Trainer")
+    if not stage or "model" not in stage.artifacts:
+        return
+    model_dir = os.path.join(stage.artifacts["model"][0], "Format-Serving")
+    record_path = os.path.join(model_dir, "assets", "training_config.json")
+    if not os.path.exists(record_path):
+        return
+    with open(record_path, encoding="utf-8") as handle:
+        record = json.load(handle)
+    history = record.get("history", {})
+    best = record.get("best_epoch", 0)
+    accuracy = history.get("val_accuracy", [None] * best)[best - 1] if best else None
+    click.echo(f"\nTrained {record['model']['parameters']:,}-parameter CNN for "
+               f"{record['epochs_run']} epochs; best epoch {best}"
+               + (f", validation accuracy {accuracy:.3f}" if accuracy is not None else ""))
+    click.echo(f"  SavedModel (serving_default: uint8 [None, "
+               f"{', '.join(str(v) for v in record['image_shape'])}]; serving_bytes; "
+               f"serving_examples): {_rel(model_dir)}")
+
+
 def _print_ingestion_report(result) -> None:
     from imgpipe.components.image_example_gen import report
     stage = result.stage("ImageExampleGen")
@@ -122,6 +144,7 @@ def _run(config: Config, until: Optional[str], verbose: bool) -> None:
         raise click.ClickException(str(error)) from None
     _print_ingestion_report(result)
     _print_validation_report(result)
+    _print_training_summary(result)
     total = sum(s.seconds for s in result.stages)
     click.echo(f"\nimgpipe: {len(result.stages)} stages finished in {total:.1f}s; "
                f"data {_rel(result.source)}; metadata {_rel(str(config.metadata_path))}")

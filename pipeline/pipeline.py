@@ -166,8 +166,9 @@ def create_pipeline(config: Config, source: Optional[str] = None,
                            "channels": config.image.channels,
                            "standardize": config.training.standardize},
             # The Trainer applies the transform graph itself: no second copy of
-            # the data as float32 on disk.
-            materialize=False)
+            # the data as float32 on disk. StatisticsGen already has the
+            # statistics of the raw data.
+            materialize=False, disable_statistics=True)
         # Data flows around the gate; this edge makes it a gate.
         transform.add_upstream_node(gate)
         trainer = Trainer(
