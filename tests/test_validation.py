@@ -201,3 +201,13 @@ def test_checked_in_schemas_are_curated():
     assert quick.class_names == CLASSES
     cifar = schema_curation.expectations(tfdv.load_schema_text(str(REPO / "schemas" / "cifar10.pbtxt")))
     assert cifar.num_classes == 10 and cifar.class_names[0] == "airplane"
+
+
+def test_class_names_must_be_in_the_schema_order():
+    assert checks.class_names_mismatch(CLASSES, CLASSES) is None
+    assert checks.class_names_mismatch([], CLASSES) is None  # arrays without names
+    finding = checks.class_names_mismatch(["cross", "circle", "square", "triangle"], CLASSES)
+    assert finding.severity == checks.ERROR
+    assert "label ids would mean other classes" in finding.message
+    # A new class after the known ones is the label domain's business, not this check's.
+    assert checks.class_names_mismatch(CLASSES + ["hexagon"], CLASSES) is None

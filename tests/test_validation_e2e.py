@@ -185,3 +185,12 @@ def test_validate_tfrecords_as_they_are(tmp_path):
     result = invoke("validate", path, "--environment", "serving")
     assert result.exit_code == 1
     assert "got BYTES — encoded image files" in result.output
+
+
+def test_class_folders_that_disagree_with_the_schema_halt(tmp_path):
+    data = shapes_tree(tmp_path / "data", per_class=10)
+    (data / "circle").rename(data / "ball")   # sorts first: every label id shifts meaning
+    result = invoke("run", "--config", QUICKSTART, "--data", data, "--output-root", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "label: the data's classes are ['ball', 'cross', 'square', 'triangle'] but the schema's " \
+           "are ['circle', 'cross', 'square', 'triangle']" in result.output

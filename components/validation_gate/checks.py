@@ -201,6 +201,19 @@ def _scaled_integer_pixels(dataset) -> Optional[Finding]:
     return None
 
 
+def class_names_mismatch(data_names: List[str], schema_names: List[str]) -> Optional[Finding]:
+    """Label ids mean classes by position: the data's order must be the schema's."""
+    if not data_names or not schema_names:
+        return None
+    if list(data_names[:len(schema_names)]) != list(schema_names):
+        return Finding(encoding.LABEL_FEATURE, ERROR,
+                       f"label: the data's classes are {list(data_names)} but the schema's are "
+                       f"{list(schema_names)} — label ids would mean other classes (set "
+                       "data.classes in the config, or draft the schema from this data).",
+                       "CLASS_NAMES_MISMATCH")
+    return None
+
+
 def judge(anomalies: anomalies_pb2.Anomalies, statistics: statistics_pb2.DatasetFeatureStatisticsList,
           schema: schema_pb2.Schema, environment: str = schema_curation.TRAINING,
           split: str = "") -> Verdict:

@@ -75,6 +75,12 @@ class Executor(base_executor.BaseExecutor):
             verdicts.append(checks.judge(anomalies, current_stats[split], schema,
                                          schema_curation.TRAINING, split=split))
 
+        data_names = json.loads(examples.get_string_custom_property("class_names") or "[]")
+        mismatch = checks.class_names_mismatch(
+            data_names, schema_curation.expectations(schema).class_names)
+        if mismatch:
+            for verdict in verdicts:
+                verdict.findings.append(mismatch)
         passed = all(v.passed for v in verdicts)
         against = f"span {previous[0]}" if previous else "no earlier span (first validated span)"
         header = (f"Validation of span {span} against the curated schema; drift baseline: {against}: "
