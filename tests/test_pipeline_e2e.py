@@ -152,6 +152,8 @@ def test_npz_ingestion_keeps_float_pixels_and_spans(tmp_path):
     store = metadata_store.MetadataStore(connection)
     [artifact] = [a for a in store.get_artifacts_by_type("Examples")]
     assert artifact.custom_properties["span"].int_value == 3
+    assert artifact.custom_properties["input_base"].string_value == str(tmp_path)
+    assert json.loads(artifact.custom_properties["image_shape"].string_value) == [32, 32, 3]
 
 
 def test_span_pattern_takes_the_latest_span(tmp_path):

@@ -30,6 +30,7 @@ REPORT_KEY = "report"
 _BEAM_OUTPUT_DIR = "beam_output"
 CLASS_NAMES_PROPERTY = "class_names"
 IMAGE_SHAPE_PROPERTY = "image_shape"
+INPUT_BASE_PROPERTY = "input_base"
 
 
 def _read_json_lines(pattern: str) -> List[dict]:
@@ -202,6 +203,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         examples.set_string_custom_property(CLASS_NAMES_PROPERTY, json.dumps(class_names))
         examples.set_string_custom_property(IMAGE_SHAPE_PROPERTY, json.dumps(image_shape))
+        # source_id is relative to this: later stages find the original files.
+        examples.set_string_custom_property(INPUT_BASE_PROPERTY, input_base)
         report_artifact.set_string_custom_property("status", result["status"])
         if result["errors"]:
             # Nothing half-written: the examples of a refused source are removed.
