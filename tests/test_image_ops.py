@@ -98,7 +98,7 @@ def test_batch_decoder_matches_the_single_image_path():
               encode(shape_image("square", seed=22).convert("L"), "PNG")]
     decoder = image_ops.make_batch_decoder(32, 32, 3)
     pixels, shapes = decoder(tf.constant(images))
-    for data, batch_pixels, shape in zip(images, pixels.numpy(), shapes.numpy()):
+    for data, batch_pixels in zip(images, pixels.numpy()):
         np.testing.assert_array_equal(batch_pixels, prepare(data))
     assert shapes.numpy().tolist() == [[32, 32, 3], [48, 48, 3], [32, 32, 1]]
 

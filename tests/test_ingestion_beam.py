@@ -1,10 +1,8 @@
 """The Beam transforms of ingestion on real Beam (DirectRunner), without TFX."""
 import os
-import zlib
 
 import apache_beam as beam
 import numpy as np
-import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that
 from PIL import Image

@@ -1,5 +1,4 @@
 """End to end: the real TFX pipeline on the Beam DirectRunner, through the CLI."""
-import gzip
 import json
 import os
 from pathlib import Path
@@ -9,7 +8,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from conftest import REPO, encode, shape_image, write_class_tree
+from conftest import REPO, shape_image, write_class_tree
 from imgpipe.pipeline import cli
 
 pytestmark = pytest.mark.e2e

@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pytest
 import tensorflow as tf
 import tf_keras as keras
 

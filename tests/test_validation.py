@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import encode, shape_image
+from conftest import encode
 from imgpipe import quickstart_data
 from imgpipe.components.image_example_gen import encoding, image_ops
 from imgpipe.components.validation_gate import checks, inprocess, schema_curation

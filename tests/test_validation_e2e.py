@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from conftest import REPO, encode, write_class_tree
+from conftest import REPO, encode
 from imgpipe import quickstart_data
 from imgpipe.components.image_example_gen import image_ops
 from imgpipe.pipeline import cli
@@ -36,7 +36,7 @@ def shapes_arrays(per_class=25, seed=0):
     rng = np.random.default_rng(seed)
     x, y = [], []
     for label, shape in enumerate(quickstart_data.CLASSES):
-        for i in range(per_class):
+        for _ in range(per_class):
             data = encode(quickstart_data.draw_shape(shape, rng), "PNG")
             x.append(image_ops.decode_and_prepare(tf.constant(data), 32, 32, 3).numpy())
             y.append(label)

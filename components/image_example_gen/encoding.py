@@ -18,7 +18,7 @@ import dataclasses
 import io
 import os
 import warnings
-from typing import Iterable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa

@@ -18,7 +18,6 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from imgpipe.components.image_example_gen.encoding import BadInput
 
 FOLDERS = "folders"
 NPZ = "npz"

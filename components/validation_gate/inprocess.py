@@ -18,7 +18,7 @@ import pyarrow as pa
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from imgpipe.components.image_example_gen import encoding, sources
-from imgpipe.components.validation_gate import checks, schema_curation
+from imgpipe.components.validation_gate import checks
 
 _BATCH = 256
 
