@@ -100,6 +100,27 @@ def _print_training_summary(result) -> None:
                f"serving_examples): {_rel(model_dir)}")
 
 
+def _evaluation_report_dir(result) -> Optional[str]:
+    stage = result.stage("EvaluationGate")
+    if not stage or "report" not in stage.artifacts:
+        return None
+    return stage.artifacts["report"][0]
+
+
+def _print_evaluation_report(directory: str) -> Optional[dict]:
+    from imgpipe.components.evaluation_gate import report
+    text_path = os.path.join(directory, report.REPORT_TEXT)
+    if not os.path.exists(text_path):
+        return None
+    click.echo(f"\nEvaluation ({_rel(directory)}):")
+    with open(text_path, encoding="utf-8") as handle:
+        click.echo(handle.read().rstrip())
+    for name in (report.CONFUSION_PNG, report.F1_PNG):
+        click.echo(f"  chart: {_rel(os.path.join(directory, name))}")
+    with open(os.path.join(directory, report.REPORT_JSON), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def _print_ingestion_report(result) -> None:
     from imgpipe.components.image_example_gen import report
     stage = result.stage("ImageExampleGen")
@@ -145,9 +166,14 @@ def _run(config: Config, until: Optional[str], verbose: bool) -> None:
     _print_ingestion_report(result)
     _print_validation_report(result)
     _print_training_summary(result)
+    evaluation_dir = _evaluation_report_dir(result)
+    evaluation = _print_evaluation_report(evaluation_dir) if evaluation_dir else None
     total = sum(s.seconds for s in result.stages)
     click.echo(f"\nimgpipe: {len(result.stages)} stages finished in {total:.1f}s; "
                f"data {_rel(result.source)}; metadata {_rel(str(config.metadata_path))}")
+    if evaluation is not None and not evaluation["blessed"]:
+        raise click.ClickException("the model is NOT BLESSED; nothing will be pushed:\n  "
+                                   + "\n  ".join(evaluation["failures"]))
 
 
 _config_option = click.option(
@@ -349,6 +375,33 @@ def validate(source, schema_path, environment, baseline, output_format, config_p
                 click.echo(f"    {row['path']}: {row['reason']}")
         click.echo(checks.format_verdicts([verdict]))
     if not verdict.passed or bad:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("run_dir", required=False, type=click.Path(exists=True, file_okay=False))
+@_config_option
+@_set_option
+def report(run_dir, config_path, sets):
+    """Print the evaluation table of the latest run (or of RUN_DIR).
+
+    RUN_DIR: an output root, a pipeline root, or an EvaluationGate report folder.
+    Exit code 1 when that model is not blessed.
+    """
+    from imgpipe.components.evaluation_gate import report as evaluation_report
+    if run_dir is None:
+        config = _load(config_path, {}, sets)
+        run_dir = str(config.output_root)
+    pattern = os.path.join("**", evaluation_report.REPORT_JSON)
+    import glob
+    candidates = glob.glob(os.path.join(run_dir, evaluation_report.REPORT_JSON)) or \
+        glob.glob(os.path.join(run_dir, pattern), recursive=True)
+    candidates = [c for c in candidates if f"{os.sep}failed{os.sep}" not in c]
+    if not candidates:
+        raise InputProblem(f"{run_dir}: no evaluation report found (run `imgpipe run` first)")
+    latest = max(candidates, key=os.path.getmtime)
+    evaluation = _print_evaluation_report(os.path.dirname(latest))
+    if evaluation is not None and not evaluation["blessed"]:
         sys.exit(1)
 
 

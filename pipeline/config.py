@@ -119,6 +119,11 @@ class EvaluationSection(_Section):
     accuracy_floor: float = Field(0.5, ge=0.0, le=1.0)
     f1_floor: float = Field(0.7, ge=0.0, le=1.0)
     f1_floors: Dict[str, float] = {}  # per class name, overriding f1_floor
+    split: str = "eval"
+    # Serving parity: the served path (original bytes) against what TFMA
+    # measured. 0.005 = half an accuracy point / 0.5% of the images.
+    parity_max_accuracy_gap: float = Field(0.005, ge=0.0, le=1.0)
+    parity_max_disagreement: float = Field(0.005, ge=0.0, le=1.0)
 
 
 class RegistrySection(_Section):

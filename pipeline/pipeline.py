@@ -14,6 +14,7 @@ from typing import List, Optional
 # Component modules are imported one by one: `tfx.v1` imports every TFX
 # component and costs seconds of start-up on each command.
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.components.evaluator.component import Evaluator
 from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.components.trainer.component import Trainer
 from tfx.components.transform.component import Transform
@@ -23,6 +24,8 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, range_config_pb2
 
 from imgpipe.components.image_example_gen import sources
+from imgpipe.components.evaluation_gate import eval_config as evaluation_config
+from imgpipe.components.evaluation_gate.component import EvaluationGate
 from imgpipe.components.image_example_gen.component import ImageExampleGen
 from imgpipe.components.validation_gate import schema_curation
 from imgpipe.components.validation_gate.component import ValidationGate
@@ -31,7 +34,7 @@ from imgpipe.pipeline.config import Config
 # Buckets per unit of split ratio: ratios are honoured to 0.1%.
 _HASH_BUCKETS = 1000
 STAGES = ("ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate", "Transform",
-          "Trainer")
+          "Trainer", "Evaluator", "EvaluationGate")
 
 
 
@@ -179,7 +182,28 @@ def create_pipeline(config: Config, source: Optional[str] = None,
             train_args=trainer_pb2.TrainArgs(splits=["train"]),
             eval_args=trainer_pb2.EvalArgs(splits=[validation_split(config)]),
             custom_config=trainer_config(config))
-        components += [transform, trainer]
+        class_names = trainer_config(config)["class_names"]
+        try:
+            floors = evaluation_config.f1_floors(class_names, config.evaluation.f1_floor,
+                                                 config.evaluation.f1_floors)
+        except ValueError as error:
+            raise PipelineError(str(error)) from None
+        evaluator = Evaluator(
+            examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+            eval_config=evaluation_config.build_eval_config(
+                class_names, config.evaluation.accuracy_floor),
+            example_splits=[config.evaluation.split])
+        evaluation_gate = EvaluationGate(
+            model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+            evaluation=evaluator.outputs["evaluation"],
+            settings={"class_names": class_names, "f1_floors": floors,
+                      "accuracy_floor": config.evaluation.accuracy_floor,
+                      "split": config.evaluation.split,
+                      "image_shape": [config.image.height, config.image.width,
+                                      config.image.channels],
+                      "max_accuracy_gap": config.evaluation.parity_max_accuracy_gap,
+                      "max_disagreement": config.evaluation.parity_max_disagreement})
+        components += [transform, trainer, evaluator, evaluation_gate]
     if until is not None:
         names = [type(c).__name__ for c in components]
         if until not in names:

@@ -12,6 +12,8 @@ from conftest import REPO, shape_image, write_class_tree
 from imgpipe.pipeline import cli
 
 pytestmark = pytest.mark.e2e
+# One epoch makes no good model: the blessing floors are not under test here.
+NO_FLOORS = ("--set", "evaluation.f1_floor=0", "--set", "evaluation.accuracy_floor=0")
 
 
 def invoke(*args):
@@ -42,10 +44,14 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
 
     result = invoke("run", "--config", REPO / "configs" / "quickstart.toml", "--data", data,
                     "--output-root", out, "--set", "data.max_bad_fraction=0.05",
-                    "--set", "pipeline.name='e2e'", "--set", "training.epochs=1")
-    assert result.exit_code == 0, result.output
+                    "--set", "pipeline.name='e2e'", "--set", "training.epochs=1",
+                    *NO_FLOORS)
+    # Every stage runs; the empty `triangle` class folder leaves that class
+    # without evaluation examples, so the model is (rightly) not blessed.
+    assert result.exit_code == 1, result.output
+    assert "class triangle: no examples in the evaluation split" in result.output
     for stage in ("ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate",
-                  "Transform", "Trainer"):
+                  "Transform", "Trainer", "Evaluator", "EvaluationGate"):
         assert f"[start] {stage}" in result.output and f"[done ] {stage}" in result.output
     assert "examples: " in result.output and "statistics: " in result.output
     assert "grayscale -> RGB" in result.output
@@ -79,9 +85,10 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     # of each image is the same.
     again = invoke("run", "--config", REPO / "configs" / "quickstart.toml", "--data", data,
                    "--output-root", out, "--set", "data.max_bad_fraction=0.05",
-                   "--set", "pipeline.name='e2e'", "--set", "training.epochs=1")
-    assert again.exit_code == 0, again.output
-    assert again.output.count("(cached)") == 6
+                   "--set", "pipeline.name='e2e'", "--set", "training.epochs=1",
+                    *NO_FLOORS)
+    assert again.exit_code == 1, again.output
+    assert again.output.count("(cached)") == 8
 
     # Without the cache, ingestion runs again and every image lands in the
     # same split.

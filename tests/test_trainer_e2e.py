@@ -34,6 +34,7 @@ def trained(tmp_path_factory):
     result = CliRunner().invoke(cli.main, [
         "run", "--config", str(REPO / "configs" / "quickstart.toml"), "--data", str(data),
         "--output-root", str(out), "--set", "training.epochs=2",
+        "--set", "evaluation.f1_floor=0", "--set", "evaluation.accuracy_floor=0",
         "--set", "training.standardize=true", "--set", "training.augmentation.translation=0.1"],
         catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -1,0 +1,50 @@
+"""EvaluationGate: blesses a model only if every floor is met AND it serves as evaluated.
+
+After TFX's Evaluator (TFMA) has measured the model on the evaluation split,
+this component applies the per-class F1 floors (TFMA's thresholds cannot
+address argmax-based per-class F1), runs the serving-parity check and writes
+the blessing the Pusher reads (TFX's ModelBlessing: `blessed` = 1 or 0) and
+the evaluation report. It never raises on a bad model: a NOT_BLESSED model is
+a result, recorded in ML Metadata; `imgpipe run` exits non-zero on it.
+"""
+from __future__ import annotations
+
+import json
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from imgpipe.components.evaluation_gate import executor
+
+
+class EvaluationReport(types.Artifact):
+    """evaluation_report.txt/.json, confusion_matrix.png, per_class_f1.png."""
+    TYPE_NAME = "ImgpipeEvaluationReport"
+
+
+class EvaluationGateSpec(ComponentSpec):
+    PARAMETERS = {executor.SETTINGS_KEY: ExecutionParameter(type=str)}
+    INPUTS = {
+        executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
+    }
+    OUTPUTS = {
+        executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+        executor.REPORT_KEY: ChannelParameter(type=EvaluationReport),
+    }
+
+
+class EvaluationGate(base_component.BaseComponent):
+    SPEC_CLASS = EvaluationGateSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
+                 evaluation: types.BaseChannel, settings: dict):
+        super().__init__(spec=EvaluationGateSpec(
+            model=model, examples=examples, evaluation=evaluation,
+            settings=json.dumps(settings, sort_keys=True),
+            blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+            report=types.Channel(type=EvaluationReport)))

@@ -1,0 +1,112 @@
+"""Blessing decisions and the per-class table; pure functions.
+
+A model is blessed only if overall accuracy and every class's F1 (on the
+argmax) meet their floors AND the served path scores what evaluation scored.
+Each failure is one line: what, value, floor.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class ClassRow:
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    floor: float
+
+    @property
+    def passed(self) -> bool:
+        return self.support > 0 and not math.isnan(self.f1) and self.f1 >= self.floor
+
+
+@dataclasses.dataclass
+class Parity:
+    evaluated_accuracy: float      # TFMA's
+    served_accuracy: float         # the serving path's, on the original inputs
+    disagreement: float            # fraction of images where the two paths' classes differ
+    images: int
+    serving_path: str              # "serving_bytes" or "serving_default"
+
+
+@dataclasses.dataclass
+class Decision:
+    blessed: bool
+    failures: List[str]
+    accuracy: float
+    accuracy_floor: float
+    rows: List[ClassRow]
+    parity: Optional[Parity]
+
+    def as_dict(self) -> dict:
+        return {"blessed": self.blessed, "failures": self.failures, "accuracy": self.accuracy,
+                "accuracy_floor": self.accuracy_floor,
+                "classes": [dataclasses.asdict(r) | {"passed": r.passed} for r in self.rows],
+                "parity": dataclasses.asdict(self.parity) if self.parity else None}
+
+
+def class_rows(class_names: Sequence[str], confusion: np.ndarray, f1: Dict[int, float],
+               precision: Dict[int, float], recall: Dict[int, float],
+               floors: Dict[str, float]) -> List[ClassRow]:
+    """Rows from TFMA's per-class metrics; support from its confusion matrix."""
+    support = confusion.sum(axis=1) if confusion.size else np.zeros(len(class_names))
+    return [ClassRow(name, precision.get(i, float("nan")), recall.get(i, float("nan")),
+                     f1.get(i, float("nan")), int(support[i]) if i < len(support) else 0,
+                     floors[name]) for i, name in enumerate(class_names)]
+
+
+def decide(accuracy: float, accuracy_floor: float, rows: List[ClassRow],
+           parity: Optional[Parity], max_accuracy_gap: float, max_disagreement: float) -> Decision:
+    failures = []
+    if math.isnan(accuracy) or accuracy < accuracy_floor:
+        failures.append(f"accuracy: {accuracy:.4f} below the floor {accuracy_floor:.2f}")
+    for row in rows:
+        if row.support == 0 or math.isnan(row.f1):
+            failures.append(f"class {row.name}: no examples in the evaluation split — F1 is "
+                            f"undefined (floor {row.floor:.2f}); add examples of it or drop the class")
+        elif row.f1 < row.floor:
+            failures.append(f"class {row.name}: F1 {row.f1:.4f} below its floor {row.floor:.2f} "
+                            f"(precision {row.precision:.3f}, recall {row.recall:.3f}, "
+                            f"support {row.support})")
+    if parity is None:
+        failures.append("parity: the serving path was not checked")
+    else:
+        gap = abs(parity.served_accuracy - parity.evaluated_accuracy)
+        if gap > max_accuracy_gap:
+            failures.append(
+                f"parity: {parity.serving_path} scores {parity.served_accuracy:.4f} on the original "
+                f"inputs but evaluation measured {parity.evaluated_accuracy:.4f} (gap "
+                f"{gap * 100:.1f} points, allowed {max_accuracy_gap * 100:.1f}) — the served "
+                "preprocessing differs from the evaluated one")
+        if parity.disagreement > max_disagreement:
+            failures.append(
+                f"parity: {parity.serving_path} and the evaluated path disagree on "
+                f"{parity.disagreement:.1%} of {parity.images} images "
+                f"(allowed {max_disagreement:.1%})")
+    return Decision(not failures, failures, accuracy, accuracy_floor, rows, parity)
+
+
+def format_table(decision: Decision) -> str:
+    lines = [f"{'class':<16} {'precision':>9} {'recall':>7} {'F1':>7} {'floor':>6} {'support':>8}"]
+    for row in decision.rows:
+        mark = "" if row.passed else "  <- below floor" if row.support else "  <- missing"
+        lines.append(f"{row.name:<16} {row.precision:>9.3f} {row.recall:>7.3f} {row.f1:>7.3f} "
+                     f"{row.floor:>6.2f} {row.support:>8d}{mark}")
+    lines.append(f"{'accuracy':<16} {decision.accuracy:>33.3f} {decision.accuracy_floor:>6.2f} "
+                 f"{sum(r.support for r in decision.rows):>8d}")
+    if decision.parity:
+        p = decision.parity
+        lines.append(f"parity ({p.serving_path} on {p.images} original inputs): accuracy "
+                     f"{p.served_accuracy:.4f} vs evaluated {p.evaluated_accuracy:.4f}; "
+                     f"predictions differ on {p.disagreement:.2%}")
+    verdict = "BLESSED" if decision.blessed else "NOT BLESSED"
+    lines.append(verdict + ("" if decision.blessed else ":"))
+    lines.extend(f"  {failure}" for failure in decision.failures)
+    return "\n".join(lines)

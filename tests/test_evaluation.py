@@ -1,0 +1,76 @@
+"""Blessing decisions and the TFMA config, without a pipeline."""
+import json
+
+import numpy as np
+import pytest
+
+from imgpipe.components.evaluation_gate import decisions, eval_config
+
+NAMES = ["circle", "cross", "square", "triangle"]
+GOOD_PARITY = decisions.Parity(0.95, 0.95, 0.0, 200, "serving_bytes")
+
+
+def rows(f1, floors=None, support=(50, 50, 50, 50)):
+    floors = floors or eval_config.f1_floors(NAMES, 0.7, {})
+    confusion = np.diag(support)
+    return decisions.class_rows(NAMES, confusion, dict(enumerate(f1)),
+                                dict(enumerate(f1)), dict(enumerate(f1)), floors)
+
+
+def decide(rows_, accuracy=0.9, parity=GOOD_PARITY):
+    return decisions.decide(accuracy, 0.5, rows_, parity, max_accuracy_gap=0.005,
+                            max_disagreement=0.005)
+
+
+def test_good_model_is_blessed():
+    decision = decide(rows([0.9, 0.95, 0.88, 0.91]))
+    assert decision.blessed and decision.failures == []
+    assert decisions.format_table(decision).splitlines()[-1] == "BLESSED"
+
+
+def test_one_weak_class_is_named():
+    decision = decide(rows([0.9, 0.95, 0.55, 0.91]))
+    assert not decision.blessed
+    assert decision.failures == [
+        "class square: F1 0.5500 below its floor 0.70 (precision 0.550, recall 0.550, support 50)"]
+    assert "<- below floor" in decisions.format_table(decision)
+
+
+def test_per_class_overrides_raise_and_lower_the_bar():
+    lowered = eval_config.f1_floors(NAMES, 0.7, {"square": 0.5})
+    assert decide(rows([0.9, 0.95, 0.55, 0.91], lowered)).blessed
+    raised = eval_config.f1_floors(NAMES, 0.7, {"cross": 0.99})
+    assert decide(rows([0.9, 0.95, 0.88, 0.91], raised)).failures == [
+        "class cross: F1 0.9500 below its floor 0.99 (precision 0.950, recall 0.950, support 50)"]
+    with pytest.raises(ValueError, match="unknown classes \\['hexagon'\\]"):
+        eval_config.f1_floors(NAMES, 0.7, {"hexagon": 0.5})
+
+
+def test_a_class_missing_from_the_evaluation_split_is_a_named_failure():
+    decision = decide(rows([0.9, 0.95, float("nan"), 0.91], support=(50, 50, 0, 50)))
+    assert not decision.blessed
+    assert decision.failures[0].startswith("class square: no examples in the evaluation split")
+
+
+def test_accuracy_floor_and_parity():
+    assert decide(rows([0.9] * 4), accuracy=0.4).failures == [
+        "accuracy: 0.4000 below the floor 0.50"]
+    broken = decisions.Parity(0.95, 0.25, 0.71, 200, "serving_bytes")
+    failures = decide(rows([0.9] * 4), parity=broken).failures
+    assert failures[0].startswith("parity: serving_bytes scores 0.2500 on the original inputs but "
+                                  "evaluation measured 0.9500 (gap 70.0 points, allowed 0.5)")
+    assert failures[1] == "parity: serving_bytes and the evaluated path disagree on 71.0% of 200 images (allowed 0.5%)"
+    assert not decide(rows([0.9] * 4), parity=None).blessed
+    json.dumps(decide(rows([0.9] * 4)).as_dict())
+
+
+def test_eval_config_uses_argmax_f1_per_class():
+    config = eval_config.build_eval_config(NAMES, 0.6)
+    assert config.model_specs[0].signature_name == "serving_examples"
+    assert config.model_specs[0].label_key == "label"
+    overall, per_class = config.metrics_specs
+    names = [m.class_name for m in overall.metrics]
+    assert names == ["ExampleCount", "MultiClassConfusionMatrixPlot", "SparseCategoricalAccuracy"]
+    assert overall.metrics[2].threshold.value_threshold.lower_bound.value == 0.6
+    assert list(per_class.binarize.class_ids.values) == [0, 1, 2, 3]
+    assert {m.class_name: json.loads(m.config) for m in per_class.metrics}["F1Score"] == {"top_k": 1}
