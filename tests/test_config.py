@@ -14,7 +14,8 @@ def write(tmp_path, text):
 def test_presets_load():
     quick = load_config(REPO / "configs" / "quickstart.toml")
     assert quick.data.source == "builtin:quickstart" and quick.builtin_dataset == "quickstart"
-    assert quick.image.channels == 3 and quick.data.split == {"train": 0.8, "eval": 0.2}
+    assert quick.image.channels == 3
+    assert quick.data.split == {"train": 0.7, "validation": 0.15, "eval": 0.15}
     assert "--direct_running_mode=in_memory" in quick.pipeline.beam_args
     cifar = load_config(REPO / "configs" / "cifar10.toml")
     assert cifar.data.classes[0] == "airplane" and len(cifar.data.classes) == 10

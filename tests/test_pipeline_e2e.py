@@ -62,7 +62,7 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
 
     examples_dir = artifact_dir(out, "e2e", "ImageExampleGen", "examples")
     splits = {p.name: read_examples(p) for p in examples_dir.iterdir() if p.is_dir()}
-    assert set(splits) == {"Split-train", "Split-eval"}
+    assert set(splits) == {"Split-train", "Split-validation", "Split-eval"}
     assert sum(len(v) for v in splits.values()) == 91
     example = splits["Split-train"][0].features.feature
     assert len(example["image"].int64_list.value) == 32 * 32 * 3
