@@ -151,3 +151,22 @@ def test_tfma_alone_would_bless_the_seed_bug_but_the_parity_gate_does_not(run, t
     decision = decisions.decide(measured.accuracy, 0.25, rows, checked, 0.005, 0.005)
     assert not decision.blessed
     assert any(f.startswith("parity: serving_bytes scores") for f in decision.failures)
+
+
+def test_a_model_with_one_weak_class_is_not_blessed_and_the_class_is_named(tmp_path):
+    # The "triangle" folder holds squares: the model cannot tell those two
+    # classes apart, while circles and crosses stay easy.
+    data = tmp_path / "data"
+    rng = np.random.default_rng(5)
+    for folder, shape in (("circle", "circle"), ("cross", "cross"), ("square", "square"),
+                          ("triangle", "square")):
+        (data / folder).mkdir(parents=True)
+        for i in range(100):
+            quickstart_data.draw_shape(shape, rng).save(data / folder / f"{i:03d}.png")
+    result = invoke("run", "--config", REPO / "configs" / "quickstart.toml", "--data", data,
+                    "--output-root", tmp_path / "out", "--set", "training.epochs=25")
+    assert result.exit_code == 1, result.output
+    failures = result.output.split("nothing will be pushed:")[1]
+    assert "class triangle: F1 " in failures and "below its floor 0.70" in failures
+    assert "class circle" not in failures and "class cross" not in failures
+    assert "parity" not in failures
