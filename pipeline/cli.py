@@ -1,6 +1,7 @@
 """The `imgpipe` command line."""
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -392,10 +393,8 @@ def report(run_dir, config_path, sets):
     if run_dir is None:
         config = _load(config_path, {}, sets)
         run_dir = str(config.output_root)
-    pattern = os.path.join("**", evaluation_report.REPORT_JSON)
-    import glob
-    candidates = glob.glob(os.path.join(run_dir, evaluation_report.REPORT_JSON)) or \
-        glob.glob(os.path.join(run_dir, pattern), recursive=True)
+    candidates = glob.glob(os.path.join(run_dir, evaluation_report.REPORT_JSON)) or glob.glob(
+        os.path.join(run_dir, "**", evaluation_report.REPORT_JSON), recursive=True)
     candidates = [c for c in candidates if f"{os.sep}failed{os.sep}" not in c]
     if not candidates:
         raise InputProblem(f"{run_dir}: no evaluation report found (run `imgpipe run` first)")

@@ -140,8 +140,6 @@ class Config(_Section):
     training: TrainingSection = TrainingSection()
     evaluation: EvaluationSection = EvaluationSection()
     registry: RegistrySection = RegistrySection()
-    # Where the file came from, for messages; not a TOML key.
-    source_file: str = Field("", exclude=True)
 
     @model_validator(mode="after")
     def _floors_name_classes(self) -> "Config":
@@ -248,7 +246,7 @@ def load_config(path: Optional[os.PathLike] = None,
             continue
         _set_dotted(tree, key, value)
     try:
-        return Config.model_validate({**tree, "source_file": str(path)})
+        return Config.model_validate(tree)
     except ValidationError as error:
         problems = "; ".join(_describe(e) for e in error.errors())
         raise ConfigError(f"{path}: {problems}") from None

@@ -38,7 +38,6 @@ class StageResult:
 class RunResult:
     source: str
     stages: List[StageResult]
-    pipeline_root: str
 
     def stage(self, name: str) -> Optional[StageResult]:
         return next((s for s in self.stages if s.name == name), None)
@@ -212,8 +211,7 @@ def run_local(config: Config, echo: Callable[[StageResult, str, Any], None],
         # this process, which would silence the runner's stage records for
         # the rest of the run; the level stays at INFO until the run ends.
         absl_logger.setLevel = lambda level: None
-        result = RunResult(source=source, stages=listener.stages,
-                           pipeline_root=str(config.pipeline_root))
+        result = RunResult(source=source, stages=listener.stages)
         try:
             LocalDagRunner().run(tfx_pipeline)
         except BaseException as error:

@@ -33,8 +33,6 @@ from imgpipe.pipeline.config import Config
 
 # Buckets per unit of split ratio: ratios are honoured to 0.1%.
 _HASH_BUCKETS = 1000
-STAGES = ("ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate", "Transform",
-          "Trainer", "Evaluator", "EvaluationGate")
 
 
 
@@ -95,11 +93,8 @@ def validation_split(config: Config) -> str:
     return "validation" if "validation" in config.data.split else "eval"
 
 
-def trainer_config(config: Config) -> dict:
-    import tensorflow_data_validation as tfdv
+def trainer_config(config: Config, class_names: List[str]) -> dict:
     training = config.training
-    class_names = list(config.data.classes) or schema_curation.expectations(
-        tfdv.load_schema_text(str(config.schema_path))).class_names
     return {
         "class_names": class_names,
         "image_shape": [config.image.height, config.image.width, config.image.channels],
@@ -117,8 +112,8 @@ def trainer_config(config: Config) -> dict:
     }
 
 
-def checked_schema_path(config: Config) -> Path:
-    """The curated schema file, after checking it matches the configuration."""
+def checked_schema(config: Config):
+    """The curated schema file and its proto, after checking it matches the configuration."""
     import tensorflow_data_validation as tfdv
     path = config.schema_path
     if not path.is_file():
@@ -134,7 +129,7 @@ def checked_schema_path(config: Config) -> Path:
     if problems:
         raise PipelineError(f"validation.schema_file {path} does not match the configuration: "
                             + "; ".join(problems))
-    return path
+    return path, schema
 
 
 def create_pipeline(config: Config, source: Optional[str] = None,
@@ -149,7 +144,9 @@ def create_pipeline(config: Config, source: Optional[str] = None,
     example_gen = example_gen_for(config, source)
     components: List = [example_gen]
     if until != "ImageExampleGen":
-        schema_gen = ImportSchemaGen(schema_file=str(checked_schema_path(config)))
+        schema_path, schema = checked_schema(config)
+        class_names = list(config.data.classes) or schema_curation.expectations(schema).class_names
+        schema_gen = ImportSchemaGen(schema_file=str(schema_path))
         # With the schema, statistics treat the label as categorical (needed
         # for the L-infinity drift check).
         statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],
@@ -181,8 +178,7 @@ def create_pipeline(config: Config, source: Optional[str] = None,
             schema=schema_gen.outputs["schema"],
             train_args=trainer_pb2.TrainArgs(splits=["train"]),
             eval_args=trainer_pb2.EvalArgs(splits=[validation_split(config)]),
-            custom_config=trainer_config(config))
-        class_names = trainer_config(config)["class_names"]
+            custom_config=trainer_config(config, class_names))
         try:
             floors = evaluation_config.f1_floors(class_names, config.evaluation.f1_floor,
                                                  config.evaluation.f1_floors)

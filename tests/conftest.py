@@ -39,6 +39,25 @@ def write_class_tree(root: Path, per_class: int = 6, classes=("circle", "square"
     return root
 
 
+def shapes_tree(root: Path, per_class: int = 60, seed: int = 0, transform=None,
+                folders=None, suffixes=(".png",)) -> Path:
+    """Class folders of the quickstart shapes (real PNG/JPEG files).
+
+    `folders` maps folder name -> shape drawn into it (default: each shape
+    into its own folder); `transform` edits every image before it is saved.
+    """
+    rng = np.random.default_rng(seed)
+    folders = folders or {shape: shape for shape in quickstart_data.CLASSES}
+    for folder, shape in folders.items():
+        (root / folder).mkdir(parents=True)
+        for i in range(per_class):
+            image = quickstart_data.draw_shape(shape, rng)
+            if transform:
+                image = transform(image)
+            image.save(root / folder / f"{i:03d}{suffixes[i % len(suffixes)]}")
+    return root
+
+
 @pytest.fixture
 def class_tree(tmp_path):
     return write_class_tree(tmp_path / "images")

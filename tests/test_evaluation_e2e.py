@@ -3,12 +3,11 @@ import glob
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from conftest import REPO
+from conftest import REPO, shapes_tree
 from imgpipe import quickstart_data
 from imgpipe.components.evaluation_gate import decisions, eval_config, executor, parity
 from imgpipe.components.image_example_gen import image_ops
@@ -46,12 +45,7 @@ def blessings(out: Path):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
-    data = root / "data"
-    rng = np.random.default_rng(11)
-    for shape in quickstart_data.CLASSES:
-        (data / shape).mkdir(parents=True)
-        for i in range(100):
-            quickstart_data.draw_shape(shape, rng).save(data / shape / f"{i:03d}.png")
+    data = shapes_tree(root / "data", per_class=100, seed=11)
     out = root / "out"
     result = invoke("run", "--config", REPO / "configs" / "quickstart.toml", "--data", data,
                     "--output-root", out, "--set", "training.epochs=25", *LOW_FLOORS)
@@ -156,13 +150,8 @@ def test_tfma_alone_would_bless_the_seed_bug_but_the_parity_gate_does_not(run, t
 def test_a_model_with_one_weak_class_is_not_blessed_and_the_class_is_named(tmp_path):
     # The "triangle" folder holds squares: the model cannot tell those two
     # classes apart, while circles and crosses stay easy.
-    data = tmp_path / "data"
-    rng = np.random.default_rng(5)
-    for folder, shape in (("circle", "circle"), ("cross", "cross"), ("square", "square"),
-                          ("triangle", "square")):
-        (data / folder).mkdir(parents=True)
-        for i in range(100):
-            quickstart_data.draw_shape(shape, rng).save(data / folder / f"{i:03d}.png")
+    data = shapes_tree(tmp_path / "data", per_class=100, seed=5, folders={
+        "circle": "circle", "cross": "cross", "square": "square", "triangle": "square"})
     result = invoke("run", "--config", REPO / "configs" / "quickstart.toml", "--data", data,
                     "--output-root", tmp_path / "out", "--set", "training.epochs=25")
     assert result.exit_code == 1, result.output

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from conftest import REPO
+from conftest import REPO, shapes_tree
 from imgpipe import quickstart_data
 from imgpipe.components.image_example_gen import image_ops
 from imgpipe.pipeline import cli
@@ -23,13 +23,7 @@ def latest(pattern: str) -> Path:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("trainer")
-    data = root / "data"
-    rng = np.random.default_rng(7)
-    for shape in quickstart_data.CLASSES:
-        (data / shape).mkdir(parents=True)
-        for i in range(30):
-            image = quickstart_data.draw_shape(shape, rng)
-            image.save(data / shape / (f"{i:03d}.jpg" if i % 2 else f"{i:03d}.png"))
+    data = shapes_tree(root / "data", per_class=30, seed=7, suffixes=(".png", ".jpg"))
     out = root / "out"
     result = CliRunner().invoke(cli.main, [
         "run", "--config", str(REPO / "configs" / "quickstart.toml"), "--data", str(data),

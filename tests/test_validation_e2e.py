@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
-from conftest import REPO, encode
+from conftest import REPO, encode, shapes_tree
 from imgpipe import quickstart_data
 from imgpipe.components.image_example_gen import image_ops
 from imgpipe.pipeline import cli
@@ -17,19 +17,6 @@ QUICKSTART = REPO / "configs" / "quickstart.toml"
 
 def invoke(*args):
     return CliRunner().invoke(cli.main, [str(a) for a in args], catch_exceptions=False)
-
-
-def shapes_tree(root, per_class=60, seed=0, transform=None):
-    """Class folders of the four quickstart shapes (PNG), optionally transformed."""
-    rng = np.random.default_rng(seed)
-    for shape in quickstart_data.CLASSES:
-        (root / shape).mkdir(parents=True)
-        for i in range(per_class):
-            image = quickstart_data.draw_shape(shape, rng)
-            if transform:
-                image = transform(image)
-            image.save(root / shape / f"{i:03d}.png")
-    return root
 
 
 def shapes_arrays(per_class=25, seed=0):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from typing import Dict, Sequence
 
+from imgpipe.components.trainer import signatures
+
 LABEL_KEY = "label"
 PREDICTION_KEY = "probabilities"
-SIGNATURE = "serving_examples"
+SIGNATURE = signatures.SERVING_EXAMPLES
 ACCURACY = "SparseCategoricalAccuracy"
 F1 = "F1Score"
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from imgpipe.components.evaluation_gate.decisions import Parity
 from imgpipe.components.image_example_gen import encoding
+from imgpipe.components.trainer import signatures
 
 _BATCH = 64
 
@@ -39,19 +40,19 @@ def check(model_dir: str, split_dir: str, input_base: str, evaluated_accuracy: f
     evaluated, served = [], []
     for start in range(0, len(records), _BATCH):
         batch = slice(start, start + _BATCH)
-        evaluated.append(model.signatures["serving_examples"](
+        evaluated.append(model.signatures[signatures.SERVING_EXAMPLES](
             examples=tf.constant(records[batch]))["class_id"].numpy())
         if use_files:
             data = [tf.io.gfile.GFile(f, "rb").read() for f in files[batch]]
-            outputs = model.signatures["serving_bytes"](image_bytes=tf.constant(data))
+            outputs = model.signatures[signatures.SERVING_BYTES](image_bytes=tf.constant(data))
         else:
             pixels = np.stack([np.array(p[encoding.IMAGE_FEATURE].int64_list.value, np.uint8)
                                .reshape(image_shape) for p in parsed[batch]])
-            outputs = model.signatures["serving_default"](images=tf.constant(pixels))
+            outputs = model.signatures[signatures.SERVING_DEFAULT](images=tf.constant(pixels))
         served.append(outputs["class_id"].numpy())
     evaluated_ids, served_ids = np.concatenate(evaluated), np.concatenate(served)
     return Parity(evaluated_accuracy=float(evaluated_accuracy),
                   served_accuracy=float((served_ids == labels).mean()),
                   disagreement=float((served_ids != evaluated_ids).mean()),
                   images=len(records),
-                  serving_path="serving_bytes" if use_files else "serving_default")
+                  serving_path=signatures.SERVING_BYTES if use_files else signatures.SERVING_DEFAULT)

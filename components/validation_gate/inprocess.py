@@ -63,8 +63,8 @@ def load_folder_arrays(root: str, height: int, width: int, channels: int,
     from imgpipe.components.image_example_gen import image_ops
     by_class = _image_files(root)
     labelled = "" not in by_class
-    names = list(classes) + sorted(set(by_class) - set(classes)) if labelled and classes else \
-        sorted(by_class) if labelled else []
+    # Label ids by ingestion's own rule (configured order, then unknown folders).
+    names = sources.scan_class_folders([root], list(classes)).class_names if labelled else []
     class_ids = {name: index for index, name in enumerate(names)}
     decoder = image_ops.make_batch_decoder(height, width, channels)
     quarantine, conversions = [], Counter()
