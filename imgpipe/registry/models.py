@@ -1,0 +1,91 @@
+"""SQLAlchemy 2 declarative model of the `model_registry` table.
+
+The first five data columns are the source article's row; the rest record
+what a team needs to trust and reproduce a model version. Alembic migrations
+(`imgpipe/registry/migrations`) create it; `sql/` holds the same DDL.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Dict, Optional
+
+from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Index, Integer,
+                        MetaData, String, Text, UniqueConstraint, func, text)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+STATUSES = ("registered", "champion", "archived", "rolled_back")
+CHAMPION = "champion"
+# JSONB on PostgreSQL: queryable and indexable (e.g. per_class_f1->>'cat').
+JSON_DOCUMENT = JSON().with_variant(JSONB(), "postgresql")
+
+# Deterministic constraint names, so migrations (and SQLite batch mode) can
+# address them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_registry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The source article's columns.
+    model_uid: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    architecture_type: Mapped[str] = mapped_column(String(100), nullable=False)
+    val_accuracy: Mapped[float] = mapped_column(Float, nullable=False)
+    artifact_path: Mapped[str] = mapped_column(Text, nullable=False)
+    training_date: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # What makes the row a version of a model.
+    model_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Evaluation.
+    per_class_f1: Mapped[Dict[str, Any]] = mapped_column(JSON_DOCUMENT, nullable=False)
+    serving_accuracy: Mapped[Optional[float]] = mapped_column(Float)
+    parity_accuracy_gap: Mapped[Optional[float]] = mapped_column(Float)
+    parity_disagreement: Mapped[Optional[float]] = mapped_column(Float)
+    blessed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    # Provenance.
+    data_fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    schema_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    training_config: Mapped[Dict[str, Any]] = mapped_column(JSON_DOCUMENT, nullable=False)
+    augmentation_config: Mapped[Dict[str, Any]] = mapped_column(JSON_DOCUMENT, nullable=False)
+    pipeline_run_id: Mapped[Optional[str]] = mapped_column(String(200))
+    library_versions: Mapped[Dict[str, Any]] = mapped_column(JSON_DOCUMENT, nullable=False)
+    # MLflow: filled in the push's last step (see store.publish's protocol).
+    mlflow_run_id: Mapped[Optional[str]] = mapped_column(String(64))
+    mlflow_model_version: Mapped[Optional[int]] = mapped_column(Integer)
+    # Lifecycle.
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="registered")
+    promoted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                    server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("model_name", "version"),
+        CheckConstraint("status IN ('registered', 'champion', 'archived', 'rolled_back')",
+                        name="status"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        # At most one champion per model name, enforced by the database
+        # (a partial unique index: PostgreSQL and SQLite both have them).
+        Index("uq_model_registry_one_champion", "model_name", unique=True,
+              sqlite_where=text("status = 'champion'"),
+              postgresql_where=text("status = 'champion'")),
+        Index("ix_model_registry_model_name_status", "model_name", "status"),
+        Index("ix_model_registry_model_name_val_accuracy", "model_name", "val_accuracy"),
+        Index("ix_model_registry_created_at", "created_at"),
+    )
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Every column under its column name (JSON/CSV output, MLflow tags)."""
+        return {column.name: getattr(self, column.key) for column in self.__table__.columns}
+
+
+COLUMNS = [column.name for column in ModelVersion.__table__.columns]

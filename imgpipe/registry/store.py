@@ -1,0 +1,315 @@
+"""Registry store functions: engines, migrations, versions, champion moves.
+
+Concurrency: version numbers are `max(version) + 1` inside a transaction that
+holds the model name's write lock — SQLite: `BEGIN IMMEDIATE` (one writer at a
+time, WAL so readers are not blocked, a busy timeout instead of "database is
+locked"); PostgreSQL: a transaction-scoped advisory lock per model name. So
+concurrent pushers get unique, gap-free versions, and the partial unique
+index lets the database itself refuse a second champion.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session
+
+from imgpipe.registry.models import CHAMPION, STATUSES, ModelVersion
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot be done; the message says why."""
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, for output and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+@functools.lru_cache(maxsize=None)
+def engine_for(url: str) -> Engine:
+    """One engine per URL and process, with the locking described above."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        # pysqlite's own transaction handling defers BEGIN; take it over so
+        # every transaction starts with BEGIN IMMEDIATE (the write lock).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+# -- migrations ---------------------------------------------------------------
+
+def _alembic_config(connection):
+    from alembic.config import Config
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(url: str, revision: str = "head") -> Optional[str]:
+    """Upgrades the registry schema; returns the revision it is at."""
+    from alembic import command
+    with engine_for(url).begin() as connection:
+        command.upgrade(_alembic_config(connection), revision)
+    return current_revision(url)
+
+
+def downgrade(url: str, revision: str) -> Optional[str]:
+    from alembic import command
+    with engine_for(url).begin() as connection:
+        command.downgrade(_alembic_config(connection), revision)
+    return current_revision(url)
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def current_revision(url: str) -> Optional[str]:
+    from alembic.runtime.migration import MigrationContext
+    with engine_for(url).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def require_schema(url: str) -> Engine:
+    """The engine, once the database is at the code's schema revision."""
+    try:
+        revision = current_revision(url)
+    except Exception as error:  # noqa: BLE001 - connection problems are reported as such
+        raise RegistryError(f"cannot reach the registry at {mask_url(url)}: "
+                            f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+    if revision != head_revision():
+        raise RegistryError(f"the registry at {mask_url(url)} is at schema revision "
+                            f"{revision or 'none'}, this code needs {head_revision()}; "
+                            "run `imgpipe registry migrate`")
+    return engine_for(url)
+
+
+# -- writes -------------------------------------------------------------------
+
+def _lock_model_name(session: Session, model_name: str) -> None:
+    """Serialises writers of one model name (SQLite already holds its write lock)."""
+    if session.bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
+                        {"name": f"imgpipe.model_registry:{model_name}"})
+
+
+def _session(engine: Engine) -> Session:
+    return Session(engine, expire_on_commit=False)
+
+
+@dataclasses.dataclass
+class NewVersion:
+    """A row to register; the store assigns `version` and `artifact_path`."""
+    model_uid: str
+    model_name: str
+    architecture_type: str
+    val_accuracy: float
+    training_date: dt.datetime
+    per_class_f1: Dict[str, float]
+    blessed: bool
+    data_fingerprint: str
+    schema_hash: str
+    training_config: Dict[str, Any]
+    augmentation_config: Dict[str, Any]
+    library_versions: Dict[str, str]
+    pipeline_run_id: Optional[str] = None
+    serving_accuracy: Optional[float] = None
+    parity_accuracy_gap: Optional[float] = None
+    parity_disagreement: Optional[float] = None
+
+
+def register(engine: Engine, new: NewVersion,
+             artifact_path_for: Callable[[int], str]) -> Tuple[ModelVersion, bool]:
+    """Inserts the row with the next version, or returns the existing one.
+
+    Idempotent on model_uid: (row, False) when the model is already there.
+    """
+    if not new.blessed:
+        raise RegistryError(f"{new.model_uid} is not blessed; only blessed models are registered")
+    with _session(engine) as session, session.begin():
+        _lock_model_name(session, new.model_name)
+        existing = session.scalar(select(ModelVersion).where(ModelVersion.model_uid == new.model_uid))
+        if existing is not None:
+            return existing, False
+        latest = session.scalar(select(func.max(ModelVersion.version))
+                                .where(ModelVersion.model_name == new.model_name))
+        version = (latest or 0) + 1
+        row = ModelVersion(**dataclasses.asdict(new), version=version,
+                           artifact_path=artifact_path_for(version), status="registered")
+        session.add(row)
+    return row, True
+
+
+def attach_mlflow(engine: Engine, model_uid: str, run_id: str, model_version: int) -> None:
+    with _session(engine) as session, session.begin():
+        session.execute(update(ModelVersion).where(ModelVersion.model_uid == model_uid)
+                        .values(mlflow_run_id=run_id, mlflow_model_version=model_version))
+
+
+_UNSET = object()
+
+
+def promote(engine: Engine, model_uid: str, expected_champion: Any = _UNSET,
+            in_step: Optional[Callable[[ModelVersion], None]] = None) -> bool:
+    """Makes the model its name's champion; the previous champion is archived.
+
+    With `expected_champion` (a uid or None) it promotes only if that is still
+    the champion — a pusher evaluated against it; someone else may have moved
+    it since. `in_step(row)` runs inside the transaction, under the model
+    name's lock (MLflow's alias moves there, so concurrent promotions cannot
+    leave it on another version); if it raises, nothing changes. Returns
+    whether the model is champion afterwards. Idempotent.
+    """
+    with _session(engine) as session, session.begin():
+        row = _get(session, model_uid)
+        _lock_model_name(session, row.model_name)
+        current = session.scalar(select(ModelVersion).where(
+            ModelVersion.model_name == row.model_name, ModelVersion.status == CHAMPION))
+        if current is not None and current.model_uid == model_uid:
+            if in_step is not None:
+                in_step(current)
+            return True
+        current_uid = current.model_uid if current is not None else None
+        if expected_champion is not _UNSET and expected_champion != current_uid:
+            return False
+        if not row.blessed:
+            raise RegistryError(f"{model_uid} is not blessed and cannot be champion")
+        _move_champion(session, current, row, previous_status="archived")
+        if in_step is not None:
+            in_step(row)
+    return True
+
+
+def rollback(engine: Engine, model_name: str, to_uid: Optional[str] = None,
+             in_step: Optional[Callable[[ModelVersion], None]] = None
+             ) -> Tuple[ModelVersion, ModelVersion]:
+    """Marks the champion rolled_back and restores `to_uid` or the previous champion.
+
+    `in_step(new champion)` as in `promote`. Returns (rolled back row, new
+    champion row).
+    """
+    with _session(engine) as session, session.begin():
+        _lock_model_name(session, model_name)
+        current = session.scalar(select(ModelVersion).where(
+            ModelVersion.model_name == model_name, ModelVersion.status == CHAMPION))
+        if current is None:
+            raise RegistryError(f"model {model_name!r} has no champion to roll back")
+        if to_uid is not None:
+            target = _get(session, to_uid)
+            if target.model_name != model_name:
+                raise RegistryError(f"{to_uid} is a version of {target.model_name!r}, "
+                                    f"not of {model_name!r}")
+            if target.model_uid == current.model_uid:
+                raise RegistryError(f"{to_uid} is already the champion")
+        else:
+            # The previous champion: the most recently promoted one that was
+            # archived (not itself rolled back).
+            target = session.scalar(
+                select(ModelVersion)
+                .where(ModelVersion.model_name == model_name, ModelVersion.status == "archived",
+                       ModelVersion.promoted_at.is_not(None))
+                .order_by(ModelVersion.promoted_at.desc(), ModelVersion.version.desc()).limit(1))
+            if target is None:
+                raise RegistryError(f"model {model_name!r} has no earlier champion to roll back "
+                                    "to; name one with --to UID")
+        _move_champion(session, current, target, previous_status="rolled_back")
+        if in_step is not None:
+            in_step(target)
+    return current, target
+
+
+def _move_champion(session: Session, current: Optional[ModelVersion], target: ModelVersion,
+                   previous_status: str) -> None:
+    # Two statements in this order: the one-champion index is never violated.
+    now = dt.datetime.now(dt.timezone.utc)
+    if current is not None:
+        session.execute(update(ModelVersion).where(ModelVersion.id == current.id)
+                        .values(status=previous_status))
+        current.status = previous_status
+    session.execute(update(ModelVersion).where(ModelVersion.id == target.id)
+                    .values(status=CHAMPION, promoted_at=now))
+    target.status, target.promoted_at = CHAMPION, now
+
+
+# -- reads --------------------------------------------------------------------
+
+def _get(session: Session, model_uid: str) -> ModelVersion:
+    row = session.scalar(select(ModelVersion).where(ModelVersion.model_uid == model_uid))
+    if row is None:
+        raise RegistryError(f"no model version with uid {model_uid!r} in the registry")
+    return row
+
+
+def get(engine: Engine, model_uid: str) -> ModelVersion:
+    with _session(engine) as session:
+        return _get(session, model_uid)
+
+
+def champion(engine: Engine, model_name: str) -> Optional[ModelVersion]:
+    with _session(engine) as session:
+        return session.scalar(select(ModelVersion).where(
+            ModelVersion.model_name == model_name, ModelVersion.status == CHAMPION))
+
+
+def version_of(engine: Engine, model_name: str, version: int) -> ModelVersion:
+    with _session(engine) as session:
+        row = session.scalar(select(ModelVersion).where(
+            ModelVersion.model_name == model_name, ModelVersion.version == version))
+    if row is None:
+        raise RegistryError(f"model {model_name!r} has no version {version}")
+    return row
+
+
+def list_versions(engine: Engine, model_name: Optional[str] = None, status: Optional[str] = None,
+                  min_accuracy: Optional[float] = None) -> List[ModelVersion]:
+    """Filtered rows, newest first; every filter is a bound parameter."""
+    if status is not None and status not in STATUSES:
+        raise RegistryError(f"unknown status {status!r}; statuses are {', '.join(STATUSES)}")
+    query = select(ModelVersion)
+    if model_name is not None:
+        query = query.where(ModelVersion.model_name == model_name)
+    if status is not None:
+        query = query.where(ModelVersion.status == status)
+    if min_accuracy is not None:
+        query = query.where(ModelVersion.val_accuracy >= min_accuracy)
+    query = query.order_by(ModelVersion.model_name, ModelVersion.version.desc())
+    with _session(engine) as session:
+        return list(session.scalars(query))

@@ -1,0 +1,44 @@
+-- imgpipe model registry, postgresql DDL (schema revision 0001).
+-- Generated from imgpipe/registry/models.py by `python -m imgpipe.registry.ddl`;
+-- `imgpipe registry migrate` (Alembic) creates the same schema and records
+-- its revision, which is what the pipeline checks.
+
+CREATE TABLE model_registry (
+	id SERIAL NOT NULL,
+	model_uid VARCHAR(200) NOT NULL,
+	architecture_type VARCHAR(100) NOT NULL,
+	val_accuracy FLOAT NOT NULL,
+	artifact_path TEXT NOT NULL,
+	training_date TIMESTAMP WITH TIME ZONE NOT NULL,
+	model_name VARCHAR(200) NOT NULL,
+	version INTEGER NOT NULL,
+	per_class_f1 JSONB NOT NULL,
+	serving_accuracy FLOAT,
+	parity_accuracy_gap FLOAT,
+	parity_disagreement FLOAT,
+	blessed BOOLEAN NOT NULL,
+	data_fingerprint VARCHAR(64) NOT NULL,
+	schema_hash VARCHAR(64) NOT NULL,
+	training_config JSONB NOT NULL,
+	augmentation_config JSONB NOT NULL,
+	pipeline_run_id VARCHAR(200),
+	library_versions JSONB NOT NULL,
+	mlflow_run_id VARCHAR(64),
+	mlflow_model_version INTEGER,
+	status VARCHAR(20) DEFAULT 'registered' NOT NULL,
+	promoted_at TIMESTAMP WITH TIME ZONE,
+	created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+	CONSTRAINT pk_model_registry PRIMARY KEY (id),
+	CONSTRAINT uq_model_registry_model_name_version UNIQUE (model_name, version),
+	CONSTRAINT ck_model_registry_status CHECK (status IN ('registered', 'champion', 'archived', 'rolled_back')),
+	CONSTRAINT ck_model_registry_version_positive CHECK (version >= 1),
+	CONSTRAINT uq_model_registry_model_uid UNIQUE (model_uid)
+);
+
+CREATE INDEX ix_model_registry_created_at ON model_registry (created_at);
+
+CREATE INDEX ix_model_registry_model_name_status ON model_registry (model_name, status);
+
+CREATE INDEX ix_model_registry_model_name_val_accuracy ON model_registry (model_name, val_accuracy);
+
+CREATE UNIQUE INDEX uq_model_registry_one_champion ON model_registry (model_name) WHERE status = 'champion';

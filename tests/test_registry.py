@@ -1,0 +1,255 @@
+"""Registry store, migrations and the publish protocol, on SQLite and a real PostgreSQL."""
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+import registry_helpers as helpers
+from conftest import REPO
+from imgpipe.registry import ddl, mlflow_sync, publish, store
+from imgpipe.registry.models import ModelVersion
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def registry_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def migrated(registry_url) -> str:
+    store.migrate(registry_url)
+    return registry_url
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    return str(helpers.write_tiny_saved_model(tmp_path_factory.mktemp("tiny") / "model"))
+
+
+@pytest.fixture
+def tracking_uri(tmp_path) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow_sync.ensure_store(uri)
+    return uri
+
+
+def _schema_view(url: str) -> dict:
+    inspector = sa.inspect(store.engine_for(url))
+    return {
+        "columns": [(c["name"], c["nullable"]) for c in inspector.get_columns("model_registry")],
+        "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                          for i in inspector.get_indexes("model_registry")),
+        "unique": sorted(u["name"] for u in inspector.get_unique_constraints("model_registry")),
+    }
+
+
+def test_migrations_up_down_and_up(registry_url):
+    assert store.migrate(registry_url) == store.head_revision()
+    view = _schema_view(registry_url)
+    assert [name for name, _ in view["columns"]][:6] == [
+        "id", "model_uid", "architecture_type", "val_accuracy", "artifact_path", "training_date"]
+    assert ("uq_model_registry_one_champion", ("model_name",), True) in view["indexes"]
+    assert store.downgrade(registry_url, "base") is None
+    assert "model_registry" not in sa.inspect(store.engine_for(registry_url)).get_table_names()
+    with pytest.raises(store.RegistryError, match="registry migrate"):
+        store.require_schema(registry_url)
+    store.migrate(registry_url)
+    assert _schema_view(registry_url) == view
+
+
+@pytest.mark.parametrize("dialect", sorted(ddl.DIALECTS))
+def test_sql_ddl_files_are_the_models(dialect):
+    assert ddl.path_for(REPO / "sql", dialect).read_text() == ddl.render(dialect), \
+        "sql/ is stale: run `python -m imgpipe.registry.ddl sql`"
+
+
+def test_sql_ddl_builds_the_schema_alembic_builds(registry_url, tmp_path):
+    dialect = sa.engine.make_url(registry_url).get_backend_name()
+    script = ddl.path_for(REPO / "sql", dialect).read_text()
+    statements = [s for s in script.split(";") if s.strip()
+                  and not all(line.startswith("--") for line in s.strip().splitlines())]
+    with store.engine_for(registry_url).begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+    by_hand = _schema_view(registry_url)
+    with store.engine_for(registry_url).begin() as connection:
+        connection.exec_driver_sql("DROP TABLE model_registry")
+    store.migrate(registry_url)
+    assert _schema_view(registry_url) == by_hand
+
+
+def test_register_is_idempotent_and_versions_follow(migrated):
+    engine = store.require_schema(migrated)
+    first, created = store.register(engine, helpers.new_version("a"), lambda v: f"/serve/{v}")
+    assert (first.version, created, first.artifact_path) == (1, True, "/serve/1")
+    again, created = store.register(engine, helpers.new_version("a"), lambda v: f"/serve/{v}")
+    assert (again.version, created) == (1, False)
+    second, _ = store.register(engine, helpers.new_version("b"), lambda v: f"/serve/{v}")
+    other_name, _ = store.register(engine, helpers.new_version("c", model_name="other"),
+                                   lambda v: f"/serve/{v}")
+    assert (second.version, other_name.version) == (2, 1)
+    assert len(store.list_versions(engine)) == 3
+    unblessed = helpers.new_version("d")
+    unblessed.blessed = False
+    with pytest.raises(store.RegistryError, match="not blessed"):
+        store.register(engine, unblessed, lambda v: "")
+
+
+def test_database_refuses_a_second_champion(migrated):
+    engine = store.require_schema(migrated)
+    for uid in ("a", "b"):
+        store.register(engine, helpers.new_version(uid), lambda v: "")
+    store.promote(engine, "a")
+    with pytest.raises(IntegrityError):
+        with engine.begin() as connection:
+            connection.execute(sa.update(ModelVersion).where(ModelVersion.model_uid == "b")
+                               .values(status="champion"))
+    with pytest.raises(IntegrityError):
+        with engine.begin() as connection:
+            connection.execute(sa.update(ModelVersion).where(ModelVersion.model_uid == "b")
+                               .values(status="deleted"))
+
+
+def test_filter_values_are_inert(migrated):
+    engine = store.require_schema(migrated)
+    store.register(engine, helpers.new_version("a"), lambda v: "")
+    assert store.list_versions(engine, model_name="x' OR '1'='1") == []
+    assert store.list_versions(engine, model_name="tiny'; DROP TABLE model_registry; --") == []
+    with pytest.raises(store.RegistryError, match="unknown status"):
+        store.list_versions(engine, status="champion' OR '1'='1")
+    assert [r.model_uid for r in store.list_versions(engine, model_name="tiny")] == ["a"]
+
+
+def test_publish_promotes_and_rollback_restores_in_both_stores(migrated, tracking_uri,
+                                                                tiny_model, tmp_path):
+    def push(uid, expected):
+        return publish.publish(migrated, tracking_uri, str(tmp_path / "serving"), tiny_model,
+                               helpers.new_version(uid),
+                               helpers.run_record(uid, str(tmp_path / "mlartifacts")),
+                               expected_champion=expected)
+
+    first = push("m1", None)
+    assert first.champion and first.version == 1
+    assert (Path(first.serving_dir) / "saved_model.pb").is_file()
+    assert first.serving_dir == str(tmp_path / "serving" / "tiny" / "1")
+    second = push("m2", "m1")
+    assert second.champion and second.version == 2
+    stale = push("m3", "m1")   # evaluated against m1, but m2 is champion now
+    assert not stale.champion and "champion changed" in stale.note
+    engine = store.engine_for(migrated)
+    assert mlflow_sync.champion_version(tracking_uri, "tiny") == second.mlflow_version
+
+    rolled_back, restored = store.rollback(engine, "tiny",
+                                           in_step=publish.alias_mover(tracking_uri))
+    assert (rolled_back.model_uid, restored.model_uid) == ("m2", "m1")
+    statuses = {r.model_uid: r.status for r in store.list_versions(engine)}
+    assert statuses == {"m1": "champion", "m2": "rolled_back", "m3": "registered"}
+    assert mlflow_sync.champion_version(tracking_uri, "tiny") == first.mlflow_version
+
+    # A rollback with no earlier champion left names what to do.
+    with pytest.raises(store.RegistryError, match="--to UID"):
+        store.rollback(engine, "tiny")
+    store.rollback(engine, "tiny", to_uid="m3", in_step=publish.alias_mover(tracking_uri))
+    assert store.champion(engine, "tiny").model_uid == "m3"
+    assert mlflow_sync.champion_version(tracking_uri, "tiny") == stale.mlflow_version
+
+
+def test_failed_alias_move_rolls_the_promotion_back(migrated, tracking_uri, tiny_model,
+                                                    tmp_path, monkeypatch):
+    serving, artifacts = str(tmp_path / "serving"), str(tmp_path / "mlartifacts")
+    publish.publish(migrated, tracking_uri, serving, tiny_model, helpers.new_version("m1"),
+                    helpers.run_record("m1", artifacts))
+
+    def broken(*_args):
+        raise RuntimeError("MLflow unreachable")
+    monkeypatch.setattr(mlflow_sync, "set_champion", broken)
+    with pytest.raises(RuntimeError, match="unreachable"):
+        publish.publish(migrated, tracking_uri, serving, tiny_model, helpers.new_version("m2"),
+                        helpers.run_record("m2", artifacts), expected_champion="m1")
+    assert store.champion(store.engine_for(migrated), "tiny").model_uid == "m1"
+
+
+def test_failure_after_the_mlflow_write_then_retry_gives_one_consistent_version(
+        migrated, tracking_uri, tiny_model, tmp_path, monkeypatch):
+    serving, artifacts = str(tmp_path / "serving"), str(tmp_path / "mlartifacts")
+    real_attach = store.attach_mlflow
+
+    def crash(*_args):
+        raise ConnectionError("registry connection lost")
+    monkeypatch.setattr(store, "attach_mlflow", crash)
+    with pytest.raises(ConnectionError):
+        publish.publish(migrated, tracking_uri, serving, tiny_model, helpers.new_version("m1"),
+                        helpers.run_record("m1", artifacts))
+    interrupted = store.get(store.engine_for(migrated), "m1")
+    assert interrupted.mlflow_model_version is None and interrupted.status == "registered"
+    assert mlflow_sync.versions_with_uid(tracking_uri, "tiny") == [(1, "m1")]
+
+    monkeypatch.setattr(store, "attach_mlflow", real_attach)
+    result = publish.publish(migrated, tracking_uri, serving, tiny_model,
+                             helpers.new_version("m1"), helpers.run_record("m1", artifacts))
+    assert (result.version, result.created, result.mlflow_version, result.champion) == \
+        (1, False, 1, True)
+    rows = store.list_versions(store.engine_for(migrated))
+    assert [(r.model_uid, r.version, r.mlflow_model_version, r.status) for r in rows] == \
+        [("m1", 1, 1, "champion")]
+    assert mlflow_sync.versions_with_uid(tracking_uri, "tiny") == [(1, "m1")]
+    runs = mlflow_sync.client(tracking_uri).search_runs(
+        [mlflow_sync.client(tracking_uri).get_experiment_by_name("tiny-pipeline").experiment_id])
+    assert len(runs) == 1 and runs[0].info.run_id == rows[0].mlflow_run_id
+    # Re-pushing the finished model adds nothing anywhere.
+    publish.publish(migrated, tracking_uri, serving, tiny_model, helpers.new_version("m1"),
+                    helpers.run_record("m1", artifacts))
+    assert len(store.list_versions(store.engine_for(migrated))) == 1
+    assert mlflow_sync.versions_with_uid(tracking_uri, "tiny") == [(1, "m1")]
+
+
+def test_concurrent_pushers_get_unique_gap_free_versions(migrated, tracking_uri, tiny_model,
+                                                         tmp_path):
+    workers, per_worker = 8, 25
+    context = multiprocessing.get_context("spawn")
+    jobs = [(w, per_worker, migrated, tracking_uri, str(tmp_path), tiny_model)
+            for w in range(workers)]
+    with context.Pool(workers) as pool:
+        results = [pair for chunk in pool.map(helpers.push_many, jobs) for pair in chunk]
+
+    total = workers * per_worker
+    assert len({uid for uid, _ in results}) == total
+    rows = store.list_versions(store.engine_for(migrated), model_name="tiny")
+    assert sorted(r.version for r in rows) == list(range(1, total + 1))
+    assert all(r.mlflow_model_version is not None for r in rows)
+    assert sorted(uid for _, uid in mlflow_sync.versions_with_uid(tracking_uri, "tiny")) == \
+        sorted(r.model_uid for r in rows)
+    champions = [r for r in rows if r.status == "champion"]
+    assert len(champions) == 1
+    assert mlflow_sync.champion_version(tracking_uri, "tiny") == champions[0].mlflow_model_version
+    assert len(list((tmp_path / "serving" / "tiny").iterdir())) == total
+
+
+def test_mlflow_champion_loads_as_pyfunc_and_predicts_from_image_bytes(
+        migrated, tracking_uri, tiny_model, tmp_path):
+    import io
+
+    import mlflow
+    import pandas as pd
+    from PIL import Image
+
+    publish.publish(migrated, tracking_uri, str(tmp_path / "serving"), tiny_model,
+                    helpers.new_version("m1"), helpers.run_record("m1", str(tmp_path / "mla")))
+    images = []
+    for shade in (20, 240):
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8), (shade,) * 3).save(buffer, "PNG")
+        images.append(buffer.getvalue())
+    mlflow.set_registry_uri(tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/tiny@champion")
+    predictions = model.predict(pd.DataFrame({"image": images}))
+    assert list(predictions["class"]) == ["dark", "bright"]
+    assert predictions["confidence"].between(0.5, 1.0).all()
