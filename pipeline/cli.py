@@ -108,6 +108,27 @@ def _evaluation_report_dir(result) -> Optional[str]:
     return stage.artifacts["report"][0]
 
 
+def _print_push(result) -> None:
+    stage = result.stage("RegistryPusher")
+    if not stage or "pushed_model" not in stage.artifacts:
+        return
+    path = os.path.join(stage.artifacts["pushed_model"][0], "push.json")
+    if not os.path.exists(path):
+        click.echo("\nPush: nothing pushed (the model is not blessed)")
+        return
+    with open(path, encoding="utf-8") as handle:
+        push = json.load(handle)
+    state = "champion" if push["champion"] else "registered, not champion"
+    again = "" if push["created"] else " (already registered: nothing new written)"
+    click.echo(f"\nPush: {push['model_uid']} = {push['model_name']} version {push['version']} "
+               f"({state}){again}\n  serving dir  {_rel(push['serving_dir'])}\n"
+               f"  registry     {push['registry']}\n"
+               f"  MLflow       {push['mlflow']} (run {push['mlflow_run_id']}, model version "
+               f"{push['mlflow_version']})")
+    if push.get("note"):
+        click.echo(f"  note: {push['note']}")
+
+
 def _print_evaluation_report(directory: str) -> Optional[dict]:
     from imgpipe.components.evaluation_gate import report
     text_path = os.path.join(directory, report.REPORT_TEXT)
@@ -169,11 +190,12 @@ def _run(config: Config, until: Optional[str], verbose: bool) -> None:
     _print_training_summary(result)
     evaluation_dir = _evaluation_report_dir(result)
     evaluation = _print_evaluation_report(evaluation_dir) if evaluation_dir else None
+    _print_push(result)
     total = sum(s.seconds for s in result.stages)
     click.echo(f"\nimgpipe: {len(result.stages)} stages finished in {total:.1f}s; "
                f"data {_rel(result.source)}; metadata {_rel(str(config.metadata_path))}")
     if evaluation is not None and not evaluation["blessed"]:
-        raise click.ClickException("the model is NOT BLESSED; nothing will be pushed:\n  "
+        raise click.ClickException("the model is NOT BLESSED; nothing was pushed:\n  "
                                    + "\n  ".join(evaluation["failures"]))
 
 

@@ -20,8 +20,8 @@ else:
 
 DEFAULT_CONFIG = Path("configs/quickstart.toml")
 BUILTIN_PREFIX = "builtin:"
-REGISTRY_URL_ENV = "IMGPIPE_REGISTRY_URL"
-MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+from imgpipe.registry.mlflow_sync import TRACKING_URI_ENV as MLFLOW_URI_ENV  # noqa: E402
+from imgpipe.registry.store import REGISTRY_URL_ENV, has_password, mask_url  # noqa: E402
 
 
 class ConfigError(ValueError):
@@ -124,12 +124,33 @@ class EvaluationSection(_Section):
     # measured. 0.005 = half an accuracy point / 0.5% of the images.
     parity_max_accuracy_gap: float = Field(0.005, ge=0.0, le=1.0)
     parity_max_disagreement: float = Field(0.005, ge=0.0, le=1.0)
+    # No regression: the candidate's served accuracy may be at most this much
+    # below the champion's, both measured on this run's evaluation split.
+    max_accuracy_drop: float = Field(0.01, ge=0.0, le=1.0)
 
 
 class RegistrySection(_Section):
-    model_name: str = "imgpipe-model"
+    model_name: str = Field("imgpipe-model", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     url: str = ""                     # default: sqlite:///<output_root>/registry.db
     mlflow_tracking_uri: str = ""     # default: sqlite:///<output_root>/mlflow.db
+    mlflow_artifact_root: str = ""    # default: <output_root>/mlflow-artifacts (database stores)
+    mlflow_experiment: str = ""       # default: the pipeline name
+    serving_root: str = ""            # default: <output_root>/serving (TF Serving layout)
+    # Blessed models become champion unless the champion moved meanwhile.
+    promote: bool = True
+    # Create/upgrade the registry schema on first use (off: `imgpipe registry migrate`).
+    auto_migrate: bool = True
+
+    @field_validator("url", "mlflow_tracking_uri")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        # Config files are compiled into pipeline specs and stored in ML
+        # Metadata; passwords belong in the environment.
+        if value and has_password(value):
+            raise ValueError("contains a password; put the URL in the environment instead "
+                             f"({REGISTRY_URL_ENV} / {MLFLOW_URI_ENV}) or use PGPASSWORD/.pgpass "
+                             "or MLFLOW_TRACKING_PASSWORD")
+        return value
 
 
 class Config(_Section):
@@ -175,15 +196,40 @@ class Config(_Section):
     def schema_path(self) -> Path:
         return Path(self.validation.schema_file).expanduser().absolute()
 
+    # The configured locations (what goes into the pipeline definition) and
+    # the effective ones (the environment wins, as it does in components).
+    @property
+    def configured_registry_url(self) -> str:
+        return self.registry.url or f"sqlite:///{self.output_root / 'registry.db'}"
+
     @property
     def registry_url(self) -> str:
-        return (os.environ.get(REGISTRY_URL_ENV) or self.registry.url
-                or f"sqlite:///{self.output_root / 'registry.db'}")
+        return os.environ.get(REGISTRY_URL_ENV) or self.configured_registry_url
+
+    @property
+    def configured_mlflow_tracking_uri(self) -> str:
+        return self.registry.mlflow_tracking_uri or f"sqlite:///{self.output_root / 'mlflow.db'}"
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return (os.environ.get(MLFLOW_URI_ENV) or self.registry.mlflow_tracking_uri
-                or f"sqlite:///{self.output_root / 'mlflow.db'}")
+        return os.environ.get(MLFLOW_URI_ENV) or self.configured_mlflow_tracking_uri
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        return self._location(self.registry.mlflow_artifact_root, "mlflow-artifacts")
+
+    @property
+    def mlflow_experiment(self) -> str:
+        return self.registry.mlflow_experiment or self.pipeline.name
+
+    @property
+    def serving_root(self) -> str:
+        return self._location(self.registry.serving_root, "serving")
+
+    def _location(self, value: str, default_name: str) -> str:
+        if not value:
+            return str(self.output_root / default_name)
+        return value if "://" in value else str(Path(value).expanduser().absolute())
 
     @property
     def builtin_dataset(self) -> Optional[str]:
@@ -219,7 +265,10 @@ def _describe(error: dict) -> str:
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key"
     if "input" in error and error["type"] not in ("missing",) and not isinstance(error["input"], dict):
-        return f"{key}: {message} (got {error['input']!r})"
+        shown = error["input"]
+        if isinstance(shown, str):
+            shown = mask_url(shown)  # never echo a password
+        return f"{key}: {message} (got {shown!r})"
     return f"{key}: {message}"
 
 

@@ -5,6 +5,9 @@ Runners only choose where it runs. Components so far:
   -> ValidationGate (halts the run on any ERROR anomaly or drift)
   -> Transform (preprocessing_fn) -> Trainer (run_fn; SavedModel with the
      transform graph inside its serving signatures)
+  -> Evaluator (TFMA) + ChampionResolver (the registry's champion)
+  -> EvaluationGate (F1 floors, serving parity, no regression; the blessing)
+  -> RegistryPusher (serving directory, model_registry row, MLflow)
 """
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 
 from imgpipe.components.image_example_gen import sources
 from imgpipe.components.evaluation_gate import eval_config as evaluation_config
+from imgpipe.components.champion_resolver.component import ChampionResolver
 from imgpipe.components.evaluation_gate.component import EvaluationGate
+from imgpipe.components.registry_pusher.component import RegistryPusher
 from imgpipe.components.image_example_gen.component import ImageExampleGen
 from imgpipe.components.validation_gate import schema_curation
 from imgpipe.components.validation_gate.component import ValidationGate
@@ -189,17 +194,35 @@ def create_pipeline(config: Config, source: Optional[str] = None,
             eval_config=evaluation_config.build_eval_config(
                 class_names, config.evaluation.accuracy_floor),
             example_splits=[config.evaluation.split])
+        champion_resolver = ChampionResolver(
+            model=trainer.outputs["model"], registry_url=config.configured_registry_url,
+            model_name=config.registry.model_name, auto_migrate=config.registry.auto_migrate)
         evaluation_gate = EvaluationGate(
             model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
             evaluation=evaluator.outputs["evaluation"],
+            champion=champion_resolver.outputs["champion"],
             settings={"class_names": class_names, "f1_floors": floors,
                       "accuracy_floor": config.evaluation.accuracy_floor,
                       "split": config.evaluation.split,
                       "image_shape": [config.image.height, config.image.width,
                                       config.image.channels],
                       "max_accuracy_gap": config.evaluation.parity_max_accuracy_gap,
-                      "max_disagreement": config.evaluation.parity_max_disagreement})
-        components += [transform, trainer, evaluator, evaluation_gate]
+                      "max_disagreement": config.evaluation.parity_max_disagreement,
+                      "max_accuracy_drop": config.evaluation.max_accuracy_drop})
+        pusher = RegistryPusher(
+            model=trainer.outputs["model"], blessing=evaluation_gate.outputs["blessing"],
+            evaluation_report=evaluation_gate.outputs["report"],
+            schema=schema_gen.outputs["schema"], validation_report=gate.outputs["report"],
+            champion=champion_resolver.outputs["champion"],
+            settings={"model_name": config.registry.model_name,
+                      "registry_url": config.configured_registry_url,
+                      "mlflow_tracking_uri": config.configured_mlflow_tracking_uri,
+                      "mlflow_experiment": config.mlflow_experiment,
+                      "mlflow_artifact_root": config.mlflow_artifact_root,
+                      "serving_root": config.serving_root,
+                      "promote": config.registry.promote,
+                      "auto_migrate": config.registry.auto_migrate})
+        components += [transform, trainer, evaluator, champion_resolver, evaluation_gate, pusher]
     if until is not None:
         names = [type(c).__name__ for c in components]
         if until not in names:

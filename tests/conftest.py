@@ -2,6 +2,7 @@
 import io
 import os
 import tarfile
+import uuid
 from pathlib import Path
 
 import imgpipe  # noqa: F401  (must precede TensorFlow)
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from imgpipe import quickstart_data
+from postgres_server import TemporaryPostgres
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(os.environ.get("IMGPIPE_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -75,3 +77,16 @@ def cifar_subset(tmp_path_factory):
                    and os.path.basename(m.name)[:3] in {f"00{d}" for d in "01234"}]
         archive.extractall(target, members=members)
     return target / "train"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (needs scripts/ensure-postgres.sh)."""
+    with TemporaryPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """SQLAlchemy URL of a fresh, empty database for this test."""
+    return postgres_server.create_database(f"test_{uuid.uuid4().hex[:16]}")

@@ -77,7 +77,7 @@ def test_a_raised_class_floor_is_not_blessed_and_named(run):
                     "--output-root", run["out"], "--set", "training.epochs=25", *LOW_FLOORS,
                     "--set", "evaluation.f1_floors={square=0.9999}")
     assert result.exit_code == 1
-    assert "the model is NOT BLESSED; nothing will be pushed:" in result.output
+    assert "the model is NOT BLESSED; nothing was pushed:" in result.output
     assert "class square: F1 " in result.output and "below its floor 1.00" in result.output
     latest_blessing = blessings(run["out"])[-1]
     assert not executor.is_blessed(latest_blessing)
@@ -134,8 +134,8 @@ def test_tfma_alone_would_bless_the_seed_bug_but_the_parity_gate_does_not(run, t
 
     from imgpipe.components.evaluation_gate import tfma_results
     measured = tfma_results.read(str(out), 4)
-    checked = parity.check(str(broken), str(examples / "Split-eval"), str(run["data"]),
-                           measured.accuracy, (32, 32, 3))
+    inputs = parity.load_inputs(str(examples / "Split-eval"), str(run["data"]), (32, 32, 3))
+    checked = parity.check(str(broken), inputs, measured.accuracy)
     assert checked.serving_path == "serving_bytes"
     assert checked.disagreement > 0.05
     assert checked.evaluated_accuracy - checked.served_accuracy > 0.05
@@ -155,7 +155,7 @@ def test_a_model_with_one_weak_class_is_not_blessed_and_the_class_is_named(tmp_p
     result = invoke("run", "--config", REPO / "configs" / "quickstart.toml", "--data", data,
                     "--output-root", tmp_path / "out", "--set", "training.epochs=25")
     assert result.exit_code == 1, result.output
-    failures = result.output.split("nothing will be pushed:")[1]
+    failures = result.output.split("nothing was pushed:")[1]
     assert "class triangle: F1 " in failures and "below its floor 0.70" in failures
     assert "class circle" not in failures and "class cross" not in failures
     assert "parity" not in failures

@@ -222,6 +222,10 @@ def test_concurrent_pushers_get_unique_gap_free_versions(migrated, tracking_uri,
 
     total = workers * per_worker
     assert len({uid for uid, _ in results}) == total
+    # The pushers really overlapped: versions interleave across workers.
+    by_version = [uid.split("-")[1] for uid, _ in sorted(results, key=lambda pair: pair[1])]
+    switches = sum(a != b for a, b in zip(by_version, by_version[1:]))
+    assert switches > workers, f"pushes did not interleave ({switches} switches)"
     rows = store.list_versions(store.engine_for(migrated), model_name="tiny")
     assert sorted(r.version for r in rows) == list(range(1, total + 1))
     assert all(r.mlflow_model_version is not None for r in rows)

@@ -4,18 +4,22 @@ After TFX's Evaluator (TFMA) has measured the model on the evaluation split,
 this component applies the per-class F1 floors (TFMA's thresholds cannot
 address argmax-based per-class F1), runs the serving-parity check and writes
 the blessing the Pusher reads (TFX's ModelBlessing: `blessed` = 1 or 0) and
-the evaluation report. It never raises on a bad model: a NOT_BLESSED model is
+the evaluation report. With the registry's champion (ChampionResolver) it
+also scores the champion on the same inputs: no regression beyond
+`max_accuracy_drop`. It never raises on a bad model: a NOT_BLESSED model is
 a result, recorded in ML Metadata; `imgpipe run` exits non-zero on it.
 """
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from imgpipe.components.champion_resolver.component import Champion
 from imgpipe.components.evaluation_gate import executor
 
 
@@ -30,6 +34,8 @@ class EvaluationGateSpec(ComponentSpec):
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
         executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
+        # From ChampionResolver; absent: no no-regression check.
+        executor.CHAMPION_KEY: ChannelParameter(type=Champion, optional=True),
     }
     OUTPUTS = {
         executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
@@ -42,9 +48,10 @@ class EvaluationGate(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
-                 evaluation: types.BaseChannel, settings: dict):
+                 evaluation: types.BaseChannel, settings: dict,
+                 champion: Optional[types.BaseChannel] = None):
         super().__init__(spec=EvaluationGateSpec(
-            model=model, examples=examples, evaluation=evaluation,
+            model=model, examples=examples, evaluation=evaluation, champion=champion,
             settings=json.dumps(settings, sort_keys=True),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
             report=types.Channel(type=EvaluationReport)))

@@ -37,6 +37,29 @@ class Parity:
 
 
 @dataclasses.dataclass
+class ChampionComparison:
+    """The registry's champion, scored on this run's evaluation inputs."""
+    model_uid: str
+    version: int
+    champion_accuracy: Optional[float]   # None: not comparable (see `problem`)
+    candidate_accuracy: float            # the candidate's served accuracy, same inputs
+    max_drop: float
+    problem: str = ""
+
+    @property
+    def failure(self) -> Optional[str]:
+        name = f"champion {self.model_uid} (version {self.version})"
+        if self.problem:
+            return f"no-regression: cannot compare with {name}: {self.problem}"
+        drop = self.champion_accuracy - self.candidate_accuracy
+        if drop > self.max_drop:
+            return (f"no-regression: accuracy {self.candidate_accuracy:.4f} is {drop * 100:.1f} "
+                    f"points below {name} at {self.champion_accuracy:.4f} on the same evaluation "
+                    f"inputs (allowed drop {self.max_drop * 100:.1f})")
+        return None
+
+
+@dataclasses.dataclass
 class Decision:
     blessed: bool
     failures: List[str]
@@ -44,12 +67,14 @@ class Decision:
     accuracy_floor: float
     rows: List[ClassRow]
     parity: Optional[Parity]
+    champion: Optional[ChampionComparison] = None
 
     def as_dict(self) -> dict:
         return {"blessed": self.blessed, "failures": self.failures, "accuracy": self.accuracy,
                 "accuracy_floor": self.accuracy_floor,
                 "classes": [dataclasses.asdict(r) | {"passed": r.passed} for r in self.rows],
-                "parity": dataclasses.asdict(self.parity) if self.parity else None}
+                "parity": dataclasses.asdict(self.parity) if self.parity else None,
+                "champion": dataclasses.asdict(self.champion) if self.champion else None}
 
 
 def class_rows(class_names: Sequence[str], confusion: np.ndarray, f1: Dict[int, float],
@@ -63,7 +88,9 @@ def class_rows(class_names: Sequence[str], confusion: np.ndarray, f1: Dict[int, 
 
 
 def decide(accuracy: float, accuracy_floor: float, rows: List[ClassRow],
-           parity: Optional[Parity], max_accuracy_gap: float, max_disagreement: float) -> Decision:
+           parity: Optional[Parity], max_accuracy_gap: float, max_disagreement: float,
+           champion: Optional[ChampionComparison] = None) -> Decision:
+    """`champion`: None when the registry has none (the first model)."""
     failures = []
     if math.isnan(accuracy) or accuracy < accuracy_floor:
         failures.append(f"accuracy: {accuracy:.4f} below the floor {accuracy_floor:.2f}")
@@ -90,7 +117,9 @@ def decide(accuracy: float, accuracy_floor: float, rows: List[ClassRow],
                 f"parity: {parity.serving_path} and the evaluated path disagree on "
                 f"{parity.disagreement:.1%} of {parity.images} images "
                 f"(allowed {max_disagreement:.1%})")
-    return Decision(not failures, failures, accuracy, accuracy_floor, rows, parity)
+    if champion is not None and champion.failure:
+        failures.append(champion.failure)
+    return Decision(not failures, failures, accuracy, accuracy_floor, rows, parity, champion)
 
 
 def format_table(decision: Decision) -> str:
@@ -106,6 +135,13 @@ def format_table(decision: Decision) -> str:
         lines.append(f"parity ({p.serving_path} on {p.images} original inputs): accuracy "
                      f"{p.served_accuracy:.4f} vs evaluated {p.evaluated_accuracy:.4f}; "
                      f"predictions differ on {p.disagreement:.2%}")
+    champion = decision.champion
+    if champion is None:
+        lines.append("champion: none in the registry yet (no-regression check not needed)")
+    elif champion.champion_accuracy is not None:
+        lines.append(f"champion {champion.model_uid} (version {champion.version}): accuracy "
+                     f"{champion.champion_accuracy:.4f} vs this model's "
+                     f"{champion.candidate_accuracy:.4f} on the same inputs")
     verdict = "BLESSED" if decision.blessed else "NOT BLESSED"
     lines.append(verdict + ("" if decision.blessed else ":"))
     lines.extend(f"  {failure}" for failure in decision.failures)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_executor
@@ -11,6 +11,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from imgpipe.components.champion_resolver import resolve
 from imgpipe.components.evaluation_gate import decisions, parity, report, tfma_results
 
 MODEL_KEY = "model"
@@ -18,6 +19,7 @@ EXAMPLES_KEY = "examples"
 EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
 REPORT_KEY = "report"
+CHAMPION_KEY = "champion"
 SETTINGS_KEY = "settings"
 BLESSED_PROPERTY = "blessed"   # TFX's ModelBlessing convention: 1 or 0
 
@@ -25,6 +27,30 @@ BLESSED_PROPERTY = "blessed"   # TFX's ModelBlessing convention: 1 or 0
 def is_blessed(blessing: types.Artifact) -> bool:
     """What the next stage (the Pusher) checks."""
     return bool(blessing.get_int_custom_property(BLESSED_PROPERTY))
+
+
+def compare_with_champion(record: Optional[dict], settings: dict, inputs: parity.ServingInputs,
+                          candidate: decisions.Parity) -> Optional[decisions.ChampionComparison]:
+    """The champion scored on the same inputs through the same serving path."""
+    if not record or not record.get("model_uid"):
+        return None
+    problem, accuracy = "", None
+    if record.get("class_names") != settings["class_names"]:
+        problem = (f"it predicts {record.get('class_names')}, this model {settings['class_names']}; "
+                   "a different label set needs its own registry.model_name")
+    elif list(record.get("image_shape") or []) != list(settings["image_shape"]):
+        problem = (f"it takes images of shape {record.get('image_shape')}, this model "
+                   f"{settings['image_shape']}")
+    else:
+        try:
+            accuracy = parity.champion_accuracy(record["artifact_path"], inputs)
+        except Exception as error:  # noqa: BLE001 - reported as the reason the gate fails
+            problem = (f"its SavedModel at {record['artifact_path']} could not be scored "
+                       f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+    return decisions.ChampionComparison(
+        model_uid=record["model_uid"], version=record["version"], champion_accuracy=accuracy,
+        candidate_accuracy=candidate.served_accuracy, max_drop=settings["max_accuracy_drop"],
+        problem=problem)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -44,17 +70,24 @@ class Executor(base_executor.BaseExecutor):
         rows = decisions.class_rows(class_names, measured.confusion, measured.f1,
                                     measured.precision, measured.recall, settings["f1_floors"])
         split_dir = artifact_utils.get_split_uri([examples], settings["split"])
-        checked = parity.check(
-            path_utils.serving_model_path(model.uri), split_dir,
-            examples.get_string_custom_property("input_base"), measured.accuracy,
-            tuple(settings["image_shape"]))
+        inputs = parity.load_inputs(split_dir, examples.get_string_custom_property("input_base"),
+                                    tuple(settings["image_shape"]))
+        checked = parity.check(path_utils.serving_model_path(model.uri), inputs, measured.accuracy)
+        champion_record = None
+        if input_dict.get(CHAMPION_KEY):
+            champion_artifact = artifact_utils.get_single_instance(input_dict[CHAMPION_KEY])
+            champion_record = resolve.read(os.path.join(champion_artifact.uri, resolve.CHAMPION_FILE))
+        comparison = compare_with_champion(champion_record, settings, inputs, checked)
         decision = decisions.decide(measured.accuracy, settings["accuracy_floor"], rows, checked,
-                                    settings["max_accuracy_gap"], settings["max_disagreement"])
+                                    settings["max_accuracy_gap"], settings["max_disagreement"],
+                                    comparison)
         report.write(report_artifact.uri, decision, measured.confusion, class_names)
 
         blessing.set_int_custom_property(BLESSED_PROPERTY, int(decision.blessed))
         blessing.set_string_custom_property("current_model", model.uri)
         blessing.set_string_custom_property("failures", json.dumps(decision.failures))
+        blessing.set_string_custom_property("compared_champion",
+                                            resolve.champion_uid(champion_record) or "")
         marker = "BLESSED" if decision.blessed else "NOT_BLESSED"
         with fileio.open(os.path.join(blessing.uri, marker), "w") as handle:
             handle.write("\n".join(decision.failures) + "\n")

@@ -7,6 +7,7 @@ the served model is not the evaluated model, whatever TFMA says.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from typing import List, Tuple
@@ -26,33 +27,64 @@ def _eval_records(split_dir: str) -> List[bytes]:
     return list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
 
 
-def check(model_dir: str, split_dir: str, input_base: str, evaluated_accuracy: float,
-          image_shape: Tuple[int, int, int]) -> Parity:
+@dataclasses.dataclass
+class ServingInputs:
+    """The evaluation split as a server would receive it."""
+    records: List[bytes]             # the tf.Examples (TFMA's path)
+    labels: np.ndarray
+    files: List[str]                 # the original encoded images, when they exist
+    pixels: List[np.ndarray]         # else the uint8 pixels (array sources)
+
+    @property
+    def serving_path(self) -> str:
+        return signatures.SERVING_BYTES if self.files else signatures.SERVING_DEFAULT
+
+
+def load_inputs(split_dir: str, input_base: str, image_shape: Tuple[int, int, int]) -> ServingInputs:
     import tensorflow as tf
-    model = tf.saved_model.load(model_dir)
     records = _eval_records(split_dir)
     parsed = [tf.train.Example.FromString(r).features.feature for r in records]
     labels = np.array([p[encoding.LABEL_FEATURE].int64_list.value[0] for p in parsed])
     source_ids = [p[encoding.SOURCE_ID_FEATURE].bytes_list.value[0].decode() for p in parsed]
     files = [os.path.join(input_base, s) for s in source_ids]
-    use_files = all(encoding.is_candidate_image(f) and tf.io.gfile.exists(f) for f in files)
+    if all(encoding.is_candidate_image(f) and tf.io.gfile.exists(f) for f in files):
+        return ServingInputs(records, labels, files, [])
+    pixels = [np.array(p[encoding.IMAGE_FEATURE].int64_list.value, np.uint8).reshape(image_shape)
+              for p in parsed]
+    return ServingInputs(records, labels, [], pixels)
 
-    evaluated, served = [], []
-    for start in range(0, len(records), _BATCH):
+
+def served_class_ids(model, inputs: ServingInputs) -> np.ndarray:
+    """Class ids from the serving signature, fed the original inputs."""
+    import tensorflow as tf
+    served = []
+    for start in range(0, len(inputs.records), _BATCH):
         batch = slice(start, start + _BATCH)
-        evaluated.append(model.signatures[signatures.SERVING_EXAMPLES](
-            examples=tf.constant(records[batch]))["class_id"].numpy())
-        if use_files:
-            data = [tf.io.gfile.GFile(f, "rb").read() for f in files[batch]]
+        if inputs.files:
+            data = [tf.io.gfile.GFile(f, "rb").read() for f in inputs.files[batch]]
             outputs = model.signatures[signatures.SERVING_BYTES](image_bytes=tf.constant(data))
         else:
-            pixels = np.stack([np.array(p[encoding.IMAGE_FEATURE].int64_list.value, np.uint8)
-                               .reshape(image_shape) for p in parsed[batch]])
-            outputs = model.signatures[signatures.SERVING_DEFAULT](images=tf.constant(pixels))
+            outputs = model.signatures[signatures.SERVING_DEFAULT](
+                images=tf.constant(np.stack(inputs.pixels[batch])))
         served.append(outputs["class_id"].numpy())
-    evaluated_ids, served_ids = np.concatenate(evaluated), np.concatenate(served)
+    return np.concatenate(served) if served else np.zeros(0, np.int64)
+
+
+def check(model_dir: str, inputs: ServingInputs, evaluated_accuracy: float) -> Parity:
+    import tensorflow as tf
+    model = tf.saved_model.load(model_dir)
+    evaluated = [model.signatures[signatures.SERVING_EXAMPLES](
+                     examples=tf.constant(inputs.records[start:start + _BATCH]))["class_id"].numpy()
+                 for start in range(0, len(inputs.records), _BATCH)]
+    evaluated_ids, served_ids = np.concatenate(evaluated), served_class_ids(model, inputs)
     return Parity(evaluated_accuracy=float(evaluated_accuracy),
-                  served_accuracy=float((served_ids == labels).mean()),
+                  served_accuracy=float((served_ids == inputs.labels).mean()),
                   disagreement=float((served_ids != evaluated_ids).mean()),
-                  images=len(records),
-                  serving_path=signatures.SERVING_BYTES if use_files else signatures.SERVING_DEFAULT)
+                  images=len(inputs.records), serving_path=inputs.serving_path)
+
+
+def champion_accuracy(model_dir: str, inputs: ServingInputs) -> float:
+    """The champion scored exactly as the candidate is: same inputs, same path."""
+    import tensorflow as tf
+    served_ids = served_class_ids(tf.saved_model.load(model_dir), inputs)
+    return float((served_ids == inputs.labels).mean())

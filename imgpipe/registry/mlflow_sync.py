@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 UID_TAG = "imgpipe.model_uid"
 VERSION_TAG = "imgpipe.registry_version"
 CHAMPION_ALIAS = "champion"
@@ -32,6 +33,10 @@ class RunRecord:
     artifacts: Dict[str, str]            # artifact sub-path -> local file or folder
     tags: Dict[str, str]
     artifact_root: Optional[str] = None  # for a new experiment on a database store
+
+
+def resolve_uri(configured: str) -> str:
+    return os.environ.get(TRACKING_URI_ENV) or configured
 
 
 def client(tracking_uri: str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
@@ -23,12 +24,26 @@ from sqlalchemy.orm import Session
 
 from imgpipe.registry.models import CHAMPION, STATUSES, ModelVersion
 
+# Secrets stay out of pipeline definitions: components read the URL from
+# this variable first, then fall back to the configured one.
+REGISTRY_URL_ENV = "IMGPIPE_REGISTRY_URL"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 60
 
 
 class RegistryError(RuntimeError):
     """A registry operation that cannot be done; the message says why."""
+
+
+def resolve_url(configured: str) -> str:
+    return os.environ.get(REGISTRY_URL_ENV) or configured
+
+
+def has_password(url: str) -> bool:
+    try:
+        return make_url(url).password is not None
+    except ArgumentError:
+        return urlsplit(url).password is not None
 
 
 def mask_url(url: str) -> str:

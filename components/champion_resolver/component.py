@@ -1,0 +1,42 @@
+"""ChampionResolver: reads the current champion from the model registry.
+
+Its input is the candidate model, so it runs again whenever a new model is
+trained (and is cached with it otherwise): the candidate is always compared
+with the champion of the moment it was trained. Not TFX's Resolver, so the
+same pipeline runs on open-source Kubeflow Pipelines.
+"""
+from __future__ import annotations
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from imgpipe.components.champion_resolver import executor
+
+
+class Champion(types.Artifact):
+    """champion.json: the champion's uid, version, serving path and accuracy (or none)."""
+    TYPE_NAME = "ImgpipeChampion"
+
+
+class ChampionResolverSpec(ComponentSpec):
+    PARAMETERS = {
+        # Without a password: the executor prefers IMGPIPE_REGISTRY_URL.
+        executor.REGISTRY_URL_KEY: ExecutionParameter(type=str),
+        executor.MODEL_NAME_KEY: ExecutionParameter(type=str),
+        executor.AUTO_MIGRATE_KEY: ExecutionParameter(type=int),
+    }
+    INPUTS = {executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model)}
+    OUTPUTS = {executor.CHAMPION_KEY: ChannelParameter(type=Champion)}
+
+
+class ChampionResolver(base_component.BaseComponent):
+    SPEC_CLASS = ChampionResolverSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, model: types.BaseChannel, registry_url: str, model_name: str,
+                 auto_migrate: bool):
+        super().__init__(spec=ChampionResolverSpec(
+            model=model, registry_url=registry_url, model_name=model_name,
+            auto_migrate=int(auto_migrate), champion=types.Channel(type=Champion)))

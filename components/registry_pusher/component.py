@@ -1,0 +1,51 @@
+"""RegistryPusher: a blessed model to the serving directory, the registry and MLflow.
+
+Consumes the model, its blessing and evaluation report (and, for MLflow, the
+schema and the validation report); an unblessed model is not pushed. The
+protocol that keeps the three stores consistent is in imgpipe.registry.publish.
+"""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from imgpipe.components.champion_resolver.component import Champion
+from imgpipe.components.evaluation_gate.component import EvaluationReport
+from imgpipe.components.registry_pusher import executor
+from imgpipe.components.validation_gate.component import ValidationReport
+
+
+class RegistryPusherSpec(ComponentSpec):
+    # Locations without passwords; the executor prefers IMGPIPE_REGISTRY_URL
+    # and MLFLOW_TRACKING_URI from its environment.
+    PARAMETERS = {executor.SETTINGS_KEY: ExecutionParameter(type=str)}
+    INPUTS = {
+        executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+        executor.REPORT_KEY: ChannelParameter(type=EvaluationReport),
+        executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema, optional=True),
+        executor.VALIDATION_REPORT_KEY: ChannelParameter(type=ValidationReport, optional=True),
+        executor.CHAMPION_KEY: ChannelParameter(type=Champion, optional=True),
+    }
+    OUTPUTS = {executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel)}
+
+
+class RegistryPusher(base_component.BaseComponent):
+    SPEC_CLASS = RegistryPusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, model: types.BaseChannel, blessing: types.BaseChannel,
+                 evaluation_report: types.BaseChannel, settings: dict,
+                 schema: Optional[types.BaseChannel] = None,
+                 validation_report: Optional[types.BaseChannel] = None,
+                 champion: Optional[types.BaseChannel] = None):
+        super().__init__(spec=RegistryPusherSpec(
+            model=model, blessing=blessing, evaluation_report=evaluation_report, schema=schema,
+            validation_report=validation_report, champion=champion,
+            settings=json.dumps(settings, sort_keys=True),
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel)))
