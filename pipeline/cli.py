@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 
 import click
 
+from imgpipe.pipeline import registry_cli
 from imgpipe.pipeline.config import DEFAULT_CONFIG, Config, ConfigError, load_config, parse_set_options
 
 
@@ -464,6 +465,9 @@ def to_npz(source, output, dtype, scale_to_unit, config_path, sets):
     bad = sum(1 for row in arrays.quarantine if row["kind"] == "bad")
     click.echo(f"wrote {output}: x {x.shape} {x.dtype} in [{x.min():g}, {x.max():g}], "
                f"{len(arrays.class_names)} classes; {bad} unreadable inputs skipped")
+
+
+main.add_command(registry_cli.registry)
 
 
 if __name__ == "__main__":

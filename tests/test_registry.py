@@ -238,7 +238,7 @@ def test_concurrent_pushers_get_unique_gap_free_versions(migrated, tracking_uri,
 
 
 def test_mlflow_champion_loads_as_pyfunc_and_predicts_from_image_bytes(
-        migrated, tracking_uri, tiny_model, tmp_path):
+        migrated, tracking_uri, tiny_model, tmp_path, monkeypatch):
     import io
 
     import mlflow
@@ -252,7 +252,7 @@ def test_mlflow_champion_loads_as_pyfunc_and_predicts_from_image_bytes(
         buffer = io.BytesIO()
         Image.new("RGB", (8, 8), (shade,) * 3).save(buffer, "PNG")
         images.append(buffer.getvalue())
-    mlflow.set_registry_uri(tracking_uri)
+    monkeypatch.setenv(mlflow_sync.TRACKING_URI_ENV, tracking_uri)
     model = mlflow.pyfunc.load_model("models:/tiny@champion")
     predictions = model.predict(pd.DataFrame({"image": images}))
     assert list(predictions["class"]) == ["dark", "bright"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -80,7 +81,8 @@ def log_version(tracking_uri: str, model_name: str, model_uid: str, registry_ver
     if existing is not None:
         return existing.run_id, int(existing.version)
 
-    import mlflow
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
     mlflow_client = client(tracking_uri)
     experiment_id = _experiment_id(mlflow_client, record.experiment_name, record.artifact_root)
     runs = mlflow_client.search_runs(
@@ -98,21 +100,22 @@ def log_version(tracking_uri: str, model_name: str, model_uid: str, registry_ver
             else:
                 mlflow_client.log_artifact(run_id, local, sub_path)
 
-    # The fluent API is the one that logs a pyfunc into an existing run.
-    previous_uri = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    # Saved and attached through the client: the fluent API would change the
+    # process's global tracking URI (and MLFLOW_TRACKING_URI with it).
+    with tempfile.TemporaryDirectory() as staging:
+        local_model = os.path.join(staging, "model")
+        mlflow.pyfunc.save_model(local_model, python_model=_PYFUNC_CODE,
+                                 artifacts={"saved_model": saved_model_dir},
+                                 pip_requirements=PYFUNC_REQUIREMENTS, signature=_signature())
+        mlflow_client.log_artifacts(run_id, local_model, "model")
     try:
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=_PYFUNC_CODE,
-                artifacts={"saved_model": saved_model_dir},
-                pip_requirements=PYFUNC_REQUIREMENTS, signature=_signature())
-        version = mlflow.register_model(
-            info.model_uri, model_name,
-            tags={UID_TAG: model_uid, VERSION_TAG: str(registry_version)})
-    finally:
-        mlflow.set_tracking_uri(previous_uri)
+        mlflow_client.create_registered_model(model_name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":  # another pusher created it
+            raise
+    version = mlflow_client.create_model_version(
+        model_name, source=f"{mlflow_client.get_run(run_id).info.artifact_uri}/model",
+        run_id=run_id, tags={UID_TAG: model_uid, VERSION_TAG: str(registry_version)})
     return run_id, int(version.version)
 
 

@@ -125,6 +125,11 @@ def current_revision(url: str) -> Optional[str]:
 
 def require_schema(url: str) -> Engine:
     """The engine, once the database is at the code's schema revision."""
+    parsed = make_url(url)
+    if (parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+            and not Path(parsed.database).exists()):
+        raise RegistryError(f"no registry at {mask_url(url)} yet: the first push creates it "
+                            "(or run `imgpipe registry migrate`)")
     try:
         revision = current_revision(url)
     except Exception as error:  # noqa: BLE001 - connection problems are reported as such

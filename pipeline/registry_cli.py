@@ -1,0 +1,198 @@
+"""`imgpipe registry ...`: list, show, promote, roll back, migrate.
+
+The registry location comes from IMGPIPE_REGISTRY_URL, else the config's
+registry.url, else sqlite:///<output_root>/registry.db (MLflow likewise with
+MLFLOW_TRACKING_URI). Every filter is a bound parameter; URLs are printed
+with passwords masked.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+from typing import List, Optional, Tuple
+
+import click
+
+from imgpipe.pipeline.config import Config, ConfigError, load_config, parse_set_options
+from imgpipe.registry import store
+from imgpipe.registry.models import COLUMNS, STATUSES
+
+_TABLE_COLUMNS = [("model_name", 20), ("version", 7), ("status", 11), ("model_uid", 30),
+                  ("val_accuracy", 12), ("serving_accuracy", 16), ("mlflow_model_version", 6),
+                  ("created_at", 19)]
+_TABLE_HEADINGS = {"val_accuracy": "accuracy", "serving_accuracy": "served accuracy",
+                   "mlflow_model_version": "mlflow"}
+
+
+def _config(config_path: Optional[str], sets: Tuple[str, ...]) -> Config:
+    try:
+        return load_config(config_path, parse_set_options(list(sets)))
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+
+
+def _common(function):
+    function = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                            help="Override a config key, e.g. --set registry.model_name=x.")(function)
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                        help="TOML configuration file (default configs/quickstart.toml).")(function)
+
+
+def _engine(config: Config):
+    try:
+        return store.require_schema(config.registry_url)
+    except store.RegistryError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _plain(value):
+    """A column value as JSON/CSV carry it."""
+    if isinstance(value, dt.datetime):
+        # SQLite keeps no time zone; the registry writes UTC.
+        return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).isoformat()
+    return value
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def _print_rows(rows: List[dict], output_format: str) -> None:
+    if output_format == "json":
+        click.echo(json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=2))
+    elif output_format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else _plain(v)
+                             for k, v in row.items()})
+    else:
+        click.echo("  ".join(f"{_TABLE_HEADINGS.get(name, name):<{width}}"
+                             for name, width in _TABLE_COLUMNS).rstrip())
+        for row in rows:
+            click.echo("  ".join(f"{_cell(row[name]):<{width}}"
+                                 for name, width in _TABLE_COLUMNS).rstrip())
+        if not rows:
+            click.echo("(no model versions match)")
+
+
+@click.group()
+def registry():
+    """Query and manage the model registry (model_registry table + MLflow)."""
+
+
+@registry.command("list")
+@click.option("--model", "model_name", default=None, help="Only this model name.")
+@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only this status.")
+@click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None,
+              help="Only versions with val_accuracy >= X.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]),
+              default="table", show_default=True,
+              help="json and csv carry every column under its column name.")
+@_common
+def list_command(model_name, status, min_accuracy, output_format, config_path, sets):
+    """Model versions, newest first."""
+    engine = _engine(_config(config_path, sets))
+    rows = store.list_versions(engine, model_name=model_name, status=status,
+                               min_accuracy=min_accuracy)
+    _print_rows([row.as_dict() for row in rows], output_format)
+
+
+@registry.command("show")
+@click.argument("uid")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@_common
+def show_command(uid, output_format, config_path, sets):
+    """Every column of one model version."""
+    engine = _engine(_config(config_path, sets))
+    try:
+        row = store.get(engine, uid).as_dict()
+    except store.RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    if output_format == "json":
+        click.echo(json.dumps({k: _plain(v) for k, v in row.items()}, indent=2))
+        return
+    width = max(len(name) for name in row)
+    for name, value in row.items():
+        shown = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else _cell(value)
+        click.echo(f"{name:<{width}}  {shown}")
+
+
+def _moved(config: Config, verb: str, new_champion, previous=None) -> None:
+    click.echo(f"{verb}: {new_champion.model_uid} ({new_champion.model_name} version "
+               f"{new_champion.version}) is champion"
+               + (f"; {previous.model_uid} (version {previous.version}) is {previous.status}"
+                  if previous is not None else ""))
+    click.echo(f"  registry {store.mask_url(config.registry_url)}; MLflow alias "
+               f"{new_champion.model_name}@champion -> version {new_champion.mlflow_model_version} "
+               f"({store.mask_url(config.mlflow_tracking_uri)})")
+
+
+@registry.command("promote")
+@click.argument("uid")
+@_common
+def promote_command(uid, config_path, sets):
+    """Make UID its model's champion (the MLflow alias moves with it)."""
+    from imgpipe.registry import publish
+    config = _config(config_path, sets)
+    engine = _engine(config)
+    try:
+        before = store.champion(engine, store.get(engine, uid).model_name)
+        store.promote(engine, uid, in_step=publish.alias_mover(config.mlflow_tracking_uri))
+        row = store.get(engine, uid)
+    except store.RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    previous = store.get(engine, before.model_uid) if before and before.model_uid != uid else None
+    _moved(config, "promoted", row, previous)
+
+
+@registry.command("rollback")
+@click.option("--model", "model_name", default=None,
+              help="Model name (default: the config's registry.model_name).")
+@click.option("--to", "to_uid", default=None,
+              help="The version to restore (default: the previous champion).")
+@_common
+def rollback_command(model_name, to_uid, config_path, sets):
+    """Mark the champion rolled_back and restore the previous (or given) one."""
+    from imgpipe.registry import publish
+    config = _config(config_path, sets)
+    engine = _engine(config)
+    try:
+        rolled_back, restored = store.rollback(
+            engine, model_name or config.registry.model_name, to_uid,
+            in_step=publish.alias_mover(config.mlflow_tracking_uri))
+    except store.RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    _moved(config, "rolled back", restored, rolled_back)
+
+
+@registry.command("migrate")
+@click.option("--revision", default="head", show_default=True,
+              help="Upgrade to this schema revision.")
+@click.option("--downgrade-to", default=None, metavar="REVISION",
+              help="Downgrade instead, e.g. to 'base' (drops the registry's tables).")
+@_common
+def migrate_command(revision, downgrade_to, config_path, sets):
+    """Create or upgrade the registry schema (Alembic migrations)."""
+    config = _config(config_path, sets)
+    url = config.registry_url
+    try:
+        before = store.current_revision(url)
+        if downgrade_to:
+            after = store.downgrade(url, downgrade_to)
+        else:
+            after = store.migrate(url, revision)
+    except Exception as error:  # noqa: BLE001 - any database error, reported with a masked URL
+        raise click.ClickException(f"migrating {store.mask_url(url)} failed: "
+                                   f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+    click.echo(f"registry {store.mask_url(url)}: schema revision {before or 'none'} -> "
+               f"{after or 'none'}")
