@@ -51,7 +51,8 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     assert result.exit_code == 1, result.output
     assert "class triangle: no examples in the evaluation split" in result.output
     for stage in ("ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate",
-                  "Transform", "Trainer", "Evaluator", "EvaluationGate"):
+                  "Transform", "Trainer", "Evaluator", "ChampionResolver", "EvaluationGate",
+                  "RegistryPusher"):
         assert f"[start] {stage}" in result.output and f"[done ] {stage}" in result.output
     assert "examples: " in result.output and "statistics: " in result.output
     assert "grayscale -> RGB" in result.output
@@ -88,7 +89,7 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
                    "--set", "pipeline.name='e2e'", "--set", "training.epochs=1",
                     *NO_FLOORS)
     assert again.exit_code == 1, again.output
-    assert again.output.count("(cached)") == 8
+    assert again.output.count("(cached)") == 10
 
     # Without the cache, ingestion runs again and every image lands in the
     # same split.

@@ -97,6 +97,7 @@ class Executor(base_executor.BaseExecutor):
         pushed.set_string_custom_property("model_uid", result.model_uid)
         pushed.set_int_custom_property("mlflow_model_version", result.mlflow_version)
         pushed.set_int_custom_property("champion", int(result.champion))
+        fileio.makedirs(pushed.uri)
         with fileio.open(os.path.join(pushed.uri, "push.json"), "w") as handle:
             handle.write(json.dumps({**result.__dict__, "registry": store.mask_url(registry_url),
                                      "mlflow": store.mask_url(tracking_uri)}, indent=2) + "\n")
