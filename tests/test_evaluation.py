@@ -74,3 +74,39 @@ def test_eval_config_uses_argmax_f1_per_class():
     assert overall.metrics[2].threshold.value_threshold.lower_bound.value == 0.6
     assert list(per_class.binarize.class_ids.values) == [0, 1, 2, 3]
     assert {m.class_name: json.loads(m.config) for m in per_class.metrics}["F1Score"] == {"top_k": 1}
+
+
+def champion(champion_accuracy, candidate_accuracy=0.95, problem=""):
+    return decisions.ChampionComparison("shapes-cnn-abc", 3, champion_accuracy,
+                                        candidate_accuracy, max_drop=0.01, problem=problem)
+
+
+def test_no_regression_against_the_champion():
+    def decide_with(comparison):
+        return decisions.decide(0.9, 0.5, rows([0.9] * 4), GOOD_PARITY, 0.005, 0.005, comparison)
+    assert decide_with(None).blessed                       # first model: nothing to compare
+    assert decide_with(champion(0.955)).blessed            # within the allowed drop
+    assert decide_with(champion(0.90, 0.97)).blessed       # better
+    worse = decide_with(champion(0.97, 0.93))
+    assert worse.failures == [
+        "no-regression: accuracy 0.9300 is 4.0 points below champion shapes-cnn-abc (version 3) "
+        "at 0.9700 on the same evaluation inputs (allowed drop 1.0)"]
+    assert "champion shapes-cnn-abc (version 3): accuracy 0.9700 vs this model's 0.9300" in \
+        decisions.format_table(worse)
+    unusable = decide_with(champion(None, problem="it predicts ['a', 'b'], this model [...]"))
+    assert not unusable.blessed
+    assert unusable.failures[0].startswith("no-regression: cannot compare with champion shapes-cnn-abc")
+    json.dumps(worse.as_dict())
+
+
+def test_champion_with_other_classes_or_shape_is_not_compared():
+    from imgpipe.components.evaluation_gate.executor import compare_with_champion
+    settings = {"class_names": NAMES, "image_shape": [32, 32, 3], "max_accuracy_drop": 0.01}
+    record = {"model_uid": "old", "version": 1, "artifact_path": "/nowhere",
+              "class_names": ["cat", "dog"], "image_shape": [32, 32, 3]}
+    assert compare_with_champion({"model_uid": None}, settings, None, GOOD_PARITY) is None
+    other = compare_with_champion(record, settings, None, GOOD_PARITY)
+    assert "a different label set needs its own registry.model_name" in other.failure
+    reshaped = compare_with_champion({**record, "class_names": NAMES, "image_shape": [64, 64, 3]},
+                                     settings, None, GOOD_PARITY)
+    assert "takes images of shape [64, 64, 3]" in reshaped.failure

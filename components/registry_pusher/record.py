@@ -46,7 +46,9 @@ def new_version(*, uid: str, model_name: str, report: Dict[str, Any], training: 
     return store.NewVersion(
         model_uid=uid, model_name=model_name, architecture_type=ARCHITECTURE,
         val_accuracy=float(report["accuracy"]), training_date=trained_at,
-        per_class_f1={row["name"]: row["f1"] for row in report["classes"]},
+        # NaN is not JSON (PostgreSQL refuses it); an undefined F1 is null.
+        per_class_f1={row["name"]: row["f1"] if row["f1"] == row["f1"] else None
+                      for row in report["classes"]},
         blessed=bool(report["blessed"]),
         data_fingerprint=training["training_data_sha256"], schema_hash=training["schema_sha256"],
         training_config={key: training[key] for key in
