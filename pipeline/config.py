@@ -153,6 +153,18 @@ class RegistrySection(_Section):
         return value
 
 
+class KubeflowSection(_Section):
+    # The image every component runs in (docker/Dockerfile); `imgpipe compile --image`.
+    image: str = "imgpipe:0.1.0"
+    # The cluster's artifact root (gs://bucket/imgpipe): pipeline artifacts,
+    # drift baselines and serving copies go under it; `--pipeline-root`.
+    pipeline_root: str = ""
+    # A Kubernetes secret whose keys become the components' environment
+    # (IMGPIPE_REGISTRY_URL, MLFLOW_TRACKING_URI, credentials); `--env-secret`.
+    env_secret: str = ""
+    env_secret_keys: List[str] = ["IMGPIPE_REGISTRY_URL", "MLFLOW_TRACKING_URI"]
+
+
 class Config(_Section):
     pipeline: PipelineSection = PipelineSection()
     data: DataSection = DataSection()
@@ -161,6 +173,7 @@ class Config(_Section):
     training: TrainingSection = TrainingSection()
     evaluation: EvaluationSection = EvaluationSection()
     registry: RegistrySection = RegistrySection()
+    kubeflow: KubeflowSection = KubeflowSection()
 
     @model_validator(mode="after")
     def _floors_name_classes(self) -> "Config":
@@ -279,17 +292,43 @@ def load_config(path: Optional[os.PathLike] = None,
     Without a path, configs/quickstart.toml is read when it exists (running
     from the repository); elsewhere the built-in defaults apply.
     """
+    if isinstance(path, (list, tuple)):
+        # Layered files, later ones overriding earlier ones key by key
+        # (e.g. a preset plus configs/beam/dataflow.toml).
+        if not path:
+            path = None
+        else:
+            tree = {}
+            for layer in path:
+                _merge(tree, _read_toml(Path(layer), explicit=True)[0])
+            path = Path(" + ".join(str(p) for p in path))
+            return _validated(tree, path, overrides)
     explicit = path is not None
-    path = Path(path) if path else DEFAULT_CONFIG
+    tree, path = _read_toml(Path(path) if path else DEFAULT_CONFIG, explicit)
+    return _validated(tree, path, overrides)
+
+
+def _read_toml(path: Path, explicit: bool):
     try:
         with open(path, "rb") as handle:
-            tree = tomllib.load(handle)
+            return tomllib.load(handle), path
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{path}: config file not found") from None
-        tree, path = {}, Path("(built-in defaults)")
+        return {}, Path("(built-in defaults)")
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def _merge(tree: Dict[str, Any], layer: Dict[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(tree.get(key), dict):
+            _merge(tree[key], value)
+        else:
+            tree[key] = value
+
+
+def _validated(tree: Dict[str, Any], path: Path, overrides: Optional[Dict[str, Any]]) -> Config:
     for key, value in (overrides or {}).items():
         if value is None:
             continue

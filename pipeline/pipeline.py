@@ -11,6 +11,7 @@ Runners only choose where it runs. Components so far:
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import List, Optional
 
@@ -45,16 +46,22 @@ class PipelineError(ValueError):
     """The configuration cannot become a pipeline (message says why)."""
 
 
-def example_gen_for(config: Config, source: Optional[str] = None) -> ImageExampleGen:
+DATA_ROOT_PARAMETER = "data_root"
+
+
+def example_gen_for(config: Config, source: Optional[str] = None,
+                    layout: Optional[sources.SourceLayout] = None,
+                    data_root_parameter: bool = False) -> ImageExampleGen:
     """The ingestion component for the configured source."""
     source = source or config.data.source
     if source.startswith("builtin:"):
         raise PipelineError(f"data.source {source!r} must be materialised first "
                             "(imgpipe run does this for built-in datasets)")
-    try:
-        layout = sources.discover_layout(source, config.data.format)
-    except sources.SourceError as error:
-        raise PipelineError(f"data.source: {error}") from None
+    if layout is None:
+        try:
+            layout = sources.discover_layout(source, config.data.format)
+        except sources.SourceError as error:
+            raise PipelineError(f"data.source: {error}") from None
     input_config = example_gen_pb2.Input(splits=[
         example_gen_pb2.Input.Split(name=name, pattern=pattern)
         for name, pattern in layout.split_patterns.items()])
@@ -82,9 +89,44 @@ def example_gen_for(config: Config, source: Optional[str] = None) -> ImageExampl
         "max_image_pixels": config.data.max_image_pixels,
         "span_override": span if (span is not None and not pattern_has_span) else None,
     }
-    return ImageExampleGen(input_base=layout.input_base, input_config=input_config,
+    input_base = layout.input_base
+    if data_root_parameter:
+        # A run can point the compiled pipeline at another folder of the same layout.
+        from tfx.orchestration import data_types
+        input_base = data_types.RuntimeParameter(name=DATA_ROOT_PARAMETER, ptype=str,
+                                                 default=layout.input_base)
+    return ImageExampleGen(input_base=input_base, input_config=input_config,
                            output_config=output_config, ingestion_config=ingestion_config,
                            range_config=range_config)
+
+
+@dataclasses.dataclass(frozen=True)
+class Locations:
+    """Where a run reads and writes: this machine's paths, or a cluster's URIs."""
+    pipeline_root: str
+    baseline_root: str
+    serving_root: str
+    mlflow_artifact_root: str
+    # Configured locations without passwords; components prefer their
+    # environment's IMGPIPE_REGISTRY_URL / MLFLOW_TRACKING_URI ("" = required there).
+    registry_url: str
+    mlflow_tracking_uri: str
+    schema_file: str
+    # Transform/Trainer code: module files (hashed into TFX's cache key) or
+    # the functions installed in the image (nothing to upload or pip-install).
+    installed_modules: bool = False
+    metadata_path: Optional[str] = None
+    # The data folder as a run-time parameter (`data_root`) of the compiled pipeline.
+    data_root_parameter: bool = False
+
+
+def local_locations(config: Config) -> Locations:
+    return Locations(
+        pipeline_root=str(config.pipeline_root), baseline_root=config.baseline_root,
+        serving_root=config.serving_root, mlflow_artifact_root=config.mlflow_artifact_root,
+        registry_url=config.configured_registry_url,
+        mlflow_tracking_uri=config.configured_mlflow_tracking_uri,
+        schema_file=str(config.schema_path), metadata_path=str(config.metadata_path))
 
 
 def modules_dir() -> Path:
@@ -139,19 +181,24 @@ def checked_schema(config: Config):
 
 def create_pipeline(config: Config, source: Optional[str] = None,
                     until: Optional[str] = None,
-                    beam_args: Optional[List[str]] = None) -> tfx_pipeline.Pipeline:
+                    beam_args: Optional[List[str]] = None,
+                    locations: Optional[Locations] = None,
+                    layout: Optional[sources.SourceLayout] = None) -> tfx_pipeline.Pipeline:
     """Builds the pipeline.
 
     `source` replaces data.source (e.g. a materialised built-in dataset),
     `until` stops after the named stage (ingestion alone), `beam_args`
-    replaces pipeline.beam_args (runners adapt them to where they run).
+    replaces pipeline.beam_args and `locations` this machine's paths
+    (runners adapt them to where they run); `layout`: the source's layout when
+    it cannot be read from here (a path inside the cluster's image).
     """
-    example_gen = example_gen_for(config, source)
+    locations = locations or local_locations(config)
+    example_gen = example_gen_for(config, source, layout, locations.data_root_parameter)
     components: List = [example_gen]
     if until != "ImageExampleGen":
-        schema_path, schema = checked_schema(config)
+        _, schema = checked_schema(config)
         class_names = list(config.data.classes) or schema_curation.expectations(schema).class_names
-        schema_gen = ImportSchemaGen(schema_file=str(schema_path))
+        schema_gen = ImportSchemaGen(schema_file=locations.schema_file)
         # With the schema, statistics treat the label as categorical (needed
         # for the L-infinity drift check).
         statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],
@@ -162,11 +209,13 @@ def create_pipeline(config: Config, source: Optional[str] = None,
             thresholds=schema_curation.DriftThresholds(
                 pixel_js_divergence=config.validation.pixel_drift_threshold,
                 label_linf=config.validation.label_drift_threshold),
-            baseline_root=config.baseline_root)
+            baseline_root=locations.baseline_root)
         components += [schema_gen, statistics_gen, gate]
+        code = ({"preprocessing_fn": "imgpipe.modules.preprocessing.preprocessing_fn"}
+                if locations.installed_modules
+                else {"module_file": str(modules_dir() / "preprocessing.py")})
         transform = Transform(
-            examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-            module_file=str(modules_dir() / "preprocessing.py"),
+            examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"], **code,
             custom_config={"height": config.image.height, "width": config.image.width,
                            "channels": config.image.channels,
                            "standardize": config.training.standardize},
@@ -176,8 +225,10 @@ def create_pipeline(config: Config, source: Optional[str] = None,
             materialize=False, disable_statistics=True)
         # Data flows around the gate; this edge makes it a gate.
         transform.add_upstream_node(gate)
+        code = ({"run_fn": "imgpipe.modules.training.run_fn"} if locations.installed_modules
+                else {"module_file": str(modules_dir() / "training.py")})
         trainer = Trainer(
-            module_file=str(modules_dir() / "training.py"),
+            **code,
             examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
@@ -195,7 +246,7 @@ def create_pipeline(config: Config, source: Optional[str] = None,
                 class_names, config.evaluation.accuracy_floor),
             example_splits=[config.evaluation.split])
         champion_resolver = ChampionResolver(
-            model=trainer.outputs["model"], registry_url=config.configured_registry_url,
+            model=trainer.outputs["model"], registry_url=locations.registry_url,
             model_name=config.registry.model_name, auto_migrate=config.registry.auto_migrate)
         evaluation_gate = EvaluationGate(
             model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
@@ -215,11 +266,11 @@ def create_pipeline(config: Config, source: Optional[str] = None,
             schema=schema_gen.outputs["schema"], validation_report=gate.outputs["report"],
             champion=champion_resolver.outputs["champion"],
             settings={"model_name": config.registry.model_name,
-                      "registry_url": config.configured_registry_url,
-                      "mlflow_tracking_uri": config.configured_mlflow_tracking_uri,
+                      "registry_url": locations.registry_url,
+                      "mlflow_tracking_uri": locations.mlflow_tracking_uri,
                       "mlflow_experiment": config.mlflow_experiment,
-                      "mlflow_artifact_root": config.mlflow_artifact_root,
-                      "serving_root": config.serving_root,
+                      "mlflow_artifact_root": locations.mlflow_artifact_root,
+                      "serving_root": locations.serving_root,
                       "promote": config.registry.promote,
                       "auto_migrate": config.registry.auto_migrate})
         components += [transform, trainer, evaluator, champion_resolver, evaluation_gate, pusher]
@@ -229,13 +280,15 @@ def create_pipeline(config: Config, source: Optional[str] = None,
             raise PipelineError(f"unknown stage {until!r}; stages are {', '.join(names)}")
         components = components[:names.index(until) + 1]
 
-    metadata_path: Path = config.metadata_path
-    metadata_path.parent.mkdir(parents=True, exist_ok=True)
+    metadata_config = None  # on a cluster, the orchestrator's ML Metadata
+    if locations.metadata_path:
+        Path(locations.metadata_path).parent.mkdir(parents=True, exist_ok=True)
+        metadata_config = metadata.sqlite_metadata_connection_config(locations.metadata_path)
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline.name,
-        pipeline_root=str(config.pipeline_root),
+        pipeline_root=locations.pipeline_root,
         components=components,
         enable_cache=config.pipeline.enable_cache,
-        metadata_connection_config=metadata.sqlite_metadata_connection_config(str(metadata_path)),
+        metadata_connection_config=metadata_config,
         beam_pipeline_args=list(config.pipeline.beam_args if beam_args is None else beam_args),
     )

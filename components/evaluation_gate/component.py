@@ -25,7 +25,7 @@ from imgpipe.components.evaluation_gate import executor
 
 class EvaluationReport(types.Artifact):
     """evaluation_report.txt/.json, confusion_matrix.png, per_class_f1.png."""
-    TYPE_NAME = "ImgpipeEvaluationReport"
+    TYPE_NAME = "imgpipe.EvaluationReport"  # <namespace>.<Title>: what KFP's compiler accepts
 
 
 class EvaluationGateSpec(ComponentSpec):

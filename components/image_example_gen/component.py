@@ -23,7 +23,7 @@ from imgpipe.components.image_example_gen.driver import ImageExampleGenDriver
 
 class IngestionReport(types.Artifact):
     """ingestion_report.json/.txt and quarantine.csv of one ingestion."""
-    TYPE_NAME = "ImgpipeIngestionReport"
+    TYPE_NAME = "imgpipe.IngestionReport"  # <namespace>.<Title>: what KFP's compiler accepts
 
 
 class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):

@@ -37,7 +37,11 @@ class RunRecord:
 
 
 def resolve_uri(configured: str) -> str:
-    return os.environ.get(TRACKING_URI_ENV) or configured
+    uri = os.environ.get(TRACKING_URI_ENV) or configured
+    if not uri:
+        raise ValueError(f"no MLflow tracking URI configured: set {TRACKING_URI_ENV} in this "
+                         "environment (on a cluster, from a secret) or registry.mlflow_tracking_uri")
+    return uri
 
 
 def client(tracking_uri: str):

@@ -36,7 +36,11 @@ class RegistryError(RuntimeError):
 
 
 def resolve_url(configured: str) -> str:
-    return os.environ.get(REGISTRY_URL_ENV) or configured
+    url = os.environ.get(REGISTRY_URL_ENV) or configured
+    if not url:
+        raise RegistryError(f"no registry configured: set {REGISTRY_URL_ENV} in this "
+                            "environment (on a cluster, from a secret) or registry.url")
+    return url
 
 
 def has_password(url: str) -> bool:

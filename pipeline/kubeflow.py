@@ -1,0 +1,256 @@
+"""Kubeflow Pipelines: the same create_pipeline, compiled to a PipelineSpec and submitted.
+
+Compiling uses TFX's KubeflowV2DagRunner with the 2.1 schema (the only one
+the open-source KFP 2.x server accepts) and a bare `.yaml` PipelineSpec.
+Paths on this machine mean nothing in a pod, so compiling maps them: the
+pipeline's artifacts, drift baselines and serving copies go under the
+cluster's pipeline root; the curated schema and the built-in dataset are
+files inside the image (docker/Dockerfile puts them under /opt/imgpipe);
+Transform and Trainer call the functions installed in the image instead of
+uploading module files; the registry and MLflow come from the pods'
+environment (a Kubernetes secret).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import urllib.parse
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import yaml
+
+from imgpipe.components.image_example_gen import sources
+from imgpipe.pipeline.config import BUILTIN_PREFIX, Config
+from imgpipe.pipeline.local_runner import local_beam_args
+from imgpipe.pipeline.pipeline import Locations, create_pipeline
+
+IMAGE_ROOT = "/opt/imgpipe"
+IMAGE_QUICKSTART = f"{IMAGE_ROOT}/datasets/quickstart"
+REPO_SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+TOKEN_ENV = "KFP_BEARER_TOKEN"
+SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+DEFAULT_SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
+_DEPENDENCY_FLAGS = ("--sdk_container_image", "--worker_harness_container_image",
+                     "--environment_config", "--extra_package", "--setup_file",
+                     "--requirements_file")
+
+
+class KubeflowError(ValueError):
+    """Cannot compile or submit; the message says why and what to do."""
+
+
+def _is_uri(value: str) -> bool:
+    return "://" in value
+
+
+def cluster_locations(config: Config, pipeline_root: str) -> Locations:
+    root = pipeline_root.rstrip("/")
+
+    def under(configured: str, name: str) -> str:
+        return configured if _is_uri(configured) else f"{root}/{name}"
+
+    schema = config.validation.schema_file
+    if not _is_uri(schema):
+        local = config.schema_path
+        if local.parent != REPO_SCHEMAS:
+            raise KubeflowError(
+                f"validation.schema_file {local} is a file on this machine; put it in schemas/ "
+                "(copied into the image) or at a URI the cluster can read (gs://...)")
+        schema = f"{IMAGE_ROOT}/schemas/{local.name}"
+    return Locations(
+        pipeline_root=root,
+        baseline_root=under(config.validation.baseline_root, f"baselines/{config.pipeline.name}"),
+        serving_root=under(config.registry.serving_root, "serving"),
+        mlflow_artifact_root=under(config.registry.mlflow_artifact_root, "mlflow-artifacts"),
+        # Empty: the pods' IMGPIPE_REGISTRY_URL / MLFLOW_TRACKING_URI (required there).
+        registry_url=config.registry.url, mlflow_tracking_uri=config.registry.mlflow_tracking_uri,
+        schema_file=schema, installed_modules=True, metadata_path=None, data_root_parameter=True)
+
+
+def cluster_source(config: Config, data: Optional[str]) -> Tuple[str, Optional[sources.SourceLayout]]:
+    """The data source as the pods see it (and its layout when not readable from here)."""
+    source = data or config.data.source
+    if source.startswith(BUILTIN_PREFIX):
+        if source != f"{BUILTIN_PREFIX}quickstart":
+            raise KubeflowError(f"data.source: unknown built-in dataset {source!r}")
+        return IMAGE_QUICKSTART, sources.SourceLayout(
+            sources.FOLDERS, IMAGE_QUICKSTART, {"single_split": "*/*"})
+    if not _is_uri(source):
+        raise KubeflowError(
+            f"data.source {source!r} is a path on this machine; the cluster needs a URI its pods "
+            "can read (gs://bucket/images/...), or builtin:quickstart (inside the image)")
+    return source, None
+
+
+def unknown_beam_flags(beam_args: List[str]) -> List[str]:
+    """Flags Beam's own PipelineOptions do not know (Beam would drop them with a warning)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    known = PipelineOptions(list(beam_args)).get_all_options()
+    return [arg for arg in beam_args
+            if arg.startswith("--") and arg[2:].split("=", 1)[0].replace("-", "_") not in known]
+
+
+def cluster_beam_args(beam_args: List[str], image: str) -> List[str]:
+    """Beam workers run the component image: Dataflow is told so; the
+    DirectRunner inside a pod skips TFX's per-stage sdist (as locally)."""
+    args = list(beam_args)
+    runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), "DirectRunner")
+    named = any(a.split("=", 1)[0] in _DEPENDENCY_FLAGS for a in args)
+    if runner in ("DataflowRunner", "dataflow") and not named:
+        return args + [f"--sdk_container_image={image}"]
+    return local_beam_args(args)
+
+
+def _platform_spec(pipeline_spec: dict, secret: str, keys: List[str]) -> dict:
+    """kfp-kubernetes' `use_secret_as_env` for every executor: the secret's
+    keys become environment variables of each component's pod."""
+    executors = pipeline_spec["deploymentSpec"]["executors"]
+
+    def config() -> dict:  # one copy per executor: no YAML aliases
+        return {"secretAsEnv": [{"secretName": secret,
+                                 "keyToEnv": [{"secretKey": k, "envVar": k} for k in keys]}]}
+    return {"platforms": {"kubernetes": {"deploymentSpec": {
+        "executors": {name: config() for name in sorted(executors)}}}}}
+
+
+@dataclasses.dataclass
+class Compiled:
+    path: str
+    image: str
+    pipeline_root: str
+    components: List[str]
+
+
+def compile_pipeline(config: Config, output: str, image: Optional[str] = None,
+                     pipeline_root: Optional[str] = None, data: Optional[str] = None,
+                     env_secret: Optional[str] = None) -> Compiled:
+    # The import checks the runner's dependencies (tfx.v1's re-export would hide errors).
+    from tfx.orchestration.data_types import RuntimeParameter
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
+    if not output.endswith((".yaml", ".yml")):
+        raise KubeflowError(f"--output {output}: open-source KFP takes a .yaml PipelineSpec")
+    image = image or config.kubeflow.image
+    root = pipeline_root or config.kubeflow.pipeline_root
+    if not root:
+        raise KubeflowError(
+            "no pipeline root: pass --pipeline-root gs://bucket/path (or kubeflow.pipeline_root). "
+            "TFX components write artifacts with tf.io.gfile, which cannot write KFP's default "
+            "minio:// root")
+    if not _is_uri(root) and not root.startswith("/"):
+        raise KubeflowError(f"--pipeline-root {root!r}: give a URI (gs://...) or an absolute "
+                            "path mounted in every pod")
+    unknown = unknown_beam_flags(list(config.pipeline.beam_args))
+    if unknown:
+        raise KubeflowError(f"pipeline.beam_args: Beam does not know {', '.join(unknown)}")
+    source, layout = cluster_source(config, data)
+    tfx_pipeline = create_pipeline(
+        config, source=source, layout=layout, locations=cluster_locations(config, root),
+        beam_args=cluster_beam_args(list(config.pipeline.beam_args), image))
+    runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+            default_image=image, use_pipeline_spec_2_1=True,
+            display_name=config.pipeline.name))
+    job = runner.run(tfx_pipeline, write_out=False)
+    spec = job["pipelineSpec"]
+    # TFX leaves run-time parameters without their defaults; put them in the
+    # spec, so a run needs no arguments.
+    defaults = {value.name: value.default for c in tfx_pipeline.components
+                for value in c.exec_properties.values() if isinstance(value, RuntimeParameter)}
+    for name, parameter in spec["root"].get("inputDefinitions", {}).get("parameters", {}).items():
+        if defaults.get(name) is not None:
+            parameter["defaultValue"] = defaults[name]
+            parameter["isOptional"] = True
+    spec["defaultPipelineRoot"] = root  # what the bare spec keeps of the job's output directory
+    documents = [spec]
+    secret = env_secret if env_secret is not None else config.kubeflow.env_secret
+    if secret:
+        documents.append(_platform_spec(spec, secret, list(config.kubeflow.env_secret_keys)))
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w", encoding="utf-8") as handle:
+        handle.write(f"# PIPELINE DEFINITION\n# Name: {config.pipeline.name}\n"
+                     f"# Compiled by `imgpipe compile` (TFX {spec.get('sdkVersion', '')}) for image "
+                     f"{image}\n")
+        yaml.safe_dump_all(documents, handle, sort_keys=True)
+    return Compiled(output, image, root, [type(c).__name__ for c in tfx_pipeline.components])
+
+
+# -- submission -----------------------------------------------------------------
+
+@dataclasses.dataclass
+class Submitted:
+    run_id: str
+    url: str
+    experiment: str
+
+
+def bearer_token(token_env: str = TOKEN_ENV, token_path: Optional[str] = None) -> Optional[str]:
+    """From the environment variable, else a (service-account) token file."""
+    if os.environ.get(token_env):
+        return os.environ[token_env].strip()
+    path = token_path or os.environ.get(SA_TOKEN_PATH_ENV) or DEFAULT_SA_TOKEN_PATH
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    if token_path:
+        raise KubeflowError(f"--token-path {token_path}: no such file")
+    return None
+
+
+def _preflight(host: str, token: Optional[str]) -> None:
+    """One quick probe with clear errors (kfp.Client retries healthz 5 x 5 s)."""
+    import requests
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = f"{host.rstrip('/')}/apis/v2beta1/healthz"
+    try:
+        response = requests.get(url, headers=headers, timeout=10)
+    except requests.RequestException as error:
+        raise KubeflowError(f"cannot reach the Kubeflow Pipelines API at {host}: "
+                            f"{type(error).__name__}") from None
+    if response.status_code in (401, 403):
+        raise KubeflowError(
+            f"{host} refused the request ({response.status_code}): "
+            + ("the bearer token was not accepted" if token else
+               f"no bearer token was sent; set {TOKEN_ENV} or --token-path"))
+    if response.status_code >= 400:
+        raise KubeflowError(f"{url} answered {response.status_code}; is --host the KFP API "
+                            "endpoint (e.g. http://ml-pipeline-ui.kubeflow or the gateway URL)?")
+
+
+def _api_error(error) -> KubeflowError:
+    status = getattr(error, "status", None)
+    body = getattr(error, "body", "") or ""
+    try:
+        import json
+        body = json.loads(body).get("message", body)
+    except (ValueError, AttributeError):
+        pass
+    if status in (401, 403):
+        return KubeflowError(f"Kubeflow Pipelines refused the run ({status}): {body}")
+    return KubeflowError(f"Kubeflow Pipelines rejected the package ({status}): {body}")
+
+
+def submit(package: str, host: str, namespace: Optional[str] = None,
+           experiment: Optional[str] = None, run_name: Optional[str] = None,
+           pipeline_root: Optional[str] = None, params: Optional[Dict[str, str]] = None,
+           token: Optional[str] = None, enable_caching: Optional[bool] = None) -> Submitted:
+    import kfp
+    from kfp_server_api.exceptions import ApiException
+
+    if not os.path.isfile(package):
+        raise KubeflowError(f"{package}: no such file (compile it with `imgpipe compile`)")
+    parsed = urllib.parse.urlparse(host)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise KubeflowError(f"--host {host!r}: give the API URL, e.g. https://kubeflow.example.com/pipeline")
+    _preflight(host, token)
+    client = kfp.Client(host=host, existing_token=token,
+                        **({"namespace": namespace} if namespace else {}))
+    experiment = experiment or "imgpipe"
+    try:
+        result = client.create_run_from_pipeline_package(
+            package, arguments=params or {}, run_name=run_name, experiment_name=experiment,
+            namespace=namespace, pipeline_root=pipeline_root, enable_caching=enable_caching)
+    except ApiException as error:
+        raise _api_error(error) from None
+    return Submitted(result.run_id, f"{host.rstrip('/')}/#/runs/details/{result.run_id}", experiment)
