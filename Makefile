@@ -5,7 +5,8 @@ export PYTHON
 STAMP := $(VENV)/.imgpipe-installed
 SHARED_DATA ?= ../shared/datasets
 
-.PHONY: run test test-fast venv lock bench cifar10-data clean
+.PHONY: run test test-fast venv lock bench cifar10-data clean image
+IMAGE ?= imgpipe:0.1.0
 
 run: $(STAMP)
 	$(VENV)/bin/imgpipe run
@@ -32,6 +33,11 @@ bench: $(STAMP) cifar10-data
 	$(VENV)/bin/python bench/ingestion.py --data runs/datasets/cifar10/train
 	$(VENV)/bin/python bench/validation.py --data runs/datasets/cifar10/train
 	$(VENV)/bin/python bench/training.py --data runs/datasets/cifar10/train
+
+# The component image for Kubeflow (needs a Docker engine); push it where the
+# cluster can pull it and compile with --image $(IMAGE).
+image:
+	docker build -f docker/Dockerfile -t $(IMAGE) .
 
 clean:
 	rm -rf runs
