@@ -1,4 +1,4 @@
--- imgpipe model registry, sqlite DDL (schema revision 0001).
+-- imgpipe model registry, sqlite DDL (schema revision 0002).
 -- Generated from imgpipe/registry/models.py by `python -m imgpipe.registry.ddl`;
 -- `imgpipe registry migrate` (Alembic) creates the same schema and records
 -- its revision, which is what the pipeline checks.
@@ -28,6 +28,8 @@ CREATE TABLE model_registry (
 	status VARCHAR(20) DEFAULT 'registered' NOT NULL,
 	promoted_at DATETIME,
 	created_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL,
+	serving_baseline JSON,
+	statistics_path TEXT,
 	CONSTRAINT pk_model_registry PRIMARY KEY (id),
 	CONSTRAINT uq_model_registry_model_name_version UNIQUE (model_name, version),
 	CONSTRAINT ck_model_registry_status CHECK (status IN ('registered', 'champion', 'archived', 'rolled_back')),
@@ -42,3 +44,23 @@ CREATE INDEX ix_model_registry_model_name_status ON model_registry (model_name, 
 CREATE INDEX ix_model_registry_model_name_val_accuracy ON model_registry (model_name, val_accuracy);
 
 CREATE UNIQUE INDEX uq_model_registry_one_champion ON model_registry (model_name) WHERE status = 'champion';
+
+CREATE TABLE prediction_log (
+	id INTEGER NOT NULL,
+	created_at DATETIME NOT NULL,
+	model_name VARCHAR(200) NOT NULL,
+	model_uid VARCHAR(200) NOT NULL,
+	model_version INTEGER NOT NULL,
+	input_hash VARCHAR(64) NOT NULL,
+	predicted_class VARCHAR(200) NOT NULL,
+	class_id INTEGER NOT NULL,
+	confidence FLOAT NOT NULL,
+	latency_ms FLOAT NOT NULL,
+	source VARCHAR(20) NOT NULL,
+	sample_path TEXT,
+	CONSTRAINT pk_prediction_log PRIMARY KEY (id)
+);
+
+CREATE INDEX ix_prediction_log_model_name_created_at ON prediction_log (model_name, created_at);
+
+CREATE INDEX ix_prediction_log_model_uid ON prediction_log (model_uid);

@@ -67,6 +67,11 @@ class ModelVersion(Base):
     promoted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False,
                                                     server_default=func.now())
+    # (Revision 0002.) What serving is watched against (imgpipe monitor): the served path's mean
+    # and per-class confidence and predicted-class distribution on the
+    # evaluation split, and the training statistics.
+    serving_baseline: Mapped[Optional[Dict[str, Any]]] = mapped_column(JSON_DOCUMENT)
+    statistics_path: Mapped[Optional[str]] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("model_name", "version"),
@@ -86,6 +91,29 @@ class ModelVersion(Base):
     def as_dict(self) -> Dict[str, Any]:
         """Every column under its column name (JSON/CSV output, MLflow tags)."""
         return {column.name: getattr(self, column.key) for column in self.__table__.columns}
+
+
+class PredictionLog(Base):
+    """One served prediction; written off the request path (imgpipe.serving.predlog)."""
+    __tablename__ = "prediction_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    model_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    model_uid: Mapped[str] = mapped_column(String(200), nullable=False)
+    model_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    input_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    predicted_class: Mapped[str] = mapped_column(String(200), nullable=False)
+    class_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    source: Mapped[str] = mapped_column(String(20), nullable=False)     # http | cli
+    sample_path: Mapped[Optional[str]] = mapped_column(Text)            # kept input, if sampled
+
+    __table_args__ = (
+        Index("ix_prediction_log_model_name_created_at", "model_name", "created_at"),
+        Index("ix_prediction_log_model_uid", "model_uid"),
+    )
 
 
 COLUMNS = [column.name for column in ModelVersion.__table__.columns]
