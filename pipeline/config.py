@@ -23,6 +23,8 @@ BUILTIN_PREFIX = "builtin:"
 from imgpipe.registry.mlflow_sync import TRACKING_URI_ENV as MLFLOW_URI_ENV  # noqa: E402
 from imgpipe.registry.store import REGISTRY_URL_ENV, has_password, mask_url  # noqa: E402
 
+PREDICTION_LOG_URL_ENV = "IMGPIPE_PREDICTION_LOG_URL"
+
 
 class ConfigError(ValueError):
     """A configuration problem, naming the file and the key."""
@@ -165,6 +167,42 @@ class KubeflowSection(_Section):
     env_secret_keys: List[str] = ["IMGPIPE_REGISTRY_URL", "MLFLOW_TRACKING_URI"]
 
 
+class ServingSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # Micro-batching: concurrent requests are run together, up to max_batch
+    # images, waiting at most max_wait_ms for more. max_batch = 1: no batching.
+    max_batch: int = Field(32, ge=1, le=1024)
+    max_wait_ms: float = Field(5.0, ge=0)
+    max_body_bytes: int = Field(10_000_000, gt=0)
+    max_image_side: int = Field(4096, gt=0)          # width and height of one image
+    max_instances: int = Field(256, gt=0)            # images per request
+    allowed_formats: List[Literal["JPEG", "PNG"]] = ["JPEG", "PNG"]
+    top_k: int = Field(3, ge=1)
+    reload_seconds: float = Field(10.0, gt=0)        # how often the champion is looked up
+    # Prediction log: "" = sqlite:///<output_root>/predictions.db; "registry" = the
+    # registry's database (teams); or any SQLAlchemy URL. Env IMGPIPE_PREDICTION_LOG_URL.
+    log_url: str = ""
+    sample_rate: float = Field(0.1, ge=0.0, le=1.0)  # share of inputs kept for imgpipe monitor
+    samples_root: str = ""                           # default <output_root>/prediction-samples
+
+    @field_validator("log_url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        if value and value != "registry" and has_password(value):
+            raise ValueError("contains a password; use IMGPIPE_PREDICTION_LOG_URL instead")
+        return value
+
+
+class MonitoringSection(_Section):
+    since: str = "24h"                               # window: 30m, 24h, 7d or an ISO time
+    min_predictions: int = Field(20, ge=1)           # fewer: nothing is judged
+    min_mean_confidence: float = Field(0.7, ge=0.0, le=1.0)
+    class_linf_threshold: float = Field(0.15, ge=0.0, le=1.0)  # predicted-class distribution
+    pixel_js_threshold: float = Field(0.1, ge=0.0, le=1.0)     # logged inputs vs training
+    min_samples: int = Field(20, ge=1)               # sampled inputs needed for the skew check
+
+
 class Config(_Section):
     pipeline: PipelineSection = PipelineSection()
     data: DataSection = DataSection()
@@ -174,6 +212,8 @@ class Config(_Section):
     evaluation: EvaluationSection = EvaluationSection()
     registry: RegistrySection = RegistrySection()
     kubeflow: KubeflowSection = KubeflowSection()
+    serving: ServingSection = ServingSection()
+    monitoring: MonitoringSection = MonitoringSection()
 
     @model_validator(mode="after")
     def _floors_name_classes(self) -> "Config":
@@ -226,6 +266,17 @@ class Config(_Section):
     @property
     def mlflow_tracking_uri(self) -> str:
         return os.environ.get(MLFLOW_URI_ENV) or self.configured_mlflow_tracking_uri
+
+    @property
+    def prediction_log_url(self) -> str:
+        configured = os.environ.get(PREDICTION_LOG_URL_ENV) or self.serving.log_url
+        if configured == "registry":
+            return self.registry_url
+        return configured or f"sqlite:///{self.output_root / 'predictions.db'}"
+
+    @property
+    def samples_root(self) -> str:
+        return self._location(self.serving.samples_root, "prediction-samples")
 
     @property
     def mlflow_artifact_root(self) -> str:

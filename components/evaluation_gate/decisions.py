@@ -34,6 +34,30 @@ class Parity:
     disagreement: float            # fraction of images where the two paths' classes differ
     images: int
     serving_path: str              # "serving_bytes" or "serving_default"
+    # The served path's predictions on the evaluation inputs (not in the report).
+    served_class_ids: List[int] = dataclasses.field(default_factory=list, repr=False)
+    served_confidences: List[float] = dataclasses.field(default_factory=list, repr=False)
+
+    def summary(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("served_class_ids", "served_confidences")}
+
+
+def serving_baseline(class_ids: Sequence[int], confidences: Sequence[float],
+                     class_names: Sequence[str]) -> dict:
+    """What `imgpipe monitor` compares live predictions with: the served
+    path's confidence (mean, per predicted class) and predicted-class
+    distribution on the evaluation inputs."""
+    ids, conf = np.asarray(class_ids, int), np.asarray(confidences, float)
+    total = max(len(ids), 1)
+    return {
+        "images": int(len(ids)),
+        "mean_confidence": float(conf.mean()) if len(conf) else float("nan"),
+        "per_class_confidence": {name: float(conf[ids == i].mean()) for i, name in enumerate(class_names)
+                                 if (ids == i).any()},
+        "predicted_distribution": {name: float((ids == i).sum() / total)
+                                   for i, name in enumerate(class_names)},
+    }
 
 
 @dataclasses.dataclass
@@ -73,7 +97,7 @@ class Decision:
         return {"blessed": self.blessed, "failures": self.failures, "accuracy": self.accuracy,
                 "accuracy_floor": self.accuracy_floor,
                 "classes": [dataclasses.asdict(r) | {"passed": r.passed} for r in self.rows],
-                "parity": dataclasses.asdict(self.parity) if self.parity else None,
+                "parity": self.parity.summary() if self.parity else None,
                 "champion": dataclasses.asdict(self.champion) if self.champion else None}
 
 

@@ -81,7 +81,9 @@ class Executor(base_executor.BaseExecutor):
         decision = decisions.decide(measured.accuracy, settings["accuracy_floor"], rows, checked,
                                     settings["max_accuracy_gap"], settings["max_disagreement"],
                                     comparison)
-        report.write(report_artifact.uri, decision, measured.confusion, class_names)
+        baseline = decisions.serving_baseline(checked.served_class_ids, checked.served_confidences,
+                                              class_names)
+        report.write(report_artifact.uri, decision, measured.confusion, class_names, baseline)
 
         blessing.set_int_custom_property(BLESSED_PROPERTY, int(decision.blessed))
         blessing.set_string_custom_property("current_model", model.uri)

@@ -56,8 +56,13 @@ def load_inputs(split_dir: str, input_base: str, image_shape: Tuple[int, int, in
 
 def served_class_ids(model, inputs: ServingInputs) -> np.ndarray:
     """Class ids from the serving signature, fed the original inputs."""
+    return served_predictions(model, inputs)[0]
+
+
+def served_predictions(model, inputs: ServingInputs):
+    """(class ids, confidences) from the serving signature, fed the original inputs."""
     import tensorflow as tf
-    served = []
+    served, confidence = [], []
     for start in range(0, len(inputs.records), _BATCH):
         batch = slice(start, start + _BATCH)
         if inputs.files:
@@ -67,20 +72,26 @@ def served_class_ids(model, inputs: ServingInputs) -> np.ndarray:
             outputs = model.signatures[signatures.SERVING_DEFAULT](
                 images=tf.constant(np.stack(inputs.pixels[batch])))
         served.append(outputs["class_id"].numpy())
-    return np.concatenate(served) if served else np.zeros(0, np.int64)
+        confidence.append(outputs["probabilities"].numpy().max(axis=-1))
+    if not served:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.concatenate(served), np.concatenate(confidence)
 
 
 def check(model_dir: str, inputs: ServingInputs, evaluated_accuracy: float) -> Parity:
+    """The parity numbers, and the served predictions (the serving baseline)."""
     import tensorflow as tf
     model = tf.saved_model.load(model_dir)
     evaluated = [model.signatures[signatures.SERVING_EXAMPLES](
                      examples=tf.constant(inputs.records[start:start + _BATCH]))["class_id"].numpy()
                  for start in range(0, len(inputs.records), _BATCH)]
-    evaluated_ids, served_ids = np.concatenate(evaluated), served_class_ids(model, inputs)
+    evaluated_ids = np.concatenate(evaluated)
+    served_ids, confidences = served_predictions(model, inputs)
     return Parity(evaluated_accuracy=float(evaluated_accuracy),
                   served_accuracy=float((served_ids == inputs.labels).mean()),
                   disagreement=float((served_ids != evaluated_ids).mean()),
-                  images=len(inputs.records), serving_path=inputs.serving_path)
+                  images=len(inputs.records), serving_path=inputs.serving_path,
+                  served_class_ids=served_ids.tolist(), served_confidences=confidences.tolist())
 
 
 def champion_accuracy(model_dir: str, inputs: ServingInputs) -> float:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -16,7 +16,7 @@ F1_PNG = "per_class_f1.png"
 
 
 def write(directory: str, decision: Decision, confusion: np.ndarray,
-          class_names: Sequence[str]) -> Dict[str, str]:
+          class_names: Sequence[str], serving_baseline: Optional[dict] = None) -> Dict[str, str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -29,7 +29,8 @@ def write(directory: str, decision: Decision, confusion: np.ndarray,
         handle.write(format_table(decision) + "\n")
     with fileio.open(paths[REPORT_JSON], "w") as handle:
         handle.write(json.dumps({**decision.as_dict(), "confusion_matrix": confusion.tolist(),
-                                 "class_names": list(class_names)}, indent=2) + "\n")
+                                 "class_names": list(class_names),
+                                 "serving_baseline": serving_baseline}, indent=2) + "\n")
 
     size = max(4.0, 0.6 * len(class_names) + 2)
     figure, axes = plt.subplots(figsize=(size, size))

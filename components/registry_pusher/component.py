@@ -31,6 +31,9 @@ class RegistryPusherSpec(ComponentSpec):
         executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema, optional=True),
         executor.VALIDATION_REPORT_KEY: ChannelParameter(type=ValidationReport, optional=True),
         executor.CHAMPION_KEY: ChannelParameter(type=Champion, optional=True),
+        # The training data's statistics: recorded for `imgpipe monitor`'s skew check.
+        executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics,
+                                                  optional=True),
     }
     OUTPUTS = {executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel)}
 
@@ -43,9 +46,10 @@ class RegistryPusher(base_component.BaseComponent):
                  evaluation_report: types.BaseChannel, settings: dict,
                  schema: Optional[types.BaseChannel] = None,
                  validation_report: Optional[types.BaseChannel] = None,
-                 champion: Optional[types.BaseChannel] = None):
+                 champion: Optional[types.BaseChannel] = None,
+                 statistics: Optional[types.BaseChannel] = None):
         super().__init__(spec=RegistryPusherSpec(
             model=model, blessing=blessing, evaluation_report=evaluation_report, schema=schema,
-            validation_report=validation_report, champion=champion,
+            validation_report=validation_report, champion=champion, statistics=statistics,
             settings=json.dumps(settings, sort_keys=True),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

@@ -25,6 +25,7 @@ REPORT_KEY = "evaluation_report"
 SCHEMA_KEY = "schema"
 VALIDATION_REPORT_KEY = "validation_report"
 CHAMPION_KEY = "champion"
+STATISTICS_KEY = "statistics"
 PUSHED_MODEL_KEY = "pushed_model"
 SETTINGS_KEY = "settings"
 
@@ -69,8 +70,11 @@ class Executor(base_executor.BaseExecutor):
             fileio.stat(os.path.join(model_dir, publish.SAVED_MODEL_FILE)).mtime_nsec / 1e9,
             dt.timezone.utc)
         run_id = self._context.pipeline_run_id if self._context else None
+        statistics = (artifact_utils.get_single_uri(input_dict[STATISTICS_KEY])
+                      if input_dict.get(STATISTICS_KEY) else None)
         new = record.new_version(uid=uid, model_name=model_name, report=report,
-                                 training=training, trained_at=trained_at, pipeline_run_id=run_id)
+                                 training=training, trained_at=trained_at, pipeline_run_id=run_id,
+                                 statistics_path=statistics)
 
         registry_url = store.resolve_url(settings["registry_url"])
         tracking_uri = mlflow_sync.resolve_uri(settings["mlflow_tracking_uri"])

@@ -40,7 +40,8 @@ def model_uid(model_name: str, digest: str) -> str:
 
 
 def new_version(*, uid: str, model_name: str, report: Dict[str, Any], training: Dict[str, Any],
-                trained_at: dt.datetime, pipeline_run_id: Optional[str]) -> store.NewVersion:
+                trained_at: dt.datetime, pipeline_run_id: Optional[str],
+                statistics_path: Optional[str] = None) -> store.NewVersion:
     parity = report.get("parity") or {}
     evaluated, served = parity.get("evaluated_accuracy"), parity.get("served_accuracy")
     return store.NewVersion(
@@ -58,7 +59,8 @@ def new_version(*, uid: str, model_name: str, report: Dict[str, Any], training: 
         library_versions=training["library_versions"], pipeline_run_id=pipeline_run_id,
         serving_accuracy=served,
         parity_accuracy_gap=abs(served - evaluated) if None not in (served, evaluated) else None,
-        parity_disagreement=parity.get("disagreement"))
+        parity_disagreement=parity.get("disagreement"),
+        serving_baseline=report.get("serving_baseline"), statistics_path=statistics_path)
 
 
 def _flatten(prefix: str, tree: Dict[str, Any]) -> Dict[str, str]:

@@ -178,6 +178,8 @@ class NewVersion:
     serving_accuracy: Optional[float] = None
     parity_accuracy_gap: Optional[float] = None
     parity_disagreement: Optional[float] = None
+    serving_baseline: Optional[Dict[str, Any]] = None
+    statistics_path: Optional[str] = None
 
 
 def register(engine: Engine, new: NewVersion,

@@ -1,0 +1,309 @@
+"""`imgpipe serve`: the champion over HTTP (FastAPI), TF Serving's REST shape.
+
+POST /v1/models/<name>:predict   {"instances": [{"b64": "<image bytes>"}, ...]}
+                                  or {"instances": [<uint8 [h][w][c] arrays>]}
+POST /v1/models/<name>/images     multipart upload, one or more `file` fields
+GET  /v1/models/<name>            the model being served
+GET  /healthz, GET /metrics       liveness; Prometheus metrics
+
+Bad input gets a 4xx JSON {"error": ...} saying what was expected, and the
+server keeps serving. The champion is looked up every `reload_seconds`; a new
+one is loaded beside the old and swapped in, so no request is dropped.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from imgpipe.serving import model as served
+from imgpipe.serving.batching import MicroBatcher
+from imgpipe.serving.predlog import LogRecord, PredictionLogger
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ServiceSettings:
+    model_name: str
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_body_bytes: int = 10_000_000
+    max_instances: int = 256
+    top_k: int = 3
+    reload_seconds: float = 10.0
+    limits: served.Limits = served.Limits()
+
+
+@dataclasses.dataclass
+class Item:
+    """One image of a request, checked: encoded bytes or uint8 pixels."""
+    data: Optional[bytes] = None
+    pixels: Optional[np.ndarray] = None
+
+    @property
+    def digest(self) -> str:
+        return served.input_hash(self.data if self.data is not None else self.pixels.tobytes())
+
+
+class ModelHolder:
+    """The model being served, swapped when the registry's champion changes."""
+
+    def __init__(self, resolve_row: Callable[[], Any], load: Callable[[Any], served.ServedModel]):
+        self._resolve_row, self._load = resolve_row, load
+        self.current = load(resolve_row())
+        self.reloads = 0
+
+    def refresh(self) -> bool:
+        row = self._resolve_row()
+        if row.model_uid == self.current.uid:
+            return False
+        fresh = self._load(row)
+        self.current, self.reloads = fresh, self.reloads + 1  # one reference swap
+        log.info("now serving %s version %s (%s)", fresh.name, fresh.version, fresh.uid)
+        return True
+
+
+def _metrics():
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    registry = CollectorRegistry()
+    return registry, {
+        "requests": Counter("imgpipe_requests", "Prediction requests", ["endpoint", "status"],
+                            registry=registry),
+        "latency": Histogram("imgpipe_request_latency_seconds", "Request latency", ["endpoint"],
+                             buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),
+                             registry=registry),
+        "batch": Histogram("imgpipe_batch_size", "Images per model call",
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=registry),
+        "confidence": Gauge("imgpipe_mean_confidence",
+                            "Mean top-1 confidence of the last 1000 predictions", registry=registry),
+        "version": Gauge("imgpipe_model_version", "Registry version being served", ["model_uid"],
+                         registry=registry),
+        "reloads": Counter("imgpipe_model_reloads", "Champion changes picked up", registry=registry),
+    }
+
+
+def create_app(settings: ServiceSettings, holder: ModelHolder,
+               logger: Optional[PredictionLogger] = None):
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    metrics_registry, metrics = _metrics()
+    recent = collections.deque(maxlen=1000)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        batcher.start()
+        metrics["version"].labels(holder.current.uid).set(holder.current.version)
+        watcher = asyncio.get_running_loop().create_task(watch_champion())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await batcher.stop()
+            if logger is not None:
+                await asyncio.get_running_loop().run_in_executor(None, logger.close)
+
+    app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, lifespan=lifespan)
+
+    def run_batch(items: List[Item]) -> List[Any]:
+        model = holder.current  # the model of this batch, whatever swaps meanwhile
+        started = time.perf_counter()
+        probabilities = np.zeros((len(items), len(model.class_names)), np.float32)
+        encoded = [i for i, item in enumerate(items) if item.data is not None]
+        arrays = [i for i, item in enumerate(items) if item.pixels is not None]
+        if encoded:
+            probabilities[encoded] = model.probabilities_from_bytes([items[i].data for i in encoded])
+        if arrays:
+            probabilities[arrays] = model.probabilities_from_pixels(
+                np.stack([items[i].pixels for i in arrays]))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return [(model, p, elapsed_ms) for p in model.predictions(probabilities, settings.top_k)]
+
+    batcher = MicroBatcher(run_batch, settings.max_batch, settings.max_wait_ms,
+                           on_batch=metrics["batch"].observe)
+
+    async def watch_champion() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(settings.reload_seconds)
+            try:
+                if await loop.run_in_executor(None, holder.refresh):
+                    metrics["reloads"].inc()
+                    metrics["version"].clear()
+                    metrics["version"].labels(holder.current.uid).set(holder.current.version)
+            except Exception as error:  # noqa: BLE001 - keep serving the current model
+                log.warning("champion lookup failed; still serving %s: %s", holder.current.uid, error)
+
+    def error(status: int, message: str, endpoint: str):
+        metrics["requests"].labels(endpoint, str(status)).inc()
+        return JSONResponse({"error": message}, status_code=status)
+
+    def check_name(name: str, endpoint: str):
+        if name != settings.model_name:
+            return error(404, f"no model {name!r} here; this server serves "
+                              f"{settings.model_name!r}", endpoint)
+        return None
+
+    async def read_body(request: Request, endpoint: str):
+        declared = request.headers.get("content-length")
+        if declared and int(declared) > settings.max_body_bytes:
+            return None, error(413, f"request body is {int(declared):,} bytes; the limit is "
+                                    f"{settings.max_body_bytes:,}", endpoint)
+        body = await request.body()
+        if len(body) > settings.max_body_bytes:
+            return None, error(413, f"request body is {len(body):,} bytes; the limit is "
+                                    f"{settings.max_body_bytes:,}", endpoint)
+        return body, None
+
+    async def answer(items: List[Item], endpoint: str, started: float):
+        results = await batcher.submit(items)
+        model = results[0][0] if results else holder.current
+        predictions = []
+        for item, (batch_model, prediction, model_ms) in zip(items, results):
+            predictions.append(prediction.as_dict())
+            recent.append(prediction.confidence)
+            if logger is not None:
+                logger.log(LogRecord(
+                    model_name=batch_model.name, model_uid=batch_model.uid,
+                    model_version=batch_model.version, input_hash=item.digest,
+                    predicted_class=prediction.class_name, class_id=prediction.class_id,
+                    confidence=prediction.confidence, latency_ms=model_ms, source="http",
+                    data=item.data, pixels=item.pixels))
+        metrics["confidence"].set(sum(recent) / len(recent) if recent else 0.0)
+        metrics["requests"].labels(endpoint, "200").inc()
+        metrics["latency"].labels(endpoint).observe(time.perf_counter() - started)
+        return JSONResponse({"predictions": predictions, "model_name": model.name,
+                             "model_version": str(model.version), "model_uid": model.uid})
+
+    @app.post("/v1/models/{name}:predict")
+    async def predict(name: str, request: Request):
+        endpoint, started = "predict", time.perf_counter()
+        problem = check_name(name, endpoint)
+        if problem:
+            return problem
+        body, problem = await read_body(request, endpoint)
+        if problem:
+            return problem
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return error(400, "body is not JSON; expected {\"instances\": [...]} as TF Serving "
+                              "takes it", endpoint)
+        instances = payload.get("instances") if isinstance(payload, dict) else None
+        if not isinstance(instances, list) or not instances:
+            return error(400, "expected {\"instances\": [...]}: a non-empty list of "
+                              "{\"b64\": \"<base64 image bytes>\"} or uint8 pixel arrays", endpoint)
+        if len(instances) > settings.max_instances:
+            return error(413, f"{len(instances)} instances; the limit is "
+                              f"{settings.max_instances} per request", endpoint)
+        model = holder.current
+        items: List[Item] = []
+        try:
+            for index, instance in enumerate(instances):
+                what = f"instances[{index}]"
+                if isinstance(instance, dict):
+                    encoded = instance.get("b64")
+                    if not isinstance(encoded, str):
+                        raise served.InputRejected(400, f"{what}: expected {{\"b64\": \"...\"}}")
+                    try:
+                        data = base64.b64decode(encoded, validate=True)
+                    except (binascii.Error, ValueError):
+                        raise served.InputRejected(400, f"{what}: b64 is not valid base64") from None
+                    served.check_image_bytes(data, settings.limits, what)
+                    items.append(Item(data=data))
+                else:
+                    try:
+                        array = np.asarray(instance)
+                    except ValueError:
+                        raise served.InputRejected(422, f"{what}: a ragged array; expected "
+                                                        "uint8 pixels [h][w][c]") from None
+                    items.append(Item(pixels=served.check_pixels(array, model.image_shape, what)[0]))
+        except served.InputRejected as rejected:
+            return error(rejected.status, str(rejected), endpoint)
+        return await answer(items, endpoint, started)
+
+    @app.post("/v1/models/{name}/images")
+    async def upload(name: str, request: Request):
+        endpoint, started = "upload", time.perf_counter()
+        problem = check_name(name, endpoint)
+        if problem:
+            return problem
+        declared = request.headers.get("content-length")
+        if declared and int(declared) > settings.max_body_bytes:
+            return error(413, f"request body is {int(declared):,} bytes; the limit is "
+                              f"{settings.max_body_bytes:,}", endpoint)
+        try:
+            form = await request.form(max_files=settings.max_instances)
+        except Exception as failure:  # noqa: BLE001 - malformed multipart
+            return error(400, f"expected a multipart/form-data upload with `file` fields "
+                              f"({type(failure).__name__})", endpoint)
+        files = form.getlist("file")
+        if not files:
+            return error(400, "expected one or more `file` fields (multipart/form-data)", endpoint)
+        items = []
+        try:
+            for upload_file in files:
+                data = await upload_file.read()
+                if len(data) > settings.max_body_bytes:
+                    raise served.InputRejected(413, f"{upload_file.filename}: too large")
+                served.check_image_bytes(data, settings.limits, upload_file.filename or "file")
+                items.append(Item(data=data))
+        except served.InputRejected as rejected:
+            return error(rejected.status, str(rejected), endpoint)
+        return await answer(items, endpoint, started)
+
+    @app.get("/v1/models/{name}")
+    async def status(name: str):
+        problem = check_name(name, "status")
+        if problem:
+            return problem
+        model = holder.current
+        return {"model_version_status": [{"version": str(model.version), "state": "AVAILABLE",
+                                          "status": {"error_code": "OK", "error_message": ""}}],
+                "model_uid": model.uid, "class_names": model.class_names,
+                "image_shape": list(model.image_shape)}
+
+    @app.get("/healthz")
+    async def healthz():
+        model = holder.current
+        return {"status": "ok", "model_name": model.name, "model_version": model.version,
+                "model_uid": model.uid}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.holder, app.state.settings = holder, settings
+    return app
+
+
+def build(config, model_name: Optional[str] = None, log_predictions: bool = True):
+    """The app for a configuration: champion from the registry, log from the config."""
+    name = model_name or config.registry.model_name
+    url = config.registry_url
+    holder = ModelHolder(lambda: served.resolve(url, name), served.load)
+    logger = (PredictionLogger(config.prediction_log_url, config.samples_root,
+                               config.serving.sample_rate) if log_predictions else None)
+    s = config.serving
+    settings = ServiceSettings(
+        model_name=name, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms,
+        max_body_bytes=s.max_body_bytes, max_instances=s.max_instances, top_k=s.top_k,
+        reload_seconds=s.reload_seconds,
+        limits=served.Limits(s.max_image_side, tuple(s.allowed_formats)))
+    return create_app(settings, holder, logger)
+
+
+def instances_payload(images: List[bytes]) -> Dict[str, Any]:
+    """A TF-Serving-shaped request body for encoded images (clients, tests)."""
+    return {"instances": [{"b64": base64.b64encode(data).decode()} for data in images]}

@@ -1,0 +1,157 @@
+"""The served model: resolved through the registry, called through its serving signatures.
+
+Inputs are checked before TensorFlow sees them, with errors that say what was
+expected: encoded images must be an allowed format within the size limits;
+arrays must be uint8 pixels of the model's shape (the model scales inside its
+graph; a float array is the classic pre-scaled-twice mistake).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from imgpipe.registry import store
+
+SERVING_BYTES = "serving_bytes"
+SERVING_DEFAULT = "serving_default"
+
+
+class InputRejected(ValueError):
+    """One bad input: the HTTP status to answer with and what was expected."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    max_image_side: int = 4096
+    allowed_formats: Tuple[str, ...] = ("JPEG", "PNG")
+
+
+@dataclasses.dataclass
+class Prediction:
+    class_name: str
+    class_id: int
+    confidence: float
+    top_k: List[Tuple[str, float]]
+    probabilities: List[float]
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"class": self.class_name, "class_id": self.class_id, "confidence": self.confidence,
+                "top_k": [{"class": c, "probability": p} for c, p in self.top_k],
+                "probabilities": self.probabilities}
+
+
+def input_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_image_bytes(data: bytes, limits: Limits, what: str = "image") -> None:
+    """Format, size and readability from the header, before any decoding."""
+    from imgpipe.components.image_example_gen import encoding
+    try:
+        info = encoding.probe_image(data, max_pixels=limits.max_image_side ** 2)
+    except encoding.BadInput as error:
+        message = str(error)
+        status = 413 if "above the limit" in message else 415 if "not supported" in message else 400
+        raise InputRejected(status, f"{what}: {message}") from None
+    if info.format not in limits.allowed_formats:
+        raise InputRejected(415, f"{what}: format {info.format} is not accepted; expected "
+                                 f"{' or '.join(limits.allowed_formats)}")
+    if max(info.width, info.height) > limits.max_image_side:
+        raise InputRejected(413, f"{what}: {info.width}x{info.height} is larger than the "
+                                 f"{limits.max_image_side}-pixel side limit")
+
+
+def check_pixels(array: np.ndarray, image_shape: Sequence[int], what: str = "instances") -> np.ndarray:
+    """A uint8 batch [n, h, w, c] of the model's shape, or a clear refusal."""
+    if array.dtype.kind == "f":
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        raise InputRejected(422, (
+            f"{what}: got {array.dtype} pixels in [{low:g}, {high:g}]; expected uint8 pixels in "
+            "[0, 255] (the model scales them inside its graph — send the original image bytes or "
+            "unscaled uint8 arrays)"))
+    if array.dtype.kind not in "iub":
+        raise InputRejected(422, f"{what}: got {array.dtype} values; expected uint8 pixels")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise InputRejected(422, f"{what}: pixel values in [{array.min()}, {array.max()}]; "
+                                 "expected uint8 pixels in [0, 255]")
+    expected = tuple(image_shape)
+    if array.ndim == 3:
+        array = array[np.newaxis]
+    if array.ndim != 4 or tuple(array.shape[1:]) != expected:
+        raise InputRejected(422, f"{what}: got shape {list(array.shape)}; expected "
+                                 f"[n, {', '.join(map(str, expected))}] uint8 pixels "
+                                 "(or send encoded images, which are resized in the graph)")
+    return array.astype(np.uint8)
+
+
+@dataclasses.dataclass
+class ServedModel:
+    name: str
+    version: int
+    uid: str
+    path: str
+    class_names: List[str]
+    image_shape: Tuple[int, int, int]
+    serving_baseline: Optional[Dict[str, Any]]
+    statistics_path: Optional[str]
+    module: Any = dataclasses.field(repr=False, default=None)
+
+    def probabilities_from_bytes(self, images: Sequence[bytes]) -> np.ndarray:
+        import tensorflow as tf
+        return self.module.signatures[SERVING_BYTES](
+            image_bytes=tf.constant(list(images), dtype=tf.string))["probabilities"].numpy()
+
+    def probabilities_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+        return self.module.signatures[SERVING_DEFAULT](images=tf.constant(pixels))["probabilities"].numpy()
+
+    def predictions(self, probabilities: np.ndarray, top_k: int) -> List[Prediction]:
+        out = []
+        for row in probabilities:
+            order = np.argsort(-row)[:top_k]
+            best = int(order[0])
+            out.append(Prediction(self.class_names[best], best, float(row[best]),
+                                  [(self.class_names[i], float(row[i])) for i in order],
+                                  [float(v) for v in row]))
+        return out
+
+
+def resolve(registry_url: str, model_name: str, version: Optional[int] = None,
+            uid: Optional[str] = None):
+    """The registry row to serve: the champion unless a version or uid is named."""
+    engine = store.require_schema(registry_url)
+    if uid is not None:
+        row = store.get(engine, uid)
+        if row.model_name != model_name:
+            raise store.RegistryError(f"{uid} is a version of {row.model_name!r}, not {model_name!r}")
+        return row
+    if version is not None:
+        return store.version_of(engine, model_name, version)
+    row = store.champion(engine, model_name)
+    if row is None:
+        raise store.RegistryError(f"model {model_name!r} has no champion in the registry at "
+                                  f"{store.mask_url(registry_url)}; push one with `imgpipe run` "
+                                  "or name --version/--uid")
+    return row
+
+
+def load(row) -> ServedModel:
+    import tensorflow as tf
+    try:
+        module = tf.saved_model.load(row.artifact_path)
+    except Exception as error:  # noqa: BLE001 - reported with the path
+        raise store.RegistryError(f"{row.model_uid}: cannot load its SavedModel at "
+                                  f"{row.artifact_path} ({type(error).__name__})") from None
+    config = row.training_config
+    return ServedModel(name=row.model_name, version=row.version, uid=row.model_uid,
+                       path=row.artifact_path, class_names=list(config["class_names"]),
+                       image_shape=tuple(config["image_shape"]),
+                       serving_baseline=row.serving_baseline, statistics_path=row.statistics_path,
+                       module=module)

@@ -1,0 +1,146 @@
+"""The prediction log: every prediction appended, off the request path.
+
+`PredictionLogger.log()` only puts a record on a queue; a background thread
+writes batches to the `prediction_log` table (SQLite by default, the
+registry's database for teams) and keeps a sample of the inputs on disk for
+`imgpipe monitor`'s skew check. `close()` flushes what is queued.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import queue
+import threading
+from typing import List, Optional
+
+import numpy as np
+from sqlalchemy import insert, select
+
+from imgpipe.registry import store
+from imgpipe.registry.models import PredictionLog
+
+log = logging.getLogger(__name__)
+_FLUSH_SECONDS = 0.5
+_BATCH = 500
+
+
+@dataclasses.dataclass
+class LogRecord:
+    model_name: str
+    model_uid: str
+    model_version: int
+    input_hash: str
+    predicted_class: str
+    class_id: int
+    confidence: float
+    latency_ms: float
+    source: str
+    # The input itself, kept only when sampled: encoded bytes or uint8 pixels.
+    data: Optional[bytes] = None
+    pixels: Optional[np.ndarray] = None
+    created_at: dt.datetime = dataclasses.field(
+        default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+
+def sampled(input_hash: str, rate: float) -> bool:
+    """Deterministic by content: the same input is always kept or never."""
+    return rate > 0 and int(input_hash[:8], 16) / 0xFFFFFFFF < rate
+
+
+def sample_path(root: str, record: LogRecord) -> str:
+    suffix = ".npy" if record.pixels is not None else _image_suffix(record.data or b"")
+    return os.path.join(root, record.model_name, record.created_at.strftime("%Y%m%d"),
+                        record.input_hash + suffix)
+
+
+def _image_suffix(data: bytes) -> str:
+    return ".png" if data.startswith(b"\x89PNG") else ".jpg"
+
+
+def _write_sample(path: str, record: LogRecord) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if record.pixels is not None:
+        np.save(path, record.pixels)
+    else:
+        with open(path, "wb") as handle:
+            handle.write(record.data)
+
+
+class PredictionLogger:
+    def __init__(self, url: str, samples_root: str, sample_rate: float):
+        store.migrate(url) if url.startswith("sqlite") else store.require_schema(url)
+        self.url, self.samples_root, self.sample_rate = url, samples_root, sample_rate
+        self._engine = store.engine_for(url)
+        self._queue: "queue.Queue[Optional[LogRecord]]" = queue.Queue()
+        self.written = 0
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def log(self, record: LogRecord) -> None:
+        self._queue.put(record)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            batch: List[LogRecord] = []
+            try:
+                item = self._queue.get(timeout=_FLUSH_SECONDS)
+                while item is not None:
+                    batch.append(item)
+                    if len(batch) >= _BATCH:
+                        break
+                    item = self._queue.get_nowait()
+                else:
+                    done = True
+            except queue.Empty:
+                pass
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: List[LogRecord]) -> None:
+        rows = []
+        for record in batch:
+            path = None
+            if (record.data is not None or record.pixels is not None) and \
+                    sampled(record.input_hash, self.sample_rate):
+                path = sample_path(self.samples_root, record)
+                try:
+                    _write_sample(path, record)
+                except OSError as error:
+                    log.warning("prediction log: cannot keep sample %s: %s", path, error)
+                    path = None
+            rows.append({"created_at": record.created_at, "model_name": record.model_name,
+                         "model_uid": record.model_uid, "model_version": record.model_version,
+                         "input_hash": record.input_hash, "predicted_class": record.predicted_class,
+                         "class_id": record.class_id, "confidence": record.confidence,
+                         "latency_ms": record.latency_ms, "source": record.source,
+                         "sample_path": path})
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(insert(PredictionLog), rows)
+            self.written += len(rows)
+        except Exception as error:  # noqa: BLE001 - the service keeps serving; counted and logged
+            self.failures += len(rows)
+            log.error("prediction log: %d records not written to %s: %s", len(rows),
+                      store.mask_url(self.url), error)
+
+
+def read(url: str, model_name: str, since: dt.datetime,
+         model_uid: Optional[str] = None) -> List[PredictionLog]:
+    engine = store.require_schema(url)
+    if engine.dialect.name == "sqlite":  # stored without a zone, in UTC
+        since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    query = select(PredictionLog).where(PredictionLog.model_name == model_name,
+                                        PredictionLog.created_at >= since)
+    if model_uid is not None:
+        query = query.where(PredictionLog.model_uid == model_uid)
+    from sqlalchemy.orm import Session
+    with Session(engine) as session:
+        return list(session.scalars(query.order_by(PredictionLog.created_at)))
