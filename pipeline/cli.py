@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 import click
 
-from imgpipe.pipeline import kubeflow_cli, registry_cli
+from imgpipe.pipeline import kubeflow_cli, registry_cli, serving_cli
 from imgpipe.pipeline.config import DEFAULT_CONFIG, Config, ConfigError, load_config, parse_set_options
 
 
@@ -470,6 +470,9 @@ def to_npz(source, output, dtype, scale_to_unit, config_path, sets):
 main.add_command(registry_cli.registry)
 main.add_command(kubeflow_cli.compile_command)
 main.add_command(kubeflow_cli.submit_command)
+main.add_command(serving_cli.predict_command)
+main.add_command(serving_cli.serve_command)
+main.add_command(serving_cli.monitor_command)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def new_version(uid: str, model_name: str = "tiny", accuracy: float = 0.9) -> st
         val_accuracy=accuracy, training_date=dt.datetime.now(dt.timezone.utc),
         per_class_f1={"dark": accuracy, "bright": accuracy}, blessed=True,
         data_fingerprint="d" * 64, schema_hash="s" * 64,
-        training_config={"epochs": 1}, augmentation_config={"horizontal_flip": True},
+        training_config={"epochs": 1, "class_names": CLASSES, "image_shape": [8, 8, 3]},
+        augmentation_config={"horizontal_flip": True},
         library_versions={"tensorflow": "2.16.2"}, pipeline_run_id="run-1",
         serving_accuracy=accuracy, parity_accuracy_gap=0.0, parity_disagreement=0.0)
 
