@@ -1,0 +1,115 @@
+"""After a real pipeline run: predict agrees with what was evaluated, and
+monitor stays quiet on clean traffic but fires on class-skewed and
+[0, 1]-scaled traffic."""
+import glob
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from conftest import REPO, shapes_tree
+from imgpipe.components.image_example_gen import encoding
+from imgpipe.pipeline import cli
+
+pytestmark = pytest.mark.e2e
+CONFIG = REPO / "configs" / "quickstart.toml"
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    data = shapes_tree(root / "data", per_class=100, seed=8)
+    out = root / "out"
+    result = invoke("run", "--config", CONFIG, "--data", data, "--output-root", out,
+                    "--set", "training.epochs=25", "--set", "evaluation.f1_floor=0.25",
+                    "--set", "evaluation.accuracy_floor=0.25")
+    assert result.exit_code == 0, result.output
+    pipeline = out / "pipelines" / "imgpipe-quickstart"
+    examples = max((pipeline / "ImageExampleGen" / "examples").iterdir(), key=lambda p: int(p.name))
+    records = []
+    for path in sorted(glob.glob(str(examples / "Split-eval" / "*.gz"))):
+        records += list(tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator())
+    model = max((pipeline / "Trainer" / "model").iterdir(), key=lambda p: int(p.name))
+    return {"out": out, "data": data, "records": records,
+            "model": model / "Format-Serving", "root": root}
+
+
+def settings(run, log_name):
+    """Each traffic pattern gets its own prediction log; every input is sampled."""
+    return ["--set", f"pipeline.output_root='{run['out']}'",
+            "--set", f"serving.log_url='sqlite:///{run['root'] / log_name}.db'",
+            "--set", f"serving.samples_root='{run['root'] / log_name}'",
+            "--set", "serving.sample_rate=1.0"]
+
+
+def eval_files(run):
+    features = [tf.train.Example.FromString(r).features.feature for r in run["records"]]
+    return [str(run["data"] / f[encoding.SOURCE_ID_FEATURE].bytes_list.value[0].decode())
+            for f in features]
+
+
+def test_predict_agrees_with_the_evaluated_predictions(run):
+    model = tf.saved_model.load(str(run["model"]))
+    evaluated = model.signatures["serving_examples"](
+        examples=tf.constant(run["records"]))["class_name"].numpy().astype(str)
+    files = eval_files(run)
+    result = invoke("predict", *files, "--format", "json", *settings(run, "agree"))
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [row["input"] for row in rows] == files            # input order
+    assert [row["class"] for row in rows] == list(evaluated)
+    assert f"{len(files)} of {len(files)} inputs classified by shapes-cnn version 1" in result.stderr
+
+
+def test_monitor_is_quiet_on_clean_traffic(run):
+    files = eval_files(run)
+    assert invoke("predict", *files, *settings(run, "clean")).exit_code == 0
+    result = invoke("monitor", *settings(run, "clean"))
+    assert result.exit_code == 0, result.stdout
+    assert "no alerts" in result.stdout
+    assert result.stdout.count("OK") == 3, result.stdout
+
+
+def test_monitor_fires_on_class_skewed_traffic(run):
+    circles = sorted(glob.glob(str(run["data"] / "circle" / "*")))
+    assert invoke("predict", *circles, *settings(run, "skewed")).exit_code == 0
+    result = invoke("monitor", "--format", "json", *settings(run, "skewed"))
+    assert result.exit_code == 1, result.stdout
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["class distribution"]["status"] == "ALERT"
+    assert checks["class distribution"]["value"] > 0.5
+
+
+def test_monitor_fires_on_scaled_traffic(run, tmp_path):
+    # A client that scaled pixels to [0, 1] and cast back to uint8: the model
+    # accepts the dtype, the monitor sees the inputs and the confidence.
+    from PIL import Image
+    files = eval_files(run)
+    pixels = np.stack([np.asarray(Image.open(f).convert("RGB").resize((32, 32))) for f in files])
+    np.savez(tmp_path / "scaled.npz", x=(pixels / 255.0).round().astype(np.uint8))
+    assert invoke("predict", tmp_path / "scaled.npz", *settings(run, "scaled")).exit_code == 0
+    result = invoke("monitor", *settings(run, "scaled"))
+    assert result.exit_code == 1, result.stdout
+    assert "ALERT   input skew" in result.stdout
+    assert "Jensen-Shannon divergence" in result.stdout or "[0, 1]" in result.stdout
+
+
+def test_predict_reports_unreadable_inputs_and_refuses_floats(run, tmp_path):
+    good = eval_files(run)[0]
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    np.savez(tmp_path / "floats.npz", x=np.zeros((2, 32, 32, 3), np.float32))
+    result = invoke("predict", good, tmp_path / "broken.png", tmp_path / "floats.npz",
+                    "--format", "csv", "--no-log", *settings(run, "errors"))
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == "input,class,class_id,confidence,top_k,error" and len(lines) == 5
+    assert "not a readable JPEG or PNG" in lines[2]
+    assert "got float32 pixels" in lines[3] and "expected uint8" in lines[3]
+    assert "1 of 4 inputs classified" in result.stderr and "3 could not be read" in result.stderr
