@@ -170,10 +170,11 @@ class KubeflowSection(_Section):
 class ServingSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    # Micro-batching: concurrent requests are run together, up to max_batch
-    # images, waiting at most max_wait_ms for more. max_batch = 1: no batching.
+    # Micro-batching: requests that arrive while the model is busy run
+    # together, up to max_batch images; max_wait_ms > 0 also holds a batch
+    # open for more (bigger batches, more latency). max_batch = 1: no batching.
     max_batch: int = Field(32, ge=1, le=1024)
-    max_wait_ms: float = Field(5.0, ge=0)
+    max_wait_ms: float = Field(0.0, ge=0)
     max_body_bytes: int = Field(10_000_000, gt=0)
     max_image_side: int = Field(4096, gt=0)          # width and height of one image
     max_instances: int = Field(256, gt=0)            # images per request

@@ -35,3 +35,29 @@ def test_paths_the_compiled_pipeline_names_exist_in_the_image():
     default_image = KubeflowSection().image
     assert re.search(rf"^IMAGE \?= {re.escape(default_image)}$",
                      (REPO / "Makefile").read_text(), re.M)
+
+
+SERVING = (REPO / "docker" / "serving.Dockerfile").read_text()
+
+
+def test_serving_image_installs_only_what_serving_imports():
+    import subprocess
+    import sys
+    lock = {line.split("==")[0].lower().replace("_", "-")
+            for line in (REPO / "requirements.lock").read_text().splitlines() if "==" in line}
+    wanted = [line.split("==")[0].strip().lower() for line in
+              (REPO / "docker" / "serving-requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert "tensorflow-cpu" in wanted
+    assert set(wanted) - {"tensorflow-cpu"} <= lock    # pinned by the lock
+    assert "FROM python:3.10-slim" in SERVING and "TF_USE_LEGACY_KERAS=1" in SERVING
+    assert 'ENTRYPOINT ["imgpipe", "serve"' in SERVING
+    # The serve path imports none of the pipeline's heavy libraries.
+    probe = ("import sys, imgpipe; from imgpipe.pipeline import cli; "
+             "from imgpipe.serving import app, model, predlog; "
+             "from imgpipe.components.image_example_gen import encoding, image_ops; "
+             "heavy = ('tfx', 'apache_beam', 'tensorflow_data_validation', 'tensorflow_transform', "
+             "'tensorflow_model_analysis', 'mlflow', 'kfp', 'tfx_bsl'); "
+             "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(heavy)}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -143,7 +143,7 @@ def service(tmp_path):
     model_dir = str(helpers.write_tiny_saved_model(tmp_path / "model"))
     publish.publish(url, tracking, str(tmp_path / "serving"), model_dir, helpers.new_version("t1"),
                     helpers.run_record("t1", str(tmp_path / "mla")))
-    settings = serving_app.ServiceSettings(model_name="tiny", max_batch=8, max_wait_ms=10,
+    settings = serving_app.ServiceSettings(model_name="tiny", max_batch=8, max_wait_ms=0,
                                            max_body_bytes=20_000, max_instances=16,
                                            reload_seconds=0.2, limits=served.Limits(64))
     holder = serving_app.ModelHolder(lambda: served.resolve(url, "tiny"), served.load)

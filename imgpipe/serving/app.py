@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 class ServiceSettings:
     model_name: str
     max_batch: int = 32
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
     max_body_bytes: int = 10_000_000
     max_instances: int = 256
     top_k: int = 3

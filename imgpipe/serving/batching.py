@@ -1,8 +1,10 @@
 """Micro-batching: concurrent requests share one model call.
 
-Each request's images wait at most `max_wait_ms` for others; a batch runs as
-soon as it holds `max_batch` images. The model runs in a worker thread, so
-the event loop keeps accepting requests meanwhile. With max_batch = 1 every
+One model call runs at a time, in a worker thread; the requests that arrive
+meanwhile queue up and the next call takes them all, up to `max_batch`
+images. So an idle server answers a lone request at once, and a busy one
+batches by itself. `max_wait_ms` > 0 also holds a batch open that long for
+more requests (bigger batches, added latency). With max_batch = 1 every
 request calls the model on its own (the comparison in BENCHMARKS.md).
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ class MicroBatcher:
         self._on_batch = on_batch
         self._queue: "asyncio.Queue[Tuple[List[Any], asyncio.Future]]" = asyncio.Queue()
         self._task: Optional[asyncio.Task] = None
+        self._held: Optional[Tuple[List[Any], asyncio.Future]] = None
 
     def start(self) -> None:
         if self.max_batch > 1:
@@ -41,19 +44,25 @@ class MicroBatcher:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            pending = [await self._queue.get()]
+            if self._held is not None:
+                pending, self._held = [self._held], None
+            else:
+                pending = [await self._queue.get()]
             size = len(pending[0][0])
             deadline = loop.time() + self.max_wait
             while size < self.max_batch:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    request = await asyncio.wait_for(self._queue.get(), remaining)
-                except asyncio.TimeoutError:
-                    break
+                if not self._queue.empty():
+                    request = self._queue.get_nowait()     # already waiting: take it
+                else:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        request = await asyncio.wait_for(self._queue.get(), remaining)
+                    except asyncio.TimeoutError:
+                        break
                 if size + len(request[0]) > self.max_batch:
-                    await self._queue.put(request)   # next batch
+                    self._held = request                    # first of the next batch
                     break
                 pending.append(request)
                 size += len(request[0])

@@ -1,0 +1,142 @@
+"""Prediction service benchmark: throughput and latency over loopback HTTP.
+
+  make run && .venv/bin/python bench/serving.py
+
+Serves the quickstart champion (from `make run`'s registry) with
+`imgpipe serve` in a separate process, once with micro-batching (the
+config's max_batch/max_wait_ms) and once without (max_batch = 1). A client
+process sends single-image requests ({"instances": [{"b64": PNG}]}) from 1,
+8 and 32 concurrent connections and measures requests per second and the
+p50/p99 latency. The baseline is the same SavedModel called in this process
+through serving_bytes, one image per call and 32 per call.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import glob
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from ingestion import write_results  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(port: int, extra: list, log_dir: str) -> subprocess.Popen:
+    command = [str(REPO / ".venv" / "bin" / "imgpipe"), "serve", "--port", str(port),
+               "--set", f"serving.log_url='sqlite:///{log_dir}/predictions.db'",
+               "--set", f"serving.samples_root='{log_dir}/samples'", *extra]
+    server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import httpx
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.3)
+        if server.poll() is not None:
+            raise SystemExit(f"imgpipe serve exited: {server.stderr.read().decode()[-2000:]}")
+    raise SystemExit("imgpipe serve did not become healthy in 120 s")
+
+
+def load(url: str, bodies: list, clients: int, requests: int) -> dict:
+    import httpx
+    latencies = []
+    lock = threading.Lock()
+
+    def worker(count: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            for i in range(count):
+                started = time.perf_counter()
+                response = client.post(url, json=bodies[i % len(bodies)])
+                elapsed = time.perf_counter() - started
+                if response.status_code != 200:
+                    raise RuntimeError(f"{response.status_code}: {response.text}")
+                with lock:
+                    latencies.append(elapsed)
+
+    per_client = max(requests // clients, 1)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(worker, [per_client] * clients))
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {"clients": clients, "requests": len(latencies),
+            "requests_per_s": round(len(latencies) / wall, 1),
+            "p50_ms": round(1000 * statistics.median(latencies), 2),
+            "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2)}
+
+
+def in_process(model_dir: str, images: list) -> dict:
+    import tensorflow as tf
+    model = tf.saved_model.load(model_dir)
+    call = model.signatures["serving_bytes"]
+    results = {}
+    for batch in (1, 32):
+        data = tf.constant((images * 32)[:batch])
+        call(image_bytes=data)
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 5:
+            call(image_bytes=data)
+            count += 1
+        results[f"batch_{batch}_images_per_s"] = round(count * batch / (time.perf_counter() - started), 1)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=960, help="per concurrency level")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "serving.json")
+    args = parser.parse_args()
+
+    from imgpipe.pipeline.config import load_config
+    from imgpipe.serving import model as served
+    config = load_config(REPO / "configs" / "quickstart.toml",
+                         {"pipeline.output_root": str(REPO / "runs")})
+    row = served.resolve(config.registry_url, config.registry.model_name)
+    images = [open(p, "rb").read() for p in
+              sorted(glob.glob(str(REPO / "runs" / "datasets" / "quickstart" / "*" / "*.png")))[:64]]
+    bodies = [{"instances": [{"b64": base64.b64encode(data).decode()}]} for data in images]
+
+    results = {"model_uid": row.model_uid, "cpus": os.cpu_count(), "request": "1 PNG (32x32) per request",
+               "in_process": in_process(row.artifact_path, images), "http": {}}
+    modes = {"micro-batching": [],
+             "no batching": ["--set", "serving.max_batch=1"]}
+    with tempfile.TemporaryDirectory() as log_dir:
+        for mode, extra in modes.items():
+            port = free_port()
+            server = start_server(port, extra, log_dir)
+            try:
+                url = f"http://127.0.0.1:{port}/v1/models/{row.model_name}:predict"
+                load(url, bodies, 4, 64)  # warm-up
+                results["http"][mode] = [load(url, bodies, clients, args.requests)
+                                         for clients in (1, 8, 32)]
+            finally:
+                server.terminate()
+                server.wait(30)
+    write_results(args.output, results)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
