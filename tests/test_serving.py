@@ -131,10 +131,7 @@ def test_monitor_checks():
 
 # -- the HTTP service -------------------------------------------------------------
 
-@pytest.fixture
-def service(tmp_path):
-    """The tiny model as champion of `tiny`, served by the real app (TestClient)."""
-    from fastapi.testclient import TestClient
+def _tiny_app(tmp_path):
     from imgpipe.serving import app as serving_app
 
     url, tracking = f"sqlite:///{tmp_path / 'registry.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -148,9 +145,36 @@ def service(tmp_path):
                                            reload_seconds=0.2, limits=served.Limits(64))
     holder = serving_app.ModelHolder(lambda: served.resolve(url, "tiny"), served.load)
     logger = predlog.PredictionLogger(f"sqlite:///{tmp_path / 'log.db'}", str(tmp_path / "s"), 1.0)
-    with TestClient(serving_app.create_app(settings, holder, logger)) as client:
-        yield {"client": client, "url": url, "tracking": tracking, "tmp": tmp_path,
-               "holder": holder, "logger": logger}
+    return serving_app.create_app(settings, holder, logger), {
+        "url": url, "tracking": tracking, "tmp": tmp_path, "holder": holder, "logger": logger}
+
+
+@pytest.fixture
+def service(tmp_path):
+    """The tiny model as champion of `tiny`, served by the real app (in-process client)."""
+    from fastapi.testclient import TestClient
+    app, info = _tiny_app(tmp_path)
+    with TestClient(app) as client:
+        yield {"client": client, **info}
+
+
+@pytest.fixture
+def loopback(tmp_path):
+    """The same app behind a real uvicorn server on 127.0.0.1 (sockets, HTTP/1.1)."""
+    import httpx
+    import uvicorn
+    app, info = _tiny_app(tmp_path)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        yield {"client": client, **info}
+    server.should_exit = True
+    thread.join(30)
 
 
 def predict(client, payload, name="tiny"):
@@ -213,7 +237,8 @@ def test_other_refusals(service):
     assert predict(client, {"instances": [b64(png(250))]}).status_code == 200
 
 
-def test_concurrent_requests_are_answered_correctly_and_batched(service):
+def test_concurrent_requests_are_answered_correctly_and_batched(loopback):
+    service = loopback
     client = service["client"]
     shades = [int(s) for s in np.random.default_rng(0).integers(0, 256, 64)]
 
@@ -230,7 +255,8 @@ def test_concurrent_requests_are_answered_correctly_and_batched(service):
     assert count < 64   # some model calls carried several requests
 
 
-def test_a_new_champion_is_picked_up_without_dropping_requests(service, tmp_path):
+def test_a_new_champion_is_picked_up_without_dropping_requests(loopback, tmp_path):
+    service = loopback
     client = service["client"]
     failures, stop = [], threading.Event()
 
