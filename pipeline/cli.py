@@ -11,8 +11,8 @@ from typing import Optional, Tuple
 
 import click
 
-from imgpipe.pipeline import kubeflow_cli, registry_cli, serving_cli
-from imgpipe.pipeline.config import DEFAULT_CONFIG, Config, ConfigError, load_config, parse_set_options
+from imgpipe.pipeline import cli_options, kubeflow_cli, registry_cli, serving_cli
+from imgpipe.pipeline.config import Config
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -32,11 +32,7 @@ def _quiet_libraries(verbose: bool) -> None:
 
 
 def _load(config_path: Optional[str], overrides: dict, sets: Tuple[str, ...]) -> Config:
-    try:
-        overrides = {**overrides, **parse_set_options(list(sets))}
-        return load_config(config_path, overrides)
-    except ConfigError as error:
-        raise click.UsageError(str(error)) from None
+    return cli_options.load(config_path, sets, overrides)
 
 
 def _rel(path: str) -> str:
@@ -200,13 +196,8 @@ def _run(config: Config, until: Optional[str], verbose: bool) -> None:
                                    + "\n  ".join(evaluation["failures"]))
 
 
-_config_option = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False),
-    default=None, show_default=str(DEFAULT_CONFIG),
-    help="TOML configuration file.")
-_set_option = click.option(
-    "--set", "sets", multiple=True, metavar="KEY=VALUE",
-    help="Override any config key, e.g. --set training.epochs=3 (repeatable).")
+_config_option = cli_options.config_option
+_set_option = cli_options.set_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

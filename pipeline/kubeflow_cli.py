@@ -5,7 +5,7 @@ from typing import Dict, Tuple
 
 import click
 
-from imgpipe.pipeline.config import ConfigError, load_config, parse_set_options
+from imgpipe.pipeline import cli_options
 
 
 def _params(items: Tuple[str, ...]) -> Dict[str, str]:
@@ -36,15 +36,12 @@ def _params(items: Tuple[str, ...]) -> Dict[str, str]:
 @click.option("--env-secret", default=None,
               help="Kubernetes secret whose keys (kubeflow.env_secret_keys) become every "
                    "component's environment (default kubeflow.env_secret).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@cli_options.set_option
 def compile_command(target, config_paths, output, image, pipeline_root, data, env_secret, sets):
     """Compile the pipeline to a PipelineSpec YAML for Kubeflow Pipelines 2.x."""
     from imgpipe.pipeline import kubeflow
     from imgpipe.pipeline.pipeline import PipelineError
-    try:
-        config = load_config(list(config_paths) or None, parse_set_options(list(sets)))
-    except ConfigError as error:
-        raise click.UsageError(str(error)) from None
+    config = cli_options.load(list(config_paths) or None, sets)
     try:
         compiled = kubeflow.compile_pipeline(config, output, image=image,
                                              pipeline_root=pipeline_root, data=data,

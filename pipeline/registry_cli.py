@@ -15,7 +15,8 @@ from typing import List, Optional, Tuple
 
 import click
 
-from imgpipe.pipeline.config import Config, ConfigError, load_config, parse_set_options
+from imgpipe.pipeline import cli_options
+from imgpipe.pipeline.config import Config
 from imgpipe.registry import store
 from imgpipe.registry.models import COLUMNS, STATUSES
 
@@ -27,17 +28,11 @@ _TABLE_HEADINGS = {"val_accuracy": "accuracy", "serving_accuracy": "served accur
 
 
 def _config(config_path: Optional[str], sets: Tuple[str, ...]) -> Config:
-    try:
-        return load_config(config_path, parse_set_options(list(sets)))
-    except ConfigError as error:
-        raise click.UsageError(str(error)) from None
+    return cli_options.load(config_path, sets)
 
 
 def _common(function):
-    function = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                            help="Override a config key, e.g. --set registry.model_name=x.")(function)
-    return click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                        help="TOML configuration file (default configs/quickstart.toml).")(function)
+    return cli_options.config_option(cli_options.set_option(function))
 
 
 def _engine(config: Config):

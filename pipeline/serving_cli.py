@@ -10,23 +10,16 @@ from typing import List, Optional, Tuple
 
 import click
 
-from imgpipe.pipeline.config import Config, ConfigError, load_config, parse_set_options
+from imgpipe.pipeline import cli_options
+from imgpipe.pipeline.config import Config
 
 
 def _config(config_path: Optional[str], sets: Tuple[str, ...]) -> Config:
-    try:
-        return load_config(config_path, parse_set_options(list(sets)))
-    except ConfigError as error:
-        raise click.UsageError(str(error)) from None
+    return cli_options.load(config_path, sets)
 
 
 def _common(function):
-    function = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                            help="Override a config key.")(function)
-    function = click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                            default=None, help="TOML configuration file.")(function)
-    return click.option("--model", "model_name", default=None,
-                        help="Model name (default: the config's registry.model_name).")(function)
+    return cli_options.model_option(cli_options.config_option(cli_options.set_option(function)))
 
 
 def _load_model(config: Config, model_name: Optional[str], version=None, uid=None):

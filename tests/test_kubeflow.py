@@ -5,7 +5,6 @@ it speaks the v2beta1 endpoints kfp.Client uses and records what it is sent.
 """
 import json
 import socket
-from pathlib import Path
 
 import pytest
 import yaml

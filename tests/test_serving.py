@@ -251,7 +251,8 @@ def test_concurrent_requests_are_answered_correctly_and_batched(loopback):
     assert all(code == 200 for code, _ in answers)
     assert [cls for _, cls in answers] == ["bright" if s / 255 > 0.5 else "dark" for s in shades]
     metrics = service["client"].get("/metrics").text
-    count = float(next(l.split()[-1] for l in metrics.splitlines() if l.startswith("imgpipe_batch_size_count")))
+    count = float(next(line.split()[-1] for line in metrics.splitlines()
+                       if line.startswith("imgpipe_batch_size_count")))
     assert count < 64   # some model calls carried several requests
 
 

@@ -3,7 +3,6 @@ monitor stays quiet on clean traffic but fires on class-skewed and
 [0, 1]-scaled traffic."""
 import glob
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 from imgpipe.registry import mlflow_sync, store
 
