@@ -177,7 +177,11 @@ def rollback_command(model_name, to_uid, config_path, sets):
               help="Downgrade instead, e.g. to 'base' (drops the registry's tables).")
 @_common
 def migrate_command(revision, downgrade_to, config_path, sets):
-    """Create or upgrade the registry schema (Alembic migrations)."""
+    """Create or upgrade the registry schema (Alembic migrations), and MLflow's.
+
+    MLflow's own SQLite store breaks when several processes create its schema
+    at once: migrating it here, once, makes concurrent pushes safe.
+    """
     config = _config(config_path, sets)
     url = config.registry_url
     try:
@@ -191,3 +195,12 @@ def migrate_command(revision, downgrade_to, config_path, sets):
                                    f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
     click.echo(f"registry {store.mask_url(url)}: schema revision {before or 'none'} -> "
                f"{after or 'none'}")
+    if not downgrade_to:
+        from imgpipe.registry import mlflow_sync
+        tracking = config.mlflow_tracking_uri
+        try:
+            mlflow_sync.ensure_store(tracking)
+        except Exception as error:  # noqa: BLE001 - reported with a masked URI
+            raise click.ClickException(f"MLflow at {store.mask_url(tracking)}: "
+                                       f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+        click.echo(f"MLflow {store.mask_url(tracking)}: store ready")

@@ -111,6 +111,7 @@ def test_migrate_down_and_up_and_passwords_never_printed(pushed):
     assert unmigrated.exit_code == 1 and "run `imgpipe registry migrate`" in unmigrated.output
     up = invoke("migrate")
     assert up.exit_code == 0 and "schema revision none -> 0002" in up.output
+    assert "MLflow sqlite:///" in up.output and "store ready" in up.output
     assert json.loads(invoke("list", "--format", "json").output) == []
     outputs += [down.output, unmigrated.output, up.output]
     if "s3cret-pw" in pushed["url"]:

@@ -70,7 +70,10 @@ def _write_sample(path: str, record: LogRecord) -> None:
 
 class PredictionLogger:
     def __init__(self, url: str, samples_root: str, sample_rate: float):
-        store.migrate(url) if url.startswith("sqlite") else store.require_schema(url)
+        if url.startswith("sqlite"):
+            store.migrate(url)         # a local log is created on first use
+        else:
+            store.require_schema(url)  # a shared database is migrated by its owners
         self.url, self.samples_root, self.sample_rate = url, samples_root, sample_rate
         self._engine = store.engine_for(url)
         self._queue: "queue.Queue[Optional[LogRecord]]" = queue.Queue()
