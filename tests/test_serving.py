@@ -227,6 +227,10 @@ def test_each_bad_request_gets_its_4xx_and_the_server_keeps_serving(service, pay
 
 def test_other_refusals(service):
     client = service["client"]
+    # A header that passes the checks but a body TensorFlow cannot decode.
+    truncated = png(200, size=(40, 40))[:80]
+    broken = predict(client, {"instances": [b64(truncated)]})
+    assert broken.status_code == 400 and "could not be decoded" in broken.json()["error"]
     assert client.post("/v1/models/tiny:predict", content=b"{not json").status_code == 400
     too_big = client.post("/v1/models/tiny:predict", content=b" " * 30_000)
     assert too_big.status_code == 413 and "the limit is 20,000" in too_big.json()["error"]

@@ -60,6 +60,9 @@ def copy_saved_model(source_dir: str, destination: str) -> None:
     fileio.makedirs(parent)
     staging = os.path.join(parent, f".{os.path.basename(destination)}.{uuid.uuid4().hex}.tmp")
     io_utils.copy_dir(source_dir, staging)
+    if fileio.exists(os.path.join(destination, SAVED_MODEL_FILE)):
+        fileio.rmtree(staging)  # a concurrent push of the same model got there first
+        return
     if fileio.exists(destination):  # an empty/partial leftover of a crashed copy
         fileio.rmtree(destination)
     fileio.rename(staging, destination)

@@ -116,9 +116,7 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
 
     app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, lifespan=lifespan)
 
-    def run_batch(items: List[Item]) -> List[Any]:
-        model = holder.current  # the model of this batch, whatever swaps meanwhile
-        started = time.perf_counter()
+    def call_model(model: served.ServedModel, items: List[Item]) -> np.ndarray:
         probabilities = np.zeros((len(items), len(model.class_names)), np.float32)
         encoded = [i for i, item in enumerate(items) if item.data is not None]
         arrays = [i for i, item in enumerate(items) if item.pixels is not None]
@@ -127,8 +125,29 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
         if arrays:
             probabilities[arrays] = model.probabilities_from_pixels(
                 np.stack([items[i].pixels for i in arrays]))
+        return probabilities
+
+    def run_batch(items: List[Item]) -> List[Any]:
+        """(model, prediction, model ms) per item, or the InputRejected of an item
+        that passed the header checks but not TensorFlow's decoder."""
+        model = holder.current  # the model of this batch, whatever swaps meanwhile
+        started = time.perf_counter()
+        try:
+            rows = list(call_model(model, items))
+        except Exception:  # noqa: BLE001 - find the bad item(s); the others still get answers
+            rows = []
+            for item in items:
+                try:
+                    rows.append(call_model(model, [item])[0])
+                except Exception as failure:  # noqa: BLE001
+                    rows.append(served.InputRejected(
+                        400, f"the image could not be decoded ({type(failure).__name__}); "
+                             "expected a complete JPEG or PNG file"))
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return [(model, p, elapsed_ms) for p in model.predictions(probabilities, settings.top_k)]
+        good = [row for row in rows if not isinstance(row, Exception)]
+        predictions = iter(model.predictions(np.stack(good), settings.top_k) if good else [])
+        return [row if isinstance(row, Exception) else (model, next(predictions), elapsed_ms)
+                for row in rows]
 
     batcher = MicroBatcher(run_batch, settings.max_batch, settings.max_wait_ms,
                            on_batch=metrics["batch"].observe)
@@ -168,6 +187,10 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
 
     async def answer(items: List[Item], endpoint: str, started: float):
         results = await batcher.submit(items)
+        rejected = [r for r in results if isinstance(r, served.InputRejected)]
+        if rejected:
+            index = next(i for i, r in enumerate(results) if isinstance(r, served.InputRejected))
+            return error(rejected[0].status, f"instances[{index}]: {rejected[0]}", endpoint)
         model = results[0][0] if results else holder.current
         predictions = []
         for item, (batch_model, prediction, model_ms) in zip(items, results):
