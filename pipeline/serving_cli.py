@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import sys
@@ -34,49 +35,55 @@ def _load_model(config: Config, model_name: Optional[str], version=None, uid=Non
 
 # -- predict --------------------------------------------------------------------
 
-def _expand(paths: Tuple[str, ...]) -> List[Tuple[str, str, Optional[int]]]:
-    """(display name, path, index in an .npz or None), in input order."""
+@dataclasses.dataclass
+class _Input:
+    name: str                        # as printed: the path, or path[i] inside an .npz
+    path: str
+    npz_index: Optional[int] = None
+    problem: Optional[str] = None    # known before reading (empty folder, bad .npz)
+
+
+def _expand(paths: Tuple[str, ...]) -> List[_Input]:
+    """The inputs in order: files, folders' images (recursively), .npz rows."""
+    import numpy as np
     from imgpipe.components.image_example_gen import encoding
-    inputs = []
+    inputs: List[_Input] = []
     for path in paths:
         if os.path.isdir(path):
             found = sorted(os.path.join(root, name) for root, _, names in os.walk(path)
                            for name in names if encoding.is_candidate_image(name))
+            inputs.extend(_Input(p, p) for p in found)
             if not found:
-                inputs.append((path, path, -1))   # reported: no images in it
-            inputs.extend((p, p, None) for p in found)
+                inputs.append(_Input(path, path, problem="no JPEG or PNG images in this folder"))
         elif path.endswith(".npz") and os.path.isfile(path):
-            import numpy as np
             try:
                 with np.load(path) as archive:
-                    count = len(archive["x"]) if "x" in archive else 0
-            except Exception:  # noqa: BLE001 - reported as that input's error below
-                count = 0
-            inputs.extend((f"{path}[{i}]", path, i) for i in range(count)) if count else \
-                inputs.append((path, path, -2))
+                    count = len(archive["x"])
+            except Exception as error:  # noqa: BLE001 - reported as this input's problem
+                inputs.append(_Input(path, path, problem=f"not an .npz with an `x` array of "
+                                                         f"images ({type(error).__name__})"))
+                continue
+            inputs.extend(_Input(f"{path}[{i}]", path, npz_index=i) for i in range(count))
         else:
-            inputs.append((path, path, None))
+            inputs.append(_Input(path, path))
     return inputs
 
 
-def _read(item, limits, image_shape, npz_cache):
-    """('bytes', data) or ('pixels', uint8 array), or raises InputRejected/OSError."""
+def _read(item: _Input, limits, image_shape, npz_cache):
+    """Encoded bytes or uint8 pixels, checked; raises InputRejected or OSError."""
     import numpy as np
     from imgpipe.serving import model as served
-    name, path, index = item
-    if index == -1:
-        raise served.InputRejected(400, "no JPEG or PNG images in this folder")
-    if index == -2:
-        raise served.InputRejected(400, "not an .npz with an `x` array of images")
-    if index is not None:
-        if path not in npz_cache:
-            with np.load(path) as archive:
-                npz_cache[path] = np.asarray(archive["x"])
-        return "pixels", served.check_pixels(npz_cache[path][index], image_shape, name)[0]
-    with open(path, "rb") as handle:
+    if item.problem:
+        raise served.InputRejected(400, f"{item.name}: {item.problem}")
+    if item.npz_index is not None:
+        if item.path not in npz_cache:
+            with np.load(item.path) as archive:
+                npz_cache[item.path] = np.asarray(archive["x"])
+        return served.check_pixels(npz_cache[item.path][item.npz_index], image_shape, item.name)[0]
+    with open(item.path, "rb") as handle:
         data = handle.read()
-    served.check_image_bytes(data, limits, name)
-    return "bytes", data
+    served.check_image_bytes(data, limits, item.name)
+    return data
 
 
 @click.command("predict")
@@ -95,7 +102,6 @@ def predict_command(paths, version, uid, output_format, top_k, batch_size, log_p
     """Classify image files, folders or an .npz with the champion (or --version/--uid)."""
     if version is not None and uid is not None:
         raise click.UsageError("give --version or --uid, not both")
-    import numpy as np
     from imgpipe.serving import model as served
     from imgpipe.serving.predlog import LogRecord, PredictionLogger
 
@@ -112,41 +118,36 @@ def predict_command(paths, version, uid, output_format, top_k, batch_size, log_p
         if len(inputs) > batch_size else None
     for start in range(0, len(inputs), batch_size):
         chunk = inputs[start:start + batch_size]
-        read, errors = [], {}
+        payloads, results = {}, {}
         for offset, item in enumerate(chunk):
             try:
-                read.append((offset, *_read(item, limits, model.image_shape, npz_cache)))
+                payloads[offset] = _read(item, limits, model.image_shape, npz_cache)
             except (served.InputRejected, OSError, ValueError) as error:
-                errors[offset] = str(error) if isinstance(error, served.InputRejected) \
-                    else f"{item[0]}: unreadable ({type(error).__name__}: {error})"
+                results[offset] = str(error) if isinstance(error, served.InputRejected) \
+                    else f"{item.name}: unreadable ({type(error).__name__}: {error})"
         started = time.perf_counter()
-        probabilities = np.zeros((len(chunk), len(model.class_names)), np.float32)
-        encoded = [(o, d) for o, kind, d in read if kind == "bytes"]
-        arrays = [(o, d) for o, kind, d in read if kind == "pixels"]
-        if encoded:
-            probabilities[[o for o, _ in encoded]] = model.probabilities_from_bytes([d for _, d in encoded])
-        if arrays:
-            probabilities[[o for o, _ in arrays]] = model.probabilities_from_pixels(
-                np.stack([d for _, d in arrays]))
-        latency_ms = (time.perf_counter() - started) * 1000 / max(len(read), 1)
-        predictions = model.predictions(probabilities, top_k)
-        payloads = {o: d for o, _, d in read}
+        readable = sorted(payloads)
+        predicted = model.predict_each([payloads[o] for o in readable], top_k)
+        latency_ms = (time.perf_counter() - started) * 1000 / max(len(readable), 1)
+        for offset, result in zip(readable, predicted):
+            results[offset] = f"{chunk[offset].name}: {result}" \
+                if isinstance(result, served.InputRejected) else result
         for offset, item in enumerate(chunk):
-            if offset in errors:
-                rows.append({"input": item[0], "error": errors[offset]})
+            result = results[offset]
+            if isinstance(result, str):
+                rows.append({"input": item.name, "error": result})
                 continue
-            prediction = predictions[offset]
-            rows.append({"input": item[0], "class": prediction.class_name,
-                         "class_id": prediction.class_id, "confidence": prediction.confidence,
-                         "top_k": [{"class": c, "probability": p} for c, p in prediction.top_k]})
+            rows.append({"input": item.name, "class": result.class_name,
+                         "class_id": result.class_id, "confidence": result.confidence,
+                         "top_k": [{"class": c, "probability": p} for c, p in result.top_k]})
             if logger is not None:
                 payload = payloads[offset]
                 is_bytes = isinstance(payload, bytes)
                 logger.log(LogRecord(
                     model_name=model.name, model_uid=model.uid, model_version=model.version,
                     input_hash=served.input_hash(payload if is_bytes else payload.tobytes()),
-                    predicted_class=prediction.class_name, class_id=prediction.class_id,
-                    confidence=prediction.confidence, latency_ms=latency_ms, source="cli",
+                    predicted_class=result.class_name, class_id=result.class_id,
+                    confidence=result.confidence, latency_ms=latency_ms, source="cli",
                     data=payload if is_bytes else None, pixels=None if is_bytes else payload))
         if progress is not None:
             progress.update(len(chunk))

@@ -104,11 +104,18 @@ def test_predict_reports_unreadable_inputs_and_refuses_floats(run, tmp_path):
     good = eval_files(run)[0]
     (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
     np.savez(tmp_path / "floats.npz", x=np.zeros((2, 32, 32, 3), np.float32))
+    from PIL import Image
+    Image.new("RGB", (40, 40), (9, 200, 9)).save(tmp_path / "whole.png")
+    # A header that passes the checks, a body TensorFlow cannot decode.
+    (tmp_path / "truncated.png").write_bytes((tmp_path / "whole.png").read_bytes()[:80])
     result = invoke("predict", good, tmp_path / "broken.png", tmp_path / "floats.npz",
-                    "--format", "csv", "--no-log", *settings(run, "errors"))
+                    tmp_path / "truncated.png", "--format", "csv", "--no-log",
+                    *settings(run, "errors"))
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert lines[0] == "input,class,class_id,confidence,top_k,error" and len(lines) == 5
+    assert lines[0] == "input,class,class_id,confidence,top_k,error" and len(lines) == 6
+    assert lines[1].split(",")[1] in ("circle", "cross", "square", "triangle")
     assert "not a readable JPEG or PNG" in lines[2]
     assert "got float32 pixels" in lines[3] and "expected uint8" in lines[3]
-    assert "1 of 4 inputs classified" in result.stderr and "3 could not be read" in result.stderr
+    assert "truncated.png: the image could not be decoded" in lines[5]
+    assert "1 of 5 inputs classified" in result.stderr and "4 could not be read" in result.stderr

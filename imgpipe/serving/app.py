@@ -53,6 +53,10 @@ class Item:
     pixels: Optional[np.ndarray] = None
 
     @property
+    def payload(self) -> served.ModelInput:
+        return self.data if self.data is not None else self.pixels
+
+    @property
     def digest(self) -> str:
         return served.input_hash(self.data if self.data is not None else self.pixels.tobytes())
 
@@ -116,38 +120,14 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
 
     app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, lifespan=lifespan)
 
-    def call_model(model: served.ServedModel, items: List[Item]) -> np.ndarray:
-        probabilities = np.zeros((len(items), len(model.class_names)), np.float32)
-        encoded = [i for i, item in enumerate(items) if item.data is not None]
-        arrays = [i for i, item in enumerate(items) if item.pixels is not None]
-        if encoded:
-            probabilities[encoded] = model.probabilities_from_bytes([items[i].data for i in encoded])
-        if arrays:
-            probabilities[arrays] = model.probabilities_from_pixels(
-                np.stack([items[i].pixels for i in arrays]))
-        return probabilities
-
     def run_batch(items: List[Item]) -> List[Any]:
-        """(model, prediction, model ms) per item, or the InputRejected of an item
-        that passed the header checks but not TensorFlow's decoder."""
+        """(model, prediction, model ms) or an InputRejected, per item."""
         model = holder.current  # the model of this batch, whatever swaps meanwhile
         started = time.perf_counter()
-        try:
-            rows = list(call_model(model, items))
-        except Exception:  # noqa: BLE001 - find the bad item(s); the others still get answers
-            rows = []
-            for item in items:
-                try:
-                    rows.append(call_model(model, [item])[0])
-                except Exception as failure:  # noqa: BLE001
-                    rows.append(served.InputRejected(
-                        400, f"the image could not be decoded ({type(failure).__name__}); "
-                             "expected a complete JPEG or PNG file"))
+        results = model.predict_each([item.payload for item in items], settings.top_k)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        good = [row for row in rows if not isinstance(row, Exception)]
-        predictions = iter(model.predictions(np.stack(good), settings.top_k) if good else [])
-        return [row if isinstance(row, Exception) else (model, next(predictions), elapsed_ms)
-                for row in rows]
+        return [r if isinstance(r, served.InputRejected) else (model, r, elapsed_ms)
+                for r in results]
 
     batcher = MicroBatcher(run_batch, settings.max_batch, settings.max_wait_ms,
                            on_batch=metrics["batch"].observe)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+# One input as the model takes it: encoded image bytes or uint8 pixels [h, w, c].
+ModelInput = Union[bytes, np.ndarray]
 
 from imgpipe.registry import store
 
@@ -111,6 +114,35 @@ class ServedModel:
     def probabilities_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
         import tensorflow as tf
         return self.module.signatures[SERVING_DEFAULT](images=tf.constant(pixels))["probabilities"].numpy()
+
+    def probabilities(self, inputs: Sequence[ModelInput]) -> np.ndarray:
+        """One call per signature for a batch mixing encoded images and pixel arrays."""
+        out = np.zeros((len(inputs), len(self.class_names)), np.float32)
+        encoded = [i for i, item in enumerate(inputs) if isinstance(item, bytes)]
+        arrays = [i for i, item in enumerate(inputs) if not isinstance(item, bytes)]
+        if encoded:
+            out[encoded] = self.probabilities_from_bytes([inputs[i] for i in encoded])
+        if arrays:
+            out[arrays] = self.probabilities_from_pixels(np.stack([inputs[i] for i in arrays]))
+        return out
+
+    def predict_each(self, inputs: Sequence[ModelInput], top_k: int
+                     ) -> List[Union[Prediction, InputRejected]]:
+        """Predictions in input order; an input that passed the header checks
+        but not TensorFlow's decoder gets an InputRejected, the others still
+        get their predictions."""
+        try:
+            return self.predictions(self.probabilities(inputs), top_k)
+        except Exception:  # noqa: BLE001 - find the bad input(s) one by one
+            results: List[Union[Prediction, InputRejected]] = []
+            for item in inputs:
+                try:
+                    results.append(self.predictions(self.probabilities([item]), top_k)[0])
+                except Exception as failure:  # noqa: BLE001
+                    results.append(InputRejected(
+                        400, f"the image could not be decoded ({type(failure).__name__}); "
+                             "expected a complete JPEG or PNG file"))
+            return results
 
     def predictions(self, probabilities: np.ndarray, top_k: int) -> List[Prediction]:
         out = []
