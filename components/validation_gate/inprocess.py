@@ -171,14 +171,16 @@ def statistics(record_batch: pa.RecordBatch, schema: Optional[schema_pb2.Schema]
 
 
 def load_statistics_file(path: str) -> Optional[statistics_pb2.DatasetFeatureStatisticsList]:
-    """A statistics file or a TFX statistics artifact folder (its train split)."""
+    """A statistics file or a TFX statistics artifact folder (its train split);
+    local or any tf.io.gfile location (a cluster run's gs:// artifacts)."""
+    import tensorflow as tf
     import tensorflow_data_validation as tfdv
     candidates = [path]
-    if os.path.isdir(path):
+    if tf.io.gfile.isdir(path):
         candidates = [os.path.join(path, "Split-train", "FeatureStats.pb"),
                       os.path.join(path, "FeatureStats.pb")]
     for candidate in candidates:
-        if os.path.isfile(candidate):
+        if tf.io.gfile.exists(candidate) and not tf.io.gfile.isdir(candidate):
             try:
                 return tfdv.load_stats_binary(candidate)
             except Exception:
