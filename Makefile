@@ -5,7 +5,7 @@ export PYTHON
 STAMP := $(VENV)/.imgpipe-installed
 SHARED_DATA ?= ../shared/datasets
 
-.PHONY: run test test-fast venv lock bench cifar10-data clean image
+.PHONY: run test test-fast venv lock bench bench-serving cifar10-data clean image
 IMAGE ?= imgpipe:0.1.0
 
 run: $(STAMP)
@@ -38,6 +38,10 @@ bench: $(STAMP) cifar10-data
 # cluster can pull it and compile with --image $(IMAGE).
 image:
 	docker build -f docker/Dockerfile -t $(IMAGE) .
+
+# Prediction service throughput/latency against the quickstart champion.
+bench-serving: run
+	$(VENV)/bin/python bench/serving.py
 
 clean:
 	rm -rf runs

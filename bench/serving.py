@@ -1,6 +1,6 @@
 """Prediction service benchmark: throughput and latency over loopback HTTP.
 
-  make run && .venv/bin/python bench/serving.py
+  make bench-serving      (make run, then this script)
 
 Serves the quickstart champion (from `make run`'s registry) with
 `imgpipe serve` in a separate process, once with micro-batching (the
