@@ -21,7 +21,9 @@ else:
 DEFAULT_CONFIG = Path("configs/quickstart.toml")
 BUILTIN_PREFIX = "builtin:"
 from imgpipe.registry.mlflow_sync import TRACKING_URI_ENV as MLFLOW_URI_ENV  # noqa: E402
+from imgpipe.registry.mlflow_sync import resolve_uri as resolve_tracking_uri  # noqa: E402
 from imgpipe.registry.store import REGISTRY_URL_ENV, has_password, mask_url  # noqa: E402
+from imgpipe.registry.store import resolve_url as resolve_registry_url  # noqa: E402
 
 PREDICTION_LOG_URL_ENV = "IMGPIPE_PREDICTION_LOG_URL"
 
@@ -258,7 +260,7 @@ class Config(_Section):
 
     @property
     def registry_url(self) -> str:
-        return os.environ.get(REGISTRY_URL_ENV) or self.configured_registry_url
+        return resolve_registry_url(self.configured_registry_url)
 
     @property
     def configured_mlflow_tracking_uri(self) -> str:
@@ -266,7 +268,7 @@ class Config(_Section):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return os.environ.get(MLFLOW_URI_ENV) or self.configured_mlflow_tracking_uri
+        return resolve_tracking_uri(self.configured_mlflow_tracking_uri)
 
     @property
     def prediction_log_url(self) -> str:

@@ -141,14 +141,7 @@ def predict_command(paths, version, uid, output_format, top_k, batch_size, log_p
                          "class_id": result.class_id, "confidence": result.confidence,
                          "top_k": [{"class": c, "probability": p} for c, p in result.top_k]})
             if logger is not None:
-                payload = payloads[offset]
-                is_bytes = isinstance(payload, bytes)
-                logger.log(LogRecord(
-                    model_name=model.name, model_uid=model.uid, model_version=model.version,
-                    input_hash=served.input_hash(payload if is_bytes else payload.tobytes()),
-                    predicted_class=result.class_name, class_id=result.class_id,
-                    confidence=result.confidence, latency_ms=latency_ms, source="cli",
-                    data=payload if is_bytes else None, pixels=None if is_bytes else payload))
+                logger.log(LogRecord.of(model, result, payloads[offset], latency_ms, "cli"))
         if progress is not None:
             progress.update(len(chunk))
     if progress is not None:

@@ -99,6 +99,10 @@ def test_prediction_log_writes_off_the_request_path_and_samples_by_content(tmp_p
     assert kept == [r.sample_path for r in rows if predlog.sampled(r.input_hash, 0.5)]
     assert all(open(p, "rb").read() in images for p in kept)
     assert predlog.read(url, "tiny", dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)) == []
+    # No log yet (nothing predicted here): no rows, and no database created by reading.
+    absent = tmp_path / "absent.db"
+    assert predlog.read(f"sqlite:///{absent}", "tiny", dt.datetime.now(dt.timezone.utc)) == []
+    assert not absent.exists()
 
 
 # -- monitor checks ---------------------------------------------------------------

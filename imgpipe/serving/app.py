@@ -21,7 +21,7 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -55,10 +55,6 @@ class Item:
     @property
     def payload(self) -> served.ModelInput:
         return self.data if self.data is not None else self.pixels
-
-    @property
-    def digest(self) -> str:
-        return served.input_hash(self.data if self.data is not None else self.pixels.tobytes())
 
 
 class ModelHolder:
@@ -177,12 +173,7 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
             predictions.append(prediction.as_dict())
             recent.append(prediction.confidence)
             if logger is not None:
-                logger.log(LogRecord(
-                    model_name=batch_model.name, model_uid=batch_model.uid,
-                    model_version=batch_model.version, input_hash=item.digest,
-                    predicted_class=prediction.class_name, class_id=prediction.class_id,
-                    confidence=prediction.confidence, latency_ms=model_ms, source="http",
-                    data=item.data, pixels=item.pixels))
+                logger.log(LogRecord.of(batch_model, prediction, item.payload, model_ms, "http"))
         metrics["confidence"].set(sum(recent) / len(recent) if recent else 0.0)
         metrics["requests"].labels(endpoint, "200").inc()
         metrics["latency"].labels(endpoint).observe(time.perf_counter() - started)
@@ -305,8 +296,3 @@ def build(config, model_name: Optional[str] = None, log_predictions: bool = True
         reload_seconds=s.reload_seconds,
         limits=served.Limits(s.max_image_side, tuple(s.allowed_formats)))
     return create_app(settings, holder, logger)
-
-
-def instances_payload(images: List[bytes]) -> Dict[str, Any]:
-    """A TF-Serving-shaped request body for encoded images (clients, tests)."""
-    return {"instances": [{"b64": base64.b64encode(data).decode()} for data in images]}

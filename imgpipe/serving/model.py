@@ -50,7 +50,9 @@ class Prediction:
                 "probabilities": self.probabilities}
 
 
-def input_hash(data: bytes) -> str:
+def input_hash(item: ModelInput) -> str:
+    """sha256 of the encoded bytes, or of the pixel buffer of an array."""
+    data = item if isinstance(item, bytes) else np.ascontiguousarray(item).tobytes()
     return hashlib.sha256(data).hexdigest()
 
 

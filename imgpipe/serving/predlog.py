@@ -17,6 +17,7 @@ from typing import List, Optional
 
 import numpy as np
 from sqlalchemy import insert, select
+from sqlalchemy.engine import make_url
 
 from imgpipe.registry import store
 from imgpipe.registry.models import PredictionLog
@@ -42,6 +43,17 @@ class LogRecord:
     pixels: Optional[np.ndarray] = None
     created_at: dt.datetime = dataclasses.field(
         default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+    @classmethod
+    def of(cls, model, prediction, payload, latency_ms: float, source: str) -> "LogRecord":
+        """The record of one prediction by a ServedModel on one ModelInput."""
+        from imgpipe.serving.model import input_hash
+        is_bytes = isinstance(payload, bytes)
+        return cls(model_name=model.name, model_uid=model.uid, model_version=model.version,
+                   input_hash=input_hash(payload), predicted_class=prediction.class_name,
+                   class_id=prediction.class_id, confidence=prediction.confidence,
+                   latency_ms=latency_ms, source=source,
+                   data=payload if is_bytes else None, pixels=None if is_bytes else payload)
 
 
 def sampled(input_hash: str, rate: float) -> bool:
@@ -137,6 +149,9 @@ class PredictionLogger:
 
 def read(url: str, model_name: str, since: dt.datetime,
          model_uid: Optional[str] = None) -> List[PredictionLog]:
+    database = make_url(url).database
+    if url.startswith("sqlite") and database and not os.path.exists(database):
+        return []  # nothing has been predicted (and logged) here yet
     engine = store.require_schema(url)
     if engine.dialect.name == "sqlite":  # stored without a zone, in UTC
         since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
