@@ -88,6 +88,7 @@ def example_gen_for(config: Config, source: Optional[str] = None,
         "max_bad_fraction": config.data.max_bad_fraction,
         "max_image_pixels": config.data.max_image_pixels,
         "span_override": span if (span is not None and not pattern_has_span) else None,
+        "compiled_input_base": layout.input_base,
     }
     input_base = layout.input_base
     if data_root_parameter:

@@ -130,3 +130,18 @@ def test_input_fingerprint_counts_broken_links_and_sees_changes(tmp_path):
     assert "num_files:5" in with_link and "unstatable:1" in with_link
     (root / "square" / "001.jpg").write_bytes(b"changed")
     assert tolerant_fingerprint("single_split", pattern) != with_link
+
+
+def test_reports_name_the_folder_a_run_read_not_the_compiled_one():
+    # KFP's data_root parameter moves input_base; the configured source follows it.
+    compiled = "/opt/imgpipe/datasets/quickstart"
+    assert sources.source_as_read(compiled, compiled, compiled) == compiled
+    assert sources.source_as_read(compiled, compiled, "gs://acme/images/2026-12") == \
+        "gs://acme/images/2026-12"
+    assert sources.source_as_read("gs://acme/drops/span-{SPAN}", "gs://acme/drops",
+                                  "gs://acme/other/") == "gs://acme/other/span-{SPAN}"
+    assert sources.source_as_read("/data/x.npz", "/data", "/mnt/y") == "/mnt/y/x.npz"
+    # Not under the compiled folder (cannot happen from discover_layout): the folder read.
+    assert sources.source_as_read("/elsewhere", "/data", "/mnt/y") == "/mnt/y"
+    # A pipeline compiled before the key existed reports as before.
+    assert sources.source_as_read("/data", "", "/mnt/y") == "/data"

@@ -193,7 +193,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         conversions = {row["name"]: int(row["count"])
                        for row in _read_json_lines(os.path.join(beam_dir, "Conversions*.jsonl"))}
         result = report.build_report(
-            source=config["source"], source_format=config["format"], span=int(span),
+            source=sources.source_as_read(config["source"], config.get("compiled_input_base", ""),
+                                          input_base),
+            source_format=config["format"], span=int(span),
             image_shape=image_shape, class_names=class_names, unknown_classes=unknown,
             split_label_counts=split_counts,
             quarantine=prelisted + _read_json_lines(os.path.join(beam_dir, "Quarantine*.jsonl")),

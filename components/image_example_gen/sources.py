@@ -131,6 +131,20 @@ def discover_layout(source: str, source_format: str = "auto") -> SourceLayout:
     return SourceLayout(TFRECORD, base, {"single_split": rel})
 
 
+def source_as_read(source: str, compiled_base: str, input_base: str) -> str:
+    """The configured source, under the folder a run actually read.
+
+    A compiled pipeline's `data_root` parameter can move input_base away
+    from the folder the source was compiled with; reports name what was read.
+    """
+    if not compiled_base or input_base == compiled_base:
+        return source
+    compiled, actual = compiled_base.rstrip("/"), input_base.rstrip("/")
+    if source == compiled or source.startswith(compiled + "/"):
+        return actual + source[len(compiled):]
+    return input_base
+
+
 def class_root_for(input_base: str, pattern: str) -> str:
     """The folder holding class folders, for a resolved `<dir>/*/*` pattern."""
     if not pattern.endswith("*/*"):
