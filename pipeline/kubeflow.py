@@ -21,8 +21,9 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from imgpipe.components.image_example_gen import sources
+from imgpipe.components.image_example_gen.component import ImageExampleGen
 from imgpipe.pipeline.config import BUILTIN_PREFIX, Config
-from imgpipe.pipeline.local_runner import local_beam_args
+from imgpipe.pipeline.local_runner import DEPENDENCY_FLAGS, local_beam_args
 from imgpipe.pipeline.pipeline import Locations, create_pipeline
 
 IMAGE_ROOT = "/opt/imgpipe"
@@ -31,9 +32,9 @@ REPO_SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 TOKEN_ENV = "KFP_BEARER_TOKEN"
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 DEFAULT_SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
-_DEPENDENCY_FLAGS = ("--sdk_container_image", "--worker_harness_container_image",
-                     "--environment_config", "--extra_package", "--setup_file",
-                     "--requirements_file")
+_PORTABLE_RUNNERS = ("flinkrunner", "flink", "sparkrunner", "spark", "portablerunner")
+# Schemes TFX 1.16's tf.io.gfile can write in the image (s3://, minio:// need tensorflow-io).
+_WRITABLE_ROOT_SCHEMES = ("gs",)
 
 
 class KubeflowError(ValueError):
@@ -92,13 +93,15 @@ def unknown_beam_flags(beam_args: List[str]) -> List[str]:
 
 
 def cluster_beam_args(beam_args: List[str], image: str) -> List[str]:
-    """Beam workers run the component image: Dataflow is told so; the
-    DirectRunner inside a pod skips TFX's per-stage sdist (as locally)."""
+    """Beam workers run the component image, which has every package: naming
+    it stops TFX from building and staging an sdist of itself per Beam stage.
+    Dataflow and portable runners (Flink, Spark) get the image; an EXTERNAL
+    worker pool ignores it. The DirectRunner inside a pod as locally."""
     args = list(beam_args)
     runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), "DirectRunner")
-    named = any(a.split("=", 1)[0] in _DEPENDENCY_FLAGS for a in args)
-    if runner in ("DataflowRunner", "dataflow") and not named:
-        return args + [f"--sdk_container_image={image}"]
+    named = any(a.split("=", 1)[0] in DEPENDENCY_FLAGS for a in args)
+    if runner.lower() in ("dataflowrunner", "dataflow", *_PORTABLE_RUNNERS):
+        return args if named else args + [f"--sdk_container_image={image}"]
     return local_beam_args(args)
 
 
@@ -120,6 +123,19 @@ class Compiled:
     image: str
     pipeline_root: str
     components: List[str]
+    warnings: List[str] = dataclasses.field(default_factory=list)
+
+
+def compile_warnings(config: Config, image: str, secret: str) -> List[str]:
+    """What compiles but would fail on the cluster, said before a run is spent on it."""
+    warnings = []
+    if "/" not in image.split(":", 1)[0]:
+        warnings.append(f"image {image!r} names no registry: pods pull from Docker Hub unless the "
+                        "nodes already have it (push it and pass --image REGISTRY/imgpipe:TAG)")
+    if not secret and not config.registry.url:
+        warnings.append("no --env-secret and no registry.url: ChampionResolver and RegistryPusher "
+                        "will stop the run unless the pods' environment sets IMGPIPE_REGISTRY_URL")
+    return warnings
 
 
 def compile_pipeline(config: Config, output: str, image: Optional[str] = None,
@@ -138,9 +154,15 @@ def compile_pipeline(config: Config, output: str, image: Optional[str] = None,
             "no pipeline root: pass --pipeline-root gs://bucket/path (or kubeflow.pipeline_root). "
             "TFX components write artifacts with tf.io.gfile, which cannot write KFP's default "
             "minio:// root")
-    if not _is_uri(root) and not root.startswith("/"):
-        raise KubeflowError(f"--pipeline-root {root!r}: give a URI (gs://...) or an absolute "
-                            "path mounted in every pod")
+    scheme = urllib.parse.urlparse(root).scheme if _is_uri(root) else ""
+    if scheme not in _WRITABLE_ROOT_SCHEMES:
+        # KFP's launcher takes gs://, s3://, minio:// roots only (no paths), and
+        # TFX writes artifacts through tf.io.gfile, which in TensorFlow 2.16 has
+        # no S3/MinIO file system without tensorflow-io (not in the image).
+        raise KubeflowError(
+            f"--pipeline-root {root!r}: give a gs:// URI. Open-source KFP accepts only "
+            "object-store roots, and TFX's tf.io.gfile in the image can write gs:// but not "
+            "s3:// or minio:// (that needs tensorflow-io)")
     unknown = unknown_beam_flags(list(config.pipeline.beam_args))
     if unknown:
         raise KubeflowError(f"pipeline.beam_args: Beam does not know {', '.join(unknown)}")
@@ -163,6 +185,11 @@ def compile_pipeline(config: Config, output: str, image: Optional[str] = None,
             parameter["defaultValue"] = defaults[name]
             parameter["isOptional"] = True
     spec["defaultPipelineRoot"] = root  # what the bare spec keeps of the job's output directory
+    # KFP skips ingestion's driver (components/image_example_gen/driver.py), so
+    # its cache key would hold data_root's name but not what the folder holds:
+    # a rerun on new images under the same root would reuse the old examples.
+    ingestion = next(c.id for c in tfx_pipeline.components if isinstance(c, ImageExampleGen))
+    spec["root"]["dag"]["tasks"][ingestion]["cachingOptions"] = {"enableCache": False}
     documents = [spec]
     secret = env_secret if env_secret is not None else config.kubeflow.env_secret
     if secret:
@@ -173,7 +200,8 @@ def compile_pipeline(config: Config, output: str, image: Optional[str] = None,
                      f"# Compiled by `imgpipe compile` (TFX {spec.get('sdkVersion', '')}) for image "
                      f"{image}\n")
         yaml.safe_dump_all(documents, handle, sort_keys=True)
-    return Compiled(output, image, root, [type(c).__name__ for c in tfx_pipeline.components])
+    return Compiled(output, image, root, [type(c).__name__ for c in tfx_pipeline.components],
+                    compile_warnings(config, image, secret))
 
 
 # -- submission -----------------------------------------------------------------
@@ -204,10 +232,17 @@ def _preflight(host: str, token: Optional[str]) -> None:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = f"{host.rstrip('/')}/apis/v2beta1/healthz"
     try:
-        response = requests.get(url, headers=headers, timeout=10)
+        # No redirects: a gateway (Dex, oauth2-proxy) sends unauthenticated
+        # calls to its HTML login page, which would look healthy.
+        response = requests.get(url, headers=headers, timeout=10, allow_redirects=False)
     except requests.RequestException as error:
         raise KubeflowError(f"cannot reach the Kubeflow Pipelines API at {host}: "
                             f"{type(error).__name__}") from None
+    if response.is_redirect:
+        raise KubeflowError(
+            f"{url} redirected to {response.headers.get('location', '?')}: a login page in front "
+            f"of the API. Pass a bearer token it accepts ({TOKEN_ENV} or --token-path), or the "
+            "in-cluster API URL (http://ml-pipeline.kubeflow:8888)")
     if response.status_code in (401, 403):
         raise KubeflowError(
             f"{host} refused the request ({response.status_code}): "
@@ -236,6 +271,7 @@ def submit(package: str, host: str, namespace: Optional[str] = None,
            pipeline_root: Optional[str] = None, params: Optional[Dict[str, str]] = None,
            token: Optional[str] = None, enable_caching: Optional[bool] = None) -> Submitted:
     import kfp
+    from google.protobuf import json_format
     from kfp_server_api.exceptions import ApiException
 
     if not os.path.isfile(package):
@@ -253,4 +289,7 @@ def submit(package: str, host: str, namespace: Optional[str] = None,
             namespace=namespace, pipeline_root=pipeline_root, enable_caching=enable_caching)
     except ApiException as error:
         raise _api_error(error) from None
+    except (json_format.ParseError, ValueError, TypeError, yaml.YAMLError) as error:  # kfp's reader
+        raise KubeflowError(f"{package}: not a PipelineSpec kfp can read ({error}); "
+                            "compile it with `imgpipe compile`") from None
     return Submitted(result.run_id, f"{host.rstrip('/')}/#/runs/details/{result.run_id}", experiment)

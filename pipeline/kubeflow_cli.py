@@ -51,6 +51,8 @@ def compile_command(target, config_paths, output, image, pipeline_root, data, en
     click.echo(f"wrote {compiled.path}: {len(compiled.components)} components "
                f"({', '.join(compiled.components)}), image {compiled.image}, "
                f"pipeline root {compiled.pipeline_root}")
+    for warning in compiled.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"submit it: imgpipe submit {compiled.path} --host https://<kubeflow>/pipeline")
 
 
@@ -60,7 +62,9 @@ def compile_command(target, config_paths, output, image, pipeline_root, data, en
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user).")
 @click.option("--experiment", default=None, help="Experiment name (default imgpipe).")
 @click.option("--run-name", default=None, help="Run name (default: the pipeline's name and time).")
-@click.option("--pipeline-root", default=None, help="Override the compiled pipeline root.")
+@click.option("--pipeline-root", default=None,
+              help="Override the compiled pipeline root for KFP's artifacts; drift baselines and "
+                   "serving copies stay where they were compiled (recompile to move them).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="A run-time parameter, e.g. data_root=gs://bucket/images/2026-12 (repeatable).")
 @click.option("--token-env", default="KFP_BEARER_TOKEN", show_default=True,

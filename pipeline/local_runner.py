@@ -55,9 +55,10 @@ def prepare_source(config: Config) -> str:
     return str(quickstart_data.ensure_quickstart(config.output_root / "datasets" / "quickstart"))
 
 
-# Beam flags that tell TFX the workers already have the project's packages.
-_DEPENDENCY_FLAGS = ("--extra_package", "--setup_file", "--requirements_file",
-                     "--sdk_container_image", "--worker_harness_container_image")
+# Beam flags that tell TFX the workers already have the project's packages
+# (tfx.utils.dependency_utils.make_beam_dependency_flags skips its sdist then).
+DEPENDENCY_FLAGS = ("--extra_package", "--extra_packages", "--setup_file", "--requirements_file",
+                    "--sdk_container_image", "--worker_harness_container_image")
 LOCAL_SDK_IMAGE = "imgpipe-local-process"
 
 
@@ -73,7 +74,7 @@ def local_beam_args(beam_args: List[str]) -> List[str]:
     runner = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")), "")
     if runner not in ("", "DirectRunner", "direct"):
         return list(beam_args)
-    if any(a.split("=", 1)[0] in _DEPENDENCY_FLAGS for a in beam_args):
+    if any(a.split("=", 1)[0] in DEPENDENCY_FLAGS for a in beam_args):
         return list(beam_args)
     return [*beam_args, f"--sdk_container_image={LOCAL_SDK_IMAGE}"]
 

@@ -162,9 +162,12 @@ def trainer_config(config: Config, class_names: List[str]) -> dict:
 
 def checked_schema(config: Config):
     """The curated schema file and its proto, after checking it matches the configuration."""
+    import tensorflow as tf
     import tensorflow_data_validation as tfdv
-    path = config.schema_path
-    if not path.is_file():
+    # A URI (gs://...) is read as the cluster will read it; Path would mangle it.
+    configured = config.validation.schema_file
+    path = configured if "://" in configured else config.schema_path
+    if not tf.io.gfile.exists(str(path)):
         raise PipelineError(f"validation.schema_file: {path} does not exist; write one with "
                             "`imgpipe schema infer SOURCE --output FILE`")
     try:

@@ -2,7 +2,9 @@
 
 It implements only the v2beta1 endpoints kfp.Client calls to submit a run —
 healthz, experiments (list, create), runs (create) — with KFP's request and
-error shapes, bearer-token checks and one validation the real server does
+error shapes, bearer-token checks, a multi-user namespace check, an optional
+login gateway in front (as Dex/oauth2-proxy: unauthenticated calls are
+redirected to a login page) and one validation the real server does
 (run-time parameters must be declared by the pipeline spec). It records what
 was posted so tests can check it. It does not run pipelines.
 """
@@ -17,8 +19,11 @@ from urllib.parse import parse_qs, urlparse
 
 
 class KfpStandIn:
-    def __init__(self, token: Optional[str] = None):
+    def __init__(self, token: Optional[str] = None, namespaces: Optional[List[str]] = None,
+                 login_gateway: bool = False):
         self.token = token
+        self.namespaces = namespaces      # multi-user: the token's profiles
+        self.login_gateway = login_gateway
         self.experiments: List[dict] = []
         self.runs: List[dict] = []
         self.requests: List[str] = []
@@ -40,6 +45,12 @@ class KfpStandIn:
                 if standin.token is None:
                     return True
                 header = self.headers.get("Authorization")
+                if header is None and standin.login_gateway:
+                    self.send_response(302)
+                    self.send_header("Location", "/dex/auth?client_id=kubeflow-oidc-authservice")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return False
                 if header is None:
                     self._reply(401, {"error": "Unauthenticated", "code": 16,
                                       "message": "Request header error: there is no user identity header."})
@@ -72,6 +83,13 @@ class KfpStandIn:
                 if not self._authorised():
                     return
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                namespace = body.get("namespace")   # experiments carry it; runs follow theirs
+                if (url.path == "/apis/v2beta1/experiments" and standin.namespaces is not None
+                        and namespace not in standin.namespaces):
+                    self._reply(403, {"error": "PermissionDenied", "code": 7, "message":
+                                      f"Failed to authorize with API: user is not allowed "
+                                      f"to access namespace {namespace!r}"})
+                    return
                 if url.path == "/apis/v2beta1/experiments":
                     experiment = {**body, "experiment_id": str(uuid.uuid4())}
                     standin.experiments.append(experiment)

@@ -30,7 +30,7 @@ def compiled(tmp_path_factory):
     result = invoke("compile", "--target", "kubeflow", "--output", out, "--image", IMAGE,
                     "--pipeline-root", "gs://acme-ml/imgpipe", "--env-secret", "imgpipe-env")
     assert result.exit_code == 0, result.output
-    assert f"wrote {out}: 10 components" in result.output
+    assert f"wrote {out}: 10 components" in result.output and "warning" not in result.output
     documents = list(yaml.safe_load_all(out.read_text()))
     return {"path": out, "spec": documents[0], "documents": documents}
 
@@ -61,6 +61,31 @@ def test_every_component_runs_the_configured_image_and_no_resolver(compiled):
     assert {k["envVar"] for k in binding["keyToEnv"]} == {"IMGPIPE_REGISTRY_URL", "MLFLOW_TRACKING_URI"}
 
 
+def test_every_artifact_type_resolves_to_its_class_in_the_pod(compiled):
+    """TFX's container entrypoint imports custom artifact classes by their
+    schema title; a title that is not importable fails every task using it."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as entrypoint
+    from tfx.utils import import_utils
+    titles = {}
+    for component in compiled["spec"]["components"].values():
+        for side in ("inputDefinitions", "outputDefinitions"):
+            for artifact in component.get(side, {}).get("artifacts", {}).values():
+                schema = json_format.ParseDict(artifact["artifactType"], pipeline_spec_pb2.ArtifactTypeSchema())
+                titles[yaml.safe_load(schema.instance_schema)["title"]] = schema
+    assert {"imgpipe.IngestionReport", "imgpipe.ValidationReport", "imgpipe.EvaluationReport",
+            "imgpipe.Champion", "tfx.Examples", "tfx.Model"} <= set(titles)
+    for title, schema in titles.items():
+        cls = import_utils.import_class_by_path(entrypoint._retrieve_class_path(schema))  # pylint: disable=protected-access
+        assert cls.TYPE_NAME == title.replace("tfx.", ""), title
+
+
+def _as_spec(document):
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    return json_format.ParseDict(document, pipeline_spec_pb2.PipelineSpec())
+
+
 def _constant(compiled, task, name):
     return compiled["spec"]["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
 
@@ -86,7 +111,16 @@ def test_parameters_and_paths_round_trip(compiled):
     # Registry and MLflow come from the pods' environment (the secret).
     assert pusher["registry_url"] == "" and pusher["mlflow_tracking_uri"] == ""
     assert pusher["serving_root"] == "gs://acme-ml/imgpipe/serving"
-    assert "/work/" not in compiled["path"].read_text()   # nothing from this machine
+    text = compiled["path"].read_text()
+    import os
+    assert str(REPO) not in text and os.path.expanduser("~") + "/" not in text   # nothing from this machine
+
+
+def test_ingestion_is_never_cached_by_kfp(compiled):
+    """Without ingestion's driver KFP cannot see new files under the same data_root."""
+    tasks = compiled["spec"]["root"]["dag"]["tasks"]
+    assert tasks["ImageExampleGen"]["cachingOptions"] == {"enableCache": False}
+    assert all(t["cachingOptions"] == {"enableCache": True} for n, t in tasks.items() if n != "ImageExampleGen")
 
 
 def test_dataflow_layer_hands_beam_work_to_dataflow_workers_running_the_image(tmp_path):
@@ -110,12 +144,13 @@ def test_dataflow_layer_hands_beam_work_to_dataflow_workers_running_the_image(tm
     ("dataflow", lambda o: o.view_as(__import__("apache_beam.options.pipeline_options", fromlist=["x"])
                                      .GoogleCloudOptions).temp_location == "gs://my-bucket/imgpipe/tmp"),
     ("flink", lambda o: o.view_as(__import__("apache_beam.options.pipeline_options", fromlist=["x"])
-                                  .FlinkRunnerOptions).flink_master == "flink-jobmanager.flink.svc:8081"),
+                                  .FlinkRunnerOptions).flink_master == "http://flink-jobmanager.flink.svc:8081"),
     ("spark", lambda o: o.view_as(__import__("apache_beam.options.pipeline_options", fromlist=["x"])
-                                  .SparkRunnerOptions).spark_master_url == "spark://spark-master.spark.svc:7077"),
+                                  .SparkRunnerOptions).spark_rest_url == "http://spark-master.spark.svc:6066"),
 ])
 def test_beam_runner_configs_parse_with_beams_own_options(name, check):
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
+    from apache_beam.runners.portability import flink_runner, spark_runner
     from imgpipe.pipeline import kubeflow
     from imgpipe.pipeline.config import load_config
     config = load_config([REPO / "configs" / "quickstart.toml", REPO / "configs" / "beam" / f"{name}.toml"])
@@ -124,6 +159,13 @@ def test_beam_runner_configs_parse_with_beams_own_options(name, check):
     options = PipelineOptions(args)
     assert options.view_as(StandardOptions).runner.lower().startswith(name)
     assert check(options)
+    if name != "dataflow":
+        # Beam's own choice of job server: the uber-jar one needs no Java in the pod.
+        runner = {"flink": flink_runner.FlinkRunner, "spark": spark_runner.SparkRunner}[name]()
+        assert type(runner.default_job_server(PipelineOptions(args))).__name__.endswith("UberJarJobServer")
+    # What compile gives Beam: workers have the packages, so TFX stages no sdist of itself.
+    cluster = PipelineOptions(kubeflow.cluster_beam_args(args, IMAGE))
+    assert cluster.view_as(WorkerOptions).sdk_container_image == IMAGE
     assert config.pipeline.name == "imgpipe-quickstart"    # the preset underneath is kept
     assert kubeflow.unknown_beam_flags(["--runner=FlinkRunner", "--flink_mastr=x"]) == ["--flink_mastr=x"]
 
@@ -131,6 +173,8 @@ def test_beam_runner_configs_parse_with_beams_own_options(name, check):
 @pytest.mark.parametrize("args, message", [
     (["--pipeline-root", "gs://b/r", "--data", "/home/me/images"], "is a path on this machine"),
     ([], "no pipeline root: pass --pipeline-root"),
+    (["--pipeline-root", "/mnt/artifacts"], "give a gs:// URI"),
+    (["--pipeline-root", "minio://mlpipeline/v2/artifacts"], "but not s3:// or minio://"),
     (["--pipeline-root", "gs://b/r", "--set", "pipeline.beam_args=['--runner=FlinkRunner','--flink_mastr=x']"],
      "Beam does not know --flink_mastr=x"),
     (["--pipeline-root", "gs://b/r", "--set", "validation.schema_file='/tmp/mine.pbtxt'"],
@@ -158,7 +202,8 @@ def test_submit_posts_the_compiled_spec_root_and_parameters(compiled):
     assert f"{server.url}/#/runs/details/{run['run_id']}" in result.output
     assert experiment["display_name"] == "shapes" and experiment["namespace"] == "team-a"
     assert run["experiment_id"] == experiment["experiment_id"] and run["display_name"] == "nightly"
-    assert run["pipeline_spec"]["pipeline_spec"] == compiled["spec"]
+    # As protos: kfp drops proto3 defaults (ingestion's enableCache: false) on the way.
+    assert _as_spec(run["pipeline_spec"]["pipeline_spec"]) == _as_spec(compiled["spec"])
     assert run["pipeline_spec"]["platform_spec"] == compiled["documents"][1]
     assert run["runtime_config"]["pipeline_root"] == "gs://acme-ml/other-root"
     assert run["runtime_config"]["parameters"] == {"data_root": "gs://acme-ml/images/2026-12"}
@@ -183,7 +228,108 @@ def test_submit_error_paths(compiled, tmp_path):
         closed = probe.getsockname()[1]
     unreachable = invoke("submit", compiled["path"], "--host", f"http://127.0.0.1:{closed}")
     assert unreachable.exit_code == 1 and "cannot reach the Kubeflow Pipelines API" in unreachable.output
+    with KfpStandIn(token="t0ken", namespaces=["team-a"], login_gateway=True) as gateway:
+        login = invoke("submit", compiled["path"], "--host", gateway.url, env={"KFP_BEARER_TOKEN": ""})
+        assert login.exit_code == 1 and "redirected to /dex/auth" in login.output, login.output
+        # The token is fine (healthz passes) but not for this profile's namespace.
+        other = invoke("submit", compiled["path"], "--host", gateway.url, "--namespace", "team-b",
+                       env={"KFP_BEARER_TOKEN": "t0ken"})
+        assert other.exit_code == 1 and "refused the run (403)" in other.output
+        assert "namespace 'team-b'" in other.output
+        assert gateway.runs == []
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_text("just: [a, list]\n")
+    with KfpStandIn() as server:
+        unreadable = invoke("submit", garbage, "--host", server.url)
+    assert unreadable.exit_code == 1 and "not a PipelineSpec kfp can read" in unreadable.output
     no_file = invoke("submit", tmp_path / "absent.yaml", "--host", "http://127.0.0.1:1")
     assert no_file.exit_code == 1 and "no such file" in no_file.output
     bad_host = invoke("submit", compiled["path"], "--host", "kubeflow.example.com")
     assert bad_host.exit_code == 1 and "give the API URL" in bad_host.output
+
+
+def _run_like_kfp(spec, task, parameters, outputs, tmp_path):
+    """Runs one compiled task's container command the way open-source KFP does:
+    the executor alone, with an ExecutorInput the launcher would write
+    (constants from the spec, the given parameter values, output URIs).
+    KFP skips TFX's `preCacheCheck` driver hook, so this does too."""
+    import subprocess
+    import sys
+    executor = spec["deploymentSpec"]["executors"][f"{task}_executor"]["container"]
+    assert executor["command"][-1] == "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
+    values = {name: p["runtimeValue"]["constant"]
+              for name, p in spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"].items()
+              if "runtimeValue" in p}
+    values.update(parameters)
+    definitions = spec["components"][task]["outputDefinitions"]["artifacts"]
+    executor_input = {
+        "inputs": {"parameterValues": values},
+        "outputs": {"artifacts": {
+            name: {"artifacts": [{"name": f"{task}-{name}", "uri": uri,
+                                  "type": definitions[name]["artifactType"], "metadata": {}}]}
+            for name, uri in outputs.items()},
+            "outputFile": str(tmp_path / "executor_output.json")}}
+    args = [json.dumps(executor_input) if a == "{{$}}" else a for a in executor["args"]]
+    completed = subprocess.run([sys.executable, "-m", executor["command"][-1], *args],
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads((tmp_path / "executor_output.json").read_text())
+
+
+def test_ingestion_runs_on_kfp_without_tfx_driver_resolving_the_latest_span(tmp_path):
+    """Open-source KFP never runs ExampleGen's driver: the executor resolves
+    `{SPAN}` itself, records the span and tolerates a broken link."""
+    from conftest import shapes_tree
+    drops = tmp_path / "drops"
+    shapes_tree(drops / "span-1", per_class=4)
+    shapes_tree(drops / "span-2", per_class=30, seed=1)
+    (drops / "span-2" / "circle" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    out = tmp_path / "p.yaml"
+    # Compiled against a URI (file:// in place of the pods' gs:// bucket); the
+    # run's data_root is the same folder as this machine's path (Beam's own
+    # file systems know no file://).
+    result = invoke("compile", "--output", out, "--image", IMAGE, "--pipeline-root", "gs://b/r",
+                    "--data", f"file://{drops}/span-{{SPAN}}", "--set", "data.max_bad_fraction=0.05")
+    assert result.exit_code == 0, result.output
+    spec = yaml.safe_load_all(out.read_text()).__next__()
+    assert "span-{SPAN}" in _constant({"spec": spec}, "ImageExampleGen", "input_config")
+    examples, report_dir = tmp_path / "examples", tmp_path / "report"
+    output = _run_like_kfp(spec, "ImageExampleGen", {"input_base": str(drops)},
+                           {"examples": str(examples), "report": str(report_dir)}, tmp_path)
+    [artifact] = output["artifacts"]["examples"]["artifacts"]
+    assert artifact["metadata"]["span"] == 2
+    assert "unstatable:1" in artifact["metadata"]["input_fingerprint"]
+    ingestion = json.loads((report_dir / "ingestion_report.json").read_text())
+    assert ingestion["span"] == 2 and ingestion["status"] == "ok"
+    assert ingestion["examples"] == 4 * 30 and ingestion["bad"] == 1
+    assert [q["path"].endswith("gone.png") for q in ingestion["quarantine"]] == [True]
+    assert sorted(p.name for p in examples.iterdir()) == ["Split-eval", "Split-train", "Split-validation"]
+
+
+def test_a_bare_spec_without_platform_settings_is_submitted_as_is(tmp_path):
+    out = tmp_path / "bare.yaml"
+    result = invoke("compile", "--output", out, "--pipeline-root", "gs://acme-ml/imgpipe")
+    assert result.exit_code == 0, result.output
+    assert "warning: image 'imgpipe:0.1.0' names no registry" in result.output
+    assert "warning: no --env-secret and no registry.url" in result.output
+    [spec] = list(yaml.safe_load_all(out.read_text()))
+    with KfpStandIn() as server:
+        submitted = invoke("submit", out, "--host", server.url)
+        assert submitted.exit_code == 0, submitted.output
+        [run] = server.runs
+    # A bare PipelineSpec, not wrapped with a platform spec.
+    assert "pipeline_spec" not in run["pipeline_spec"] and _as_spec(run["pipeline_spec"]) == _as_spec(spec)
+    assert run["runtime_config"].get("parameters", {}) == {}
+
+
+def test_a_schema_at_a_uri_is_read_from_there_and_compiled_as_is(tmp_path):
+    schema_uri = f"file://{REPO}/schemas/quickstart.pbtxt"   # stands in for gs://bucket/schemas/...
+    out = tmp_path / "p.yaml"
+    result = invoke("compile", "--output", out, "--image", IMAGE, "--pipeline-root", "gs://b/r",
+                    "--set", f"validation.schema_file='{schema_uri}'")
+    assert result.exit_code == 0, result.output
+    spec = next(yaml.safe_load_all(out.read_text()))
+    assert _constant({"spec": spec}, "ImportSchemaGen", "schema_file") == schema_uri
+    missing = invoke("compile", "--output", tmp_path / "q.yaml", "--pipeline-root", "gs://b/r",
+                     "--set", f"validation.schema_file='file://{tmp_path}/absent.pbtxt'")
+    assert missing.exit_code == 1 and "absent.pbtxt does not exist" in missing.output

@@ -17,7 +17,7 @@ from imgpipe.components.champion_resolver import executor
 
 class Champion(types.Artifact):
     """champion.json: the champion's uid, version, serving path and accuracy (or none)."""
-    TYPE_NAME = "imgpipe.Champion"  # <namespace>.<Title>: what KFP's compiler accepts
+    TYPE_NAME = "imgpipe.Champion"  # <namespace>.<Title> (KFP compiler); imgpipe re-exports it (imgpipe/__init__.py)
 
 
 class ChampionResolverSpec(ComponentSpec):

@@ -25,7 +25,7 @@ from imgpipe.components.evaluation_gate import executor
 
 class EvaluationReport(types.Artifact):
     """evaluation_report.txt/.json, confusion_matrix.png, per_class_f1.png."""
-    TYPE_NAME = "imgpipe.EvaluationReport"  # <namespace>.<Title>: what KFP's compiler accepts
+    TYPE_NAME = "imgpipe.EvaluationReport"  # <namespace>.<Title> (KFP compiler); imgpipe re-exports it (imgpipe/__init__.py)
 
 
 class EvaluationGateSpec(ComponentSpec):

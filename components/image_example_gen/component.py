@@ -2,7 +2,8 @@
 
 It keeps FileBasedExampleGen's driver (span/version resolution, input
 fingerprints for caching; see driver.py for the one change) and so runs
-wherever FileBasedExampleGen runs, Kubeflow included. It adds one output, the
+wherever FileBasedExampleGen runs; on open-source Kubeflow, which runs no
+driver, the executor does the driver's work itself. It adds one output, the
 ingestion report.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from imgpipe.components.image_example_gen.driver import ImageExampleGenDriver
 
 class IngestionReport(types.Artifact):
     """ingestion_report.json/.txt and quarantine.csv of one ingestion."""
-    TYPE_NAME = "imgpipe.IngestionReport"  # <namespace>.<Title>: what KFP's compiler accepts
+    TYPE_NAME = "imgpipe.IngestionReport"  # <namespace>.<Title> (KFP compiler); imgpipe re-exports it (imgpipe/__init__.py)
 
 
 class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):

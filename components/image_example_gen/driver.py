@@ -5,17 +5,24 @@ broken symbolic link in a class folder makes that raise an empty NotFoundError
 before ingestion starts. Ingestion lists such entries in its quarantine
 instead, so the fingerprint here skips what cannot be stat-ed (and counts it).
 Span and version resolution are TFX's own.
+
+Open-source Kubeflow Pipelines runs no driver at all: TFX compiles
+FileBasedExampleGen's driver as a `preCacheCheck` lifecycle hook, which only
+Vertex AI Pipelines executes. `resolve_without_driver` does the driver's work
+in the executor there, with the same input processor.
 """
 from __future__ import annotations
 
 import copy
 import os
-from typing import Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from tfx.components.example_gen import driver, input_processor
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
 
 _NANOS = 10**9
 
@@ -64,3 +71,38 @@ class ImageExampleGenDriver(driver.FileBasedDriver):
                             input_base_uri: Optional[str] = None) -> input_processor.InputProcessor:
         assert input_base_uri
         return _InputProcessor(input_base_uri, splits, range_config)
+
+
+def resolve_without_driver(exec_properties: Dict[str, Any],
+                           examples_artifact: Any) -> Optional[Tuple[int, Optional[int]]]:
+    """The driver's work, when no driver ran (open-source KFP): resolves the
+    span and version of `{SPAN}`/`{VERSION}` patterns, fingerprints the input,
+    rewrites the split patterns to the resolved ones and records span,
+    version and fingerprint on the examples artifact, in exec_properties.
+    Returns (span, version), or None when a driver has already done this."""
+    if example_gen_utils.SPAN_PROPERTY_NAME in exec_properties:
+        return None
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                              input_config)
+    range_config = None
+    if exec_properties.get(standard_component_specs.RANGE_CONFIG_KEY):
+        range_config = range_config_pb2.RangeConfig()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.RANGE_CONFIG_KEY],
+                                  range_config)
+    processor = _InputProcessor(input_base, input_config.splits, range_config)
+    span, version = processor.resolve_span_and_version()
+    for split in input_config.splits:
+        split.pattern = processor.get_pattern_for_span_version(split.pattern, span, version)
+    exec_properties[example_gen_utils.SPAN_PROPERTY_NAME] = span
+    exec_properties[example_gen_utils.VERSION_PROPERTY_NAME] = version
+    exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME] = \
+        processor.get_input_fingerprint(span, version)
+    exec_properties[standard_component_specs.INPUT_CONFIG_KEY] = \
+        proto_utils.proto_to_json(input_config)
+    examples_artifact.span = span
+    if version is not None:
+        examples_artifact.version = version
+    driver.update_output_artifact(exec_properties, examples_artifact.mlmd_artifact)
+    return span, version

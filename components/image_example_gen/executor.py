@@ -1,6 +1,7 @@
 """TFX executor for ImageExampleGen: thin glue around the Beam transforms.
 
-TFX's FileBasedDriver has already resolved spans and split patterns; this
+TFX's FileBasedDriver has resolved spans and split patterns (where no driver
+ran, as on open-source Kubeflow, the executor does that first); this
 executor plans the Beam job per source kind, lets TFX's base executor write
 the splits, then turns what the job counted into the ingestion report and
 refuses the data when too much of it was bad.
@@ -23,7 +24,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from imgpipe.components import failed_outputs
-from imgpipe.components.image_example_gen import ptransforms, report, sources
+from imgpipe.components.image_example_gen import driver, ptransforms, report, sources
 
 INGESTION_CONFIG_KEY = "ingestion_config"
 REPORT_KEY = "report"
@@ -125,6 +126,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
         report_artifact = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
+        try:
+            # No-op after TFX's driver (local runs); on open-source KFP it never ran.
+            driver.resolve_without_driver(exec_properties, examples)
+        except (ValueError, RuntimeError) as error:   # no file matches a span pattern, ...
+            raise report.IngestionFailed(
+                f"ingestion failed: {exec_properties[standard_component_specs.INPUT_BASE_KEY]}: "
+                f"{error}") from None
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
                                   input_config)

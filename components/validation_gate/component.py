@@ -19,7 +19,7 @@ from imgpipe.components.validation_gate.schema_curation import DriftThresholds
 
 class ValidationReport(types.Artifact):
     """validation_report.json/.txt and statistics HTML views of one validation."""
-    TYPE_NAME = "imgpipe.ValidationReport"  # <namespace>.<Title>: what KFP's compiler accepts
+    TYPE_NAME = "imgpipe.ValidationReport"  # <namespace>.<Title> (KFP compiler); imgpipe re-exports it (imgpipe/__init__.py)
 
 
 class ValidationGateSpec(ComponentSpec):
