@@ -248,11 +248,13 @@ def test_submit_error_paths(compiled, tmp_path):
     assert bad_host.exit_code == 1 and "give the API URL" in bad_host.output
 
 
-def _run_like_kfp(spec, task, parameters, outputs, tmp_path):
+def _run_like_kfp(spec, task, parameters, outputs, tmp_path, inputs=None, env=None):
     """Runs one compiled task's container command the way open-source KFP does:
     the executor alone, with an ExecutorInput the launcher would write
-    (constants from the spec, the given parameter values, output URIs).
-    KFP skips TFX's `preCacheCheck` driver hook, so this does too."""
+    (constants from the spec, the given parameter values, input artifacts as
+    upstream tasks reported them, output URIs). KFP skips TFX's
+    `preCacheCheck` driver hook, so this does too. Returns ExecutorOutput."""
+    import os
     import subprocess
     import sys
     executor = spec["deploymentSpec"]["executors"][f"{task}_executor"]["container"]
@@ -262,18 +264,26 @@ def _run_like_kfp(spec, task, parameters, outputs, tmp_path):
               if "runtimeValue" in p}
     values.update(parameters)
     definitions = spec["components"][task]["outputDefinitions"]["artifacts"]
+    output_file = tmp_path / "kfp" / task / "executor_output.json"
     executor_input = {
-        "inputs": {"parameterValues": values},
+        "inputs": {"parameterValues": values,
+                   "artifacts": {name: {"artifacts": [a]} for name, a in (inputs or {}).items()}},
         "outputs": {"artifacts": {
             name: {"artifacts": [{"name": f"{task}-{name}", "uri": uri,
                                   "type": definitions[name]["artifactType"], "metadata": {}}]}
             for name, uri in outputs.items()},
-            "outputFile": str(tmp_path / "executor_output.json")}}
+            "outputFile": str(output_file)}}
+    for uri in outputs.values():   # an object store needs no directories; a local disk does
+        os.makedirs(uri, exist_ok=True)
     args = [json.dumps(executor_input) if a == "{{$}}" else a for a in executor["args"]]
     completed = subprocess.run([sys.executable, "-m", executor["command"][-1], *args],
-                               capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    return json.loads((tmp_path / "executor_output.json").read_text())
+                               capture_output=True, text=True, timeout=900,
+                               env={**os.environ, **(env or {})})
+    assert completed.returncode == 0, f"{task}: {completed.stderr[-4000:]}"
+    output = json.loads(output_file.read_text())
+    for name, listed in output.get("artifacts", {}).items():  # what the launcher passes on
+        listed["artifacts"][0]["type"] = definitions[name]["artifactType"]
+    return output
 
 
 def test_ingestion_runs_on_kfp_without_tfx_driver_resolving_the_latest_span(tmp_path):
@@ -333,3 +343,44 @@ def test_a_schema_at_a_uri_is_read_from_there_and_compiled_as_is(tmp_path):
     missing = invoke("compile", "--output", tmp_path / "q.yaml", "--pipeline-root", "gs://b/r",
                      "--set", f"validation.schema_file='file://{tmp_path}/absent.pbtxt'")
     assert missing.exit_code == 1 and "absent.pbtxt does not exist" in missing.output
+
+
+def test_the_compiled_pipeline_runs_task_by_task_as_kfp_runs_it(tmp_path):
+    """Every task of the compiled spec, in dependency order, through TFX's
+    container entrypoint with launcher-style inputs: each component's executor,
+    artifact types, parameters and module paths as the pods would run them.
+    file:// URIs stand in for the gs:// bucket; the registry and MLflow come
+    from the environment as from the Kubernetes secret."""
+    from imgpipe import quickstart_data
+    from imgpipe.registry import store
+    data = quickstart_data.ensure_quickstart(tmp_path / "quickstart")
+    bucket = f"file://{tmp_path}/bucket"
+    out = tmp_path / "p.yaml"
+    result = invoke("compile", "--output", out, "--image", IMAGE, "--pipeline-root", "gs://b/r",
+                    "--env-secret", "imgpipe-env",
+                    "--set", f"validation.schema_file='file://{REPO}/schemas/quickstart.pbtxt'",
+                    "--set", f"validation.baseline_root='{bucket}/baselines'",
+                    "--set", f"registry.serving_root='{bucket}/serving'",
+                    "--set", f"registry.mlflow_artifact_root='{bucket}/mlflow'")
+    assert result.exit_code == 0, result.output
+    spec = next(yaml.safe_load_all(out.read_text()))
+    env = {"IMGPIPE_REGISTRY_URL": f"sqlite:///{tmp_path}/registry.db",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    tasks, outputs = spec["root"]["dag"]["tasks"], {}
+    while len(outputs) < len(tasks):
+        ready = sorted(n for n, t in tasks.items()
+                       if n not in outputs and set(t.get("dependentTasks", [])) <= set(outputs))
+        assert ready, "a dependency cycle"
+        for name in ready:
+            inputs = {key: outputs[ref["taskOutputArtifact"]["producerTask"]]["artifacts"][
+                ref["taskOutputArtifact"]["outputArtifactKey"]]["artifacts"][0]
+                for key, ref in tasks[name]["inputs"].get("artifacts", {}).items()}
+            outputs_wanted = {key: str(tmp_path / "artifacts" / name / key)
+                              for key in spec["components"][name]["outputDefinitions"]["artifacts"]}
+            outputs[name] = _run_like_kfp(spec, name, {"input_base": str(data)}, outputs_wanted,
+                                          tmp_path, inputs=inputs, env=env)
+    [row] = store.list_versions(store.engine_for(env["IMGPIPE_REGISTRY_URL"]))
+    assert row.version == 1 and row.status == "champion" and row.blessed
+    assert (tmp_path / "bucket" / "serving" / "shapes-cnn" / "1" / "saved_model.pb").is_file()
+    assert list((tmp_path / "bucket" / "baselines").rglob("*")), "no drift baseline written"
+    assert row.mlflow_run_id and (tmp_path / "bucket" / "mlflow").is_dir()
