@@ -45,10 +45,14 @@ ORDER BY class_f1 DESC, version DESC
 LIMIT 5;
 
 -- name: best_by_class_f1 [sqlite]
+-- The key is quoted in the JSON path so class names with dots (t.shirt) are
+-- one key, not a nested path.
 SELECT version, model_uid, status,
-       CAST(json_extract(per_class_f1, '$.' || :class_name) AS REAL) AS class_f1, val_accuracy
+       CAST(json_extract(per_class_f1, '$."' || :class_name || '"') AS REAL) AS class_f1,
+       val_accuracy
 FROM model_registry
-WHERE model_name = :model_name AND json_extract(per_class_f1, '$.' || :class_name) IS NOT NULL
+WHERE model_name = :model_name
+  AND json_extract(per_class_f1, '$."' || :class_name || '"') IS NOT NULL
 ORDER BY class_f1 DESC, version DESC
 LIMIT 5;
 

@@ -81,3 +81,11 @@ def push_many(args) -> list:
             expected_champion=current.model_uid if current else None)
         results.append((result.model_uid, result.version))
     return results
+
+
+def migrate_at_once(barrier, registry_url: str) -> None:
+    """One of several processes migrating the same database at the same moment."""
+    import alembic.command  # noqa: F401  (imported and connected before the barrier,
+    store.engine_for(registry_url).connect().close()  # so the processes overlap)
+    barrier.wait()
+    store.migrate(registry_url)

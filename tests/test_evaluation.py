@@ -99,6 +99,12 @@ def test_no_regression_against_the_champion():
     json.dumps(worse.as_dict())
 
 
+def test_a_drop_of_exactly_the_allowed_margin_passes():
+    assert 0.96 - 0.95 > 0.01                              # the float error this guards against
+    assert champion(0.96, 0.95).failure is None            # max_drop=0.01, exactly at the margin
+    assert champion(0.96, 0.9499).failure.startswith("no-regression: accuracy 0.9499")
+
+
 def test_champion_with_other_classes_or_shape_is_not_compared():
     from imgpipe.components.evaluation_gate.executor import compare_with_champion
     settings = {"class_names": NAMES, "image_shape": [32, 32, 3], "max_accuracy_drop": 0.01}

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 import registry_helpers as helpers
 from conftest import REPO
 from imgpipe.registry import ddl, mlflow_sync, publish, store
-from imgpipe.registry.models import ModelVersion
+from imgpipe.registry.models import Base, ModelVersion
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -44,22 +44,35 @@ def tracking_uri(tmp_path) -> str:
 TABLES = ("model_registry", "prediction_log")
 
 
+def _index_predicate(index: dict) -> str:
+    """A partial index's WHERE as reflected (sqlite_where / postgresql_where)."""
+    options = index.get("dialect_options") or {}
+    return " ".join(str(value) for key, value in sorted(options.items()) if key.endswith("_where"))
+
+
 def _schema_view(url: str) -> dict:
     inspector = sa.inspect(store.engine_for(url))
     return {table: {
-        "columns": [(c["name"], c["nullable"]) for c in inspector.get_columns(table)],
-        "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
-                          for i in inspector.get_indexes(table)),
+        # repr: the type with its arguments (length, timezone), not just its name.
+        "columns": [(c["name"], repr(c["type"]), c["nullable"])
+                    for c in inspector.get_columns(table)],
+        "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]),
+                           _index_predicate(i)) for i in inspector.get_indexes(table)),
         "unique": sorted(u["name"] for u in inspector.get_unique_constraints(table)),
+        "checks": sorted((c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table)),
     } for table in TABLES}
 
 
 def test_migrations_up_down_and_up(registry_url):
     assert store.migrate(registry_url) == store.head_revision()
     view = _schema_view(registry_url)
-    assert [name for name, _ in view["model_registry"]["columns"]][:6] == [
+    assert [column[0] for column in view["model_registry"]["columns"]][:6] == [
         "id", "model_uid", "architecture_type", "val_accuracy", "artifact_path", "training_date"]
-    assert ("uq_model_registry_one_champion", ("model_name",), True) in view["model_registry"]["indexes"]
+    [champion_index] = [i for i in view["model_registry"]["indexes"]
+                        if i[0] == "uq_model_registry_one_champion"]
+    assert champion_index[1:3] == (("model_name",), True) and "'champion'" in champion_index[3]
+    assert [name for name, _ in view["model_registry"]["checks"]] == [
+        "ck_model_registry_status", "ck_model_registry_version_positive"]
     # A step down and up keeps the rows (SQLite's batch mode copies the table).
     engine = store.engine_for(registry_url)
     store.register(engine, helpers.new_version("kept"), lambda v: "/serve")
@@ -73,6 +86,36 @@ def test_migrations_up_down_and_up(registry_url):
         store.require_schema(registry_url)
     store.migrate(registry_url)
     assert _schema_view(registry_url) == view
+
+
+def test_alembic_head_is_the_models(migrated):
+    """Columns (types, nullability, server defaults), keys, unique constraints
+    and indexes of `upgrade head` against models.py. compare_metadata does not
+    look at CHECK constraints or partial-index predicates: the two DDL tests
+    below cover those (sql/ is rendered from the models, and its schema must
+    reflect exactly like Alembic's)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    with store.engine_for(migrated).connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_concurrent_migrations_of_a_fresh_postgresql_database(postgres_url):
+    # Without the migration lock, the processes race on CREATE TABLE.
+    processes = 6
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes)
+    workers = [context.Process(target=helpers.migrate_at_once, args=(barrier, postgres_url))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [worker.exitcode for worker in workers] == [0] * processes
+    assert store.current_revision(postgres_url) == store.head_revision()
+    assert set(TABLES) <= set(sa.inspect(store.engine_for(postgres_url)).get_table_names())
 
 
 @pytest.mark.parametrize("dialect", sorted(ddl.DIALECTS))
@@ -173,6 +216,61 @@ def test_publish_promotes_and_rollback_restores_in_both_stores(migrated, trackin
     assert mlflow_sync.champion_version(tracking_uri, "tiny") == stale.mlflow_version
 
 
+def test_a_re_push_never_re_promotes_an_archived_or_rolled_back_version(
+        migrated, tracking_uri, tiny_model, tmp_path):
+    def push(uid, expected):
+        return publish.publish(migrated, tracking_uri, str(tmp_path / "serving"), tiny_model,
+                               helpers.new_version(uid),
+                               helpers.run_record(uid, str(tmp_path / "mlartifacts")),
+                               expected_champion=expected)
+
+    engine = store.engine_for(migrated)
+    first, second = push("m1", None), push("m2", "m1")
+    store.rollback(engine, "tiny", in_step=publish.alias_mover(tracking_uri))
+    # m2's pipeline run retried: it was evaluated against m1, the champion again.
+    again = push("m2", "m1")
+    assert not again.champion and again.note.startswith("not promoted: rolled_back")
+    assert {r.model_uid: r.status for r in store.list_versions(engine)} == \
+        {"m1": "champion", "m2": "rolled_back"}
+    assert mlflow_sync.champion_version(tracking_uri, "tiny") == first.mlflow_version
+
+    # By hand (no expected champion) it is still promoted: the override.
+    assert store.promote(engine, "m2", in_step=publish.alias_mover(tracking_uri)) == (True, "")
+    again = push("m1", "m2")
+    assert not again.champion and again.note.startswith("not promoted: archived")
+    assert {r.model_uid: r.status for r in store.list_versions(engine)} == \
+        {"m1": "archived", "m2": "champion"}
+    assert mlflow_sync.champion_version(tracking_uri, "tiny") == second.mlflow_version
+
+
+def test_sqlite_reads_do_not_wait_for_the_write_lock(tmp_path, monkeypatch):
+    import sqlite3
+    # A reader that did queue for the lock fails after 1 s instead of 60.
+    monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT_S", 1)
+    path = tmp_path / "registry.db"
+    url = f"sqlite:///{path}"
+    store.migrate(url)
+    engine = store.engine_for(url)
+    store.register(engine, helpers.new_version("a"), lambda v: "/serve/1")
+    store.promote(engine, "a")
+    # Another process mid-write (e.g. a promotion waiting on MLflow).
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        assert store.champion(engine, "tiny").model_uid == "a"
+        assert [r.model_uid for r in store.list_versions(engine)] == ["a"]
+        assert store.get(engine, "a").version == 1
+        assert store.version_of(engine, "tiny", 1).model_uid == "a"
+        assert store.current_revision(url) == store.head_revision()
+        assert store.require_schema(url) is engine
+        # Writers still take the lock, so they wait (and here give up).
+        with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+            store.register(engine, helpers.new_version("b"), lambda v: "/serve/2")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
 def test_failed_alias_move_rolls_the_promotion_back(migrated, tracking_uri, tiny_model,
                                                     tmp_path, monkeypatch):
     serving, artifacts = str(tmp_path / "serving"), str(tmp_path / "mlartifacts")
@@ -220,6 +318,48 @@ def test_failure_after_the_mlflow_write_then_retry_gives_one_consistent_version(
                     helpers.run_record("m1", artifacts))
     assert len(store.list_versions(store.engine_for(migrated))) == 1
     assert mlflow_sync.versions_with_uid(tracking_uri, "tiny") == [(1, "m1")]
+
+
+def test_failure_while_logging_the_run_then_retry_finishes_that_run(
+        migrated, tracking_uri, tiny_model, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+    serving = str(tmp_path / "serving")
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "report.json").write_text('{"blessed": true}')
+    (tmp_path / "training.json").write_text('{"epochs": 1}')
+    record = helpers.run_record("m1", str(tmp_path / "mlartifacts"))
+    record.artifacts = {"evaluation": str(tmp_path / "evaluation"),
+                        "training": str(tmp_path / "training.json")}
+    real_log_artifacts = MlflowClient.log_artifacts
+
+    def upload_fails(self, run_id, local_dir, artifact_path=None):
+        raise ConnectionError("artifact store unreachable")
+    # The run exists (create_run) and has its params/metrics, but no artifacts.
+    monkeypatch.setattr(MlflowClient, "log_artifacts", upload_fails)
+    with pytest.raises(ConnectionError):
+        publish.publish(migrated, tracking_uri, serving, tiny_model, helpers.new_version("m1"),
+                        record)
+    mlflow_client = mlflow_sync.client(tracking_uri)
+    experiment = mlflow_client.get_experiment_by_name("tiny-pipeline").experiment_id
+    [half_logged] = mlflow_client.search_runs([experiment])
+    assert half_logged.info.status == "RUNNING"
+    assert mlflow_client.list_artifacts(half_logged.info.run_id) == []
+    assert mlflow_sync.versions_with_uid(tracking_uri, "tiny") == []
+
+    monkeypatch.setattr(MlflowClient, "log_artifacts", real_log_artifacts)
+    result = publish.publish(migrated, tracking_uri, serving, tiny_model,
+                             helpers.new_version("m1"), record)
+    [run] = mlflow_client.search_runs([experiment])
+    assert run.info.run_id == half_logged.info.run_id == result.mlflow_run_id
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"epochs": "1"} and run.data.metrics == {"accuracy": 0.9}
+    assert sorted(a.path for a in mlflow_client.list_artifacts(run.info.run_id)) == \
+        ["evaluation", "model", "training"]
+    assert [a.path for a in mlflow_client.list_artifacts(run.info.run_id, "evaluation")] == \
+        ["evaluation/report.json"]
+    assert mlflow_sync.versions_with_uid(tracking_uri, "tiny") == [(1, "m1")]
+    assert mlflow_client.get_model_version("tiny", "1").run_id == run.info.run_id
+    assert result.champion and store.get(store.engine_for(migrated), "m1").mlflow_model_version == 1
 
 
 def test_concurrent_pushers_get_unique_gap_free_versions(migrated, tracking_uri, tiny_model,

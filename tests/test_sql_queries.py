@@ -46,7 +46,8 @@ def test_every_query_runs_and_answers(registry):
             "model_uid": "cnn_cifar10_v1_2", "architecture_type": "Sequential-CNN",
             "val_accuracy": 0.7042, "artifact_path": "gs://models/tiny/3",
             "training_date": dt.datetime.now(dt.timezone.utc), "model_name": "tiny",
-            "per_class_f1": json.dumps({"dark": 0.95, "bright": 0.5}), "blessed": True,
+            "per_class_f1": json.dumps({"dark": 0.95, "bright": 0.5, "t.shirt": 0.7}),
+            "blessed": True,
             "data_fingerprint": "d" * 64, "schema_hash": "s" * 64,
             "training_config": "{}", "augmentation_config": "{}", "library_versions": "{}"})
     with engine.connect() as connection:
@@ -59,5 +60,8 @@ def test_every_query_runs_and_answers(registry):
         assert [r[1] for r in best] == ["cnn_cifar10_v1_2", "b", "a"]
         assert best[0][3] == pytest.approx(0.95)
         assert run("best_by_class_f1", model_name="tiny", class_name="x' OR '1'='1") == []
+        # A dotted class name is one key (SQLite's JSON path would read t -> shirt).
+        dotted = run("best_by_class_f1", model_name="tiny", class_name="t.shirt")
+        assert [(r[1], r[3]) for r in dotted] == [("cnn_cifar10_v1_2", pytest.approx(0.7))]
         assert [r[2] for r in run("unfinished_pushes")] == ["a", "b", "cnn_cifar10_v1_2"]
         assert {r[2] for r in run("same_data_and_schema", model_uid="a")} == {"b", "cnn_cifar10_v1_2"}

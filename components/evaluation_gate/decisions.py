@@ -12,6 +12,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+# Float slack for the no-regression margin: 0.96 - 0.95 is 0.010000000000000009,
+# so a drop of exactly the allowed margin would otherwise be refused.
+DROP_TOLERANCE = 1e-9
+
 
 @dataclasses.dataclass
 class ClassRow:
@@ -76,7 +80,7 @@ class ChampionComparison:
         if self.problem:
             return f"no-regression: cannot compare with {name}: {self.problem}"
         drop = self.champion_accuracy - self.candidate_accuracy
-        if drop > self.max_drop:
+        if drop > self.max_drop + DROP_TOLERANCE:
             return (f"no-regression: accuracy {self.candidate_accuracy:.4f} is {drop * 100:.1f} "
                     f"points below {name} at {self.champion_accuracy:.4f} on the same evaluation "
                     f"inputs (allowed drop {self.max_drop * 100:.1f})")

@@ -2,8 +2,11 @@
 
 Idempotent on model_uid: the run and the registered model version are tagged
 with it and looked up before anything is created, so a retried push finds
-what an interrupted one wrote instead of writing it twice. The `champion`
-alias (not the deprecated stages) follows the registry's champion.
+what an interrupted one wrote instead of writing it twice. A run is set
+FINISHED only once everything is logged; a found run that is not FINISHED is
+logged again (the same params are accepted, artifacts overwrite) before the
+model is registered against it. The `champion` alias (not the deprecated
+stages) follows the registry's champion.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 UID_TAG = "imgpipe.model_uid"
 VERSION_TAG = "imgpipe.registry_version"
 CHAMPION_ALIAS = "champion"
+FINISHED = "FINISHED"  # MLflow RunStatus name
 # Progress bars for a few kilobytes only clutter the pipeline's log.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 _PYFUNC_CODE = str(Path(__file__).resolve().parent / "pyfunc_model.py")
@@ -85,33 +89,21 @@ def log_version(tracking_uri: str, model_name: str, model_uid: str, registry_ver
     if existing is not None:
         return existing.run_id, int(existing.version)
 
-    import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
     mlflow_client = client(tracking_uri)
     experiment_id = _experiment_id(mlflow_client, record.experiment_name, record.artifact_root)
     runs = mlflow_client.search_runs(
         [experiment_id], filter_string=f"tags.`{UID_TAG}` = '{_quote(model_uid)}'", max_results=1)
     if runs:
-        run_id = runs[0].info.run_id
+        run_id, finished = runs[0].info.run_id, runs[0].info.status == FINISHED
     else:
-        run_id = mlflow_client.create_run(
+        run_id, finished = mlflow_client.create_run(
             experiment_id, run_name=record.run_name,
-            tags={**record.tags, UID_TAG: model_uid}).info.run_id
-        _log_batch(mlflow_client, run_id, record)
-        for sub_path, local in record.artifacts.items():
-            if os.path.isdir(local):
-                mlflow_client.log_artifacts(run_id, local, sub_path)
-            else:
-                mlflow_client.log_artifact(run_id, local, sub_path)
+            tags={**record.tags, UID_TAG: model_uid}).info.run_id, False
+    if not finished:  # new, or an earlier attempt died part-way through logging
+        _log_run(mlflow_client, run_id, record, saved_model_dir)
+        mlflow_client.set_terminated(run_id, FINISHED)
 
-    # Saved and attached through the client: the fluent API would change the
-    # process's global tracking URI (and MLFLOW_TRACKING_URI with it).
-    with tempfile.TemporaryDirectory() as staging:
-        local_model = os.path.join(staging, "model")
-        mlflow.pyfunc.save_model(local_model, python_model=_PYFUNC_CODE,
-                                 artifacts={"saved_model": saved_model_dir},
-                                 pip_requirements=PYFUNC_REQUIREMENTS, signature=_signature())
-        mlflow_client.log_artifacts(run_id, local_model, "model")
     try:
         mlflow_client.create_registered_model(model_name)
     except MlflowException as error:
@@ -121,6 +113,25 @@ def log_version(tracking_uri: str, model_name: str, model_uid: str, registry_ver
         model_name, source=f"{mlflow_client.get_run(run_id).info.artifact_uri}/model",
         run_id=run_id, tags={UID_TAG: model_uid, VERSION_TAG: str(registry_version)})
     return run_id, int(version.version)
+
+
+def _log_run(mlflow_client, run_id: str, record: RunRecord, saved_model_dir: str) -> None:
+    """Everything a run holds; safe to repeat on the same run."""
+    import mlflow.pyfunc
+    _log_batch(mlflow_client, run_id, record)
+    for sub_path, local in record.artifacts.items():
+        if os.path.isdir(local):
+            mlflow_client.log_artifacts(run_id, local, sub_path)
+        else:
+            mlflow_client.log_artifact(run_id, local, sub_path)
+    # Saved and attached through the client: the fluent API would change the
+    # process's global tracking URI (and MLFLOW_TRACKING_URI with it).
+    with tempfile.TemporaryDirectory() as staging:
+        local_model = os.path.join(staging, "model")
+        mlflow.pyfunc.save_model(local_model, python_model=_PYFUNC_CODE,
+                                 artifacts={"saved_model": saved_model_dir},
+                                 pip_requirements=PYFUNC_REQUIREMENTS, signature=_signature())
+        mlflow_client.log_artifacts(run_id, local_model, "model")
 
 
 def _signature():

@@ -9,13 +9,18 @@ interrupted one and never duplicates it):
 2. Serving directory `<serving_root>/<model_name>/<version>/`: copied to a
    temporary sibling and renamed into place, so TF Serving never sees a
    half-copied model; skipped when the directory is already complete.
-3. MLflow: find the model version tagged with `model_uid`, else log the run
-   (found again by the same tag) and register the model with that tag.
+3. MLflow: find the model version tagged with `model_uid`, else find the
+   run by the same tag or create it; a run that is not FINISHED (an attempt
+   died while logging) gets its params, metrics and artifacts logged again
+   (same values; artifacts overwrite) and is then set FINISHED. Then the
+   model is registered with that tag against the finished run.
 4. Registry: record the MLflow run id and version on the row.
-5. Champion: promote in the registry (only if the champion is still the one
-   the model was evaluated against) and, inside the same transaction, move
-   MLflow's `champion` alias to the same version; if MLflow fails the
-   promotion rolls back. Re-running makes the alias agree again.
+5. Champion: promote in the registry (only a `registered` row, so a re-push
+   never re-promotes a version that was archived or rolled back, and only if
+   the champion is still the one the model was evaluated against) and,
+   inside the same transaction, move MLflow's `champion` alias to the same
+   version; if MLflow fails the promotion rolls back. Re-running makes the
+   alias agree again.
 
 A failure anywhere leaves at most a row without MLflow ids and/or an MLflow
 version without a row pointing at it; re-running the same push finds both
@@ -83,12 +88,11 @@ def publish(registry_url: str, tracking_uri: str, serving_root: str, saved_model
 
     is_champion, note = False, ""
     if promote:
-        is_champion = store.promote(
+        is_champion, why_not = store.promote(
             engine, new.model_uid, expected_champion=expected_champion,
             in_step=alias_mover(tracking_uri))
         if not is_champion:
-            note = ("the champion changed after this model was evaluated; it is registered but "
-                    f"not promoted (imgpipe registry promote {new.model_uid})")
+            note = f"{why_not}; to promote it anyway: imgpipe registry promote {new.model_uid}"
     return PushResult(new.model_uid, new.model_name, row.version, created, row.artifact_path,
                       run_id, mlflow_version, is_champion, note)
 

@@ -5,7 +5,9 @@ holds the model name's write lock — SQLite: `BEGIN IMMEDIATE` (one writer at a
 time, WAL so readers are not blocked, a busy timeout instead of "database is
 locked"); PostgreSQL: a transaction-scoped advisory lock per model name. So
 concurrent pushers get unique, gap-free versions, and the partial unique
-index lets the database itself refuse a second champion.
+index lets the database itself refuse a second champion. Read-only functions
+use `_read_session`/`_read_engine`: a plain deferred BEGIN on SQLite, so they
+read a snapshot instead of queueing for the write lock.
 """
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ from imgpipe.registry.models import CHAMPION, STATUSES, ModelVersion
 REGISTRY_URL_ENV = "IMGPIPE_REGISTRY_URL"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 60
+# Execution option marking read-only connections (see engine_for's "begin").
+_READ_ONLY = "imgpipe_read_only"
+# Fixed advisory-lock key text for schema migrations on PostgreSQL (model
+# name locks are "imgpipe.model_registry:<name>", so they cannot clash).
+_MIGRATION_LOCK = "imgpipe.model_registry.schema"
 
 
 class RegistryError(RuntimeError):
@@ -77,7 +84,7 @@ def engine_for(url: str) -> Engine:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record):
         # pysqlite's own transaction handling defers BEGIN; take it over so
-        # every transaction starts with BEGIN IMMEDIATE (the write lock).
+        # write transactions start with BEGIN IMMEDIATE (the write lock).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -86,7 +93,12 @@ def engine_for(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers lock up front: a deferred read-then-write transaction can
+        # fail with SQLITE_BUSY instead of waiting. Readers need no lock.
+        if connection.get_execution_options().get(_READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -101,10 +113,20 @@ def _alembic_config(connection):
     return config
 
 
+def _lock_schema(connection) -> None:
+    """Serialises migrations: on an empty PostgreSQL database, concurrent
+    auto-migrating pushers would otherwise race on CREATE TABLE (SQLite's
+    BEGIN IMMEDIATE already serialises them). Held until the transaction ends."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                           {"key": _MIGRATION_LOCK})
+
+
 def migrate(url: str, revision: str = "head") -> Optional[str]:
     """Upgrades the registry schema; returns the revision it is at."""
     from alembic import command
     with engine_for(url).begin() as connection:
+        _lock_schema(connection)
         command.upgrade(_alembic_config(connection), revision)
     return current_revision(url)
 
@@ -112,6 +134,7 @@ def migrate(url: str, revision: str = "head") -> Optional[str]:
 def downgrade(url: str, revision: str) -> Optional[str]:
     from alembic import command
     with engine_for(url).begin() as connection:
+        _lock_schema(connection)
         command.downgrade(_alembic_config(connection), revision)
     return current_revision(url)
 
@@ -123,7 +146,7 @@ def head_revision() -> str:
 
 def current_revision(url: str) -> Optional[str]:
     from alembic.runtime.migration import MigrationContext
-    with engine_for(url).connect() as connection:
+    with _read_engine(engine_for(url)).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -157,6 +180,15 @@ def _lock_model_name(session: Session, model_name: str) -> None:
 
 def _session(engine: Engine) -> Session:
     return Session(engine, expire_on_commit=False)
+
+
+def _read_engine(engine: Engine) -> Engine:
+    """The same engine (and pool) whose transactions do not take SQLite's write lock."""
+    return engine.execution_options(**{_READ_ONLY: True})
+
+
+def _read_session(engine: Engine) -> Session:
+    return _session(_read_engine(engine))
 
 
 @dataclasses.dataclass
@@ -214,34 +246,44 @@ _UNSET = object()
 
 
 def promote(engine: Engine, model_uid: str, expected_champion: Any = _UNSET,
-            in_step: Optional[Callable[[ModelVersion], None]] = None) -> bool:
+            in_step: Optional[Callable[[ModelVersion], None]] = None) -> Tuple[bool, str]:
     """Makes the model its name's champion; the previous champion is archived.
 
-    With `expected_champion` (a uid or None) it promotes only if that is still
-    the champion — a pusher evaluated against it; someone else may have moved
-    it since. `in_step(row)` runs inside the transaction, under the model
+    With `expected_champion` (a uid or None; the pusher's automatic
+    promotion) it promotes only a `registered` row — never one that was
+    champion before and archived or rolled back — and only if that is still
+    the champion: a pusher evaluated against it; someone else may have moved
+    it since. Without it (`imgpipe registry promote`) any blessed row is
+    promoted. `in_step(row)` runs inside the transaction, under the model
     name's lock (MLflow's alias moves there, so concurrent promotions cannot
     leave it on another version); if it raises, nothing changes. Returns
-    whether the model is champion afterwards. Idempotent.
+    (whether the model is champion afterwards, why not). Idempotent.
     """
     with _session(engine) as session, session.begin():
         row = _get(session, model_uid)
         _lock_model_name(session, row.model_name)
+        session.refresh(row)  # its status as of holding the lock
         current = session.scalar(select(ModelVersion).where(
             ModelVersion.model_name == row.model_name, ModelVersion.status == CHAMPION))
         if current is not None and current.model_uid == model_uid:
             if in_step is not None:
                 in_step(current)
-            return True
-        current_uid = current.model_uid if current is not None else None
-        if expected_champion is not _UNSET and expected_champion != current_uid:
-            return False
+            return True, ""
+        if expected_champion is not _UNSET:
+            if row.status != "registered":
+                return False, (f"not promoted: {row.status} (automatic promotion takes "
+                               "registered versions only)")
+            current_uid = current.model_uid if current is not None else None
+            if expected_champion != current_uid:
+                return False, ("not promoted: the champion changed after this model was "
+                               f"evaluated (against {expected_champion or 'none'}; it is "
+                               f"{current_uid or 'none'} now)")
         if not row.blessed:
             raise RegistryError(f"{model_uid} is not blessed and cannot be champion")
         _move_champion(session, current, row, previous_status="archived")
         if in_step is not None:
             in_step(row)
-    return True
+    return True, ""
 
 
 def rollback(engine: Engine, model_name: str, to_uid: Optional[str] = None,
@@ -305,18 +347,18 @@ def _get(session: Session, model_uid: str) -> ModelVersion:
 
 
 def get(engine: Engine, model_uid: str) -> ModelVersion:
-    with _session(engine) as session:
+    with _read_session(engine) as session:
         return _get(session, model_uid)
 
 
 def champion(engine: Engine, model_name: str) -> Optional[ModelVersion]:
-    with _session(engine) as session:
+    with _read_session(engine) as session:
         return session.scalar(select(ModelVersion).where(
             ModelVersion.model_name == model_name, ModelVersion.status == CHAMPION))
 
 
 def version_of(engine: Engine, model_name: str, version: int) -> ModelVersion:
-    with _session(engine) as session:
+    with _read_session(engine) as session:
         row = session.scalar(select(ModelVersion).where(
             ModelVersion.model_name == model_name, ModelVersion.version == version))
     if row is None:
@@ -337,5 +379,5 @@ def list_versions(engine: Engine, model_name: Optional[str] = None, status: Opti
     if min_accuracy is not None:
         query = query.where(ModelVersion.val_accuracy >= min_accuracy)
     query = query.order_by(ModelVersion.model_name, ModelVersion.version.desc())
-    with _session(engine) as session:
+    with _read_session(engine) as session:
         return list(session.scalars(query))
