@@ -177,6 +177,7 @@ class ServingSection(_Section):
     # open for more (bigger batches, more latency). max_batch = 1: no batching.
     max_batch: int = Field(32, ge=1, le=1024)
     max_wait_ms: float = Field(0.0, ge=0)
+    max_queue: int = Field(256, ge=1)                # requests waiting for the model; more get 503
     max_body_bytes: int = Field(10_000_000, gt=0)
     max_image_side: int = Field(4096, gt=0)          # width and height of one image
     max_instances: int = Field(256, gt=0)            # images per request

@@ -116,38 +116,44 @@ def predict_command(paths, version, uid, output_format, top_k, batch_size, log_p
     npz_cache: dict = {}
     progress = click.progressbar(length=len(inputs), label="predicting", file=sys.stderr) \
         if len(inputs) > batch_size else None
-    for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start:start + batch_size]
-        payloads, results = {}, {}
-        for offset, item in enumerate(chunk):
-            try:
-                payloads[offset] = _read(item, limits, model.image_shape, npz_cache)
-            except (served.InputRejected, OSError, ValueError) as error:
-                results[offset] = str(error) if isinstance(error, served.InputRejected) \
-                    else f"{item.name}: unreadable ({type(error).__name__}: {error})"
-        started = time.perf_counter()
-        readable = sorted(payloads)
-        predicted = model.predict_each([payloads[o] for o in readable], top_k)
-        latency_ms = (time.perf_counter() - started) * 1000 / max(len(readable), 1)
-        for offset, result in zip(readable, predicted):
-            results[offset] = f"{chunk[offset].name}: {result}" \
-                if isinstance(result, served.InputRejected) else result
-        for offset, item in enumerate(chunk):
-            result = results[offset]
-            if isinstance(result, str):
-                rows.append({"input": item.name, "error": result})
-                continue
-            rows.append({"input": item.name, "class": result.class_name,
-                         "class_id": result.class_id, "confidence": result.confidence,
-                         "top_k": [{"class": c, "probability": p} for c, p in result.top_k]})
-            if logger is not None:
-                logger.log(LogRecord.of(model, result, payloads[offset], latency_ms, "cli"))
+    try:
+        for start in range(0, len(inputs), batch_size):
+            chunk = inputs[start:start + batch_size]
+            payloads, results = {}, {}
+            for offset, item in enumerate(chunk):
+                try:
+                    payloads[offset] = _read(item, limits, model.image_shape, npz_cache)
+                except (served.InputRejected, OSError, ValueError) as error:
+                    results[offset] = str(error) if isinstance(error, served.InputRejected) \
+                        else f"{item.name}: unreadable ({type(error).__name__}: {error})"
+            started = time.perf_counter()
+            readable = sorted(payloads)
+            predicted = model.predict_each([payloads[o] for o in readable], top_k)
+            latency_ms = (time.perf_counter() - started) * 1000 / max(len(readable), 1)
+            for offset, result in zip(readable, predicted):
+                results[offset] = f"{chunk[offset].name}: {result}" \
+                    if isinstance(result, served.InputRejected) else result
+            for offset, item in enumerate(chunk):
+                result = results[offset]
+                if isinstance(result, str):
+                    rows.append({"input": item.name, "error": result})
+                    continue
+                rows.append({"input": item.name, "class": result.class_name,
+                             "class_id": result.class_id, "confidence": result.confidence,
+                             "top_k": [{"class": c, "probability": p} for c, p in result.top_k]})
+                if logger is not None:
+                    logger.log(LogRecord.of(model, result, payloads[offset], latency_ms, "cli"),
+                               wait=True)
+            if progress is not None:
+                progress.update(len(chunk))
         if progress is not None:
-            progress.update(len(chunk))
-    if progress is not None:
-        progress.render_finish()
-    if logger is not None:
-        logger.close()
+            progress.render_finish()
+    finally:
+        if logger is not None:
+            logger.close()  # writes what is queued, on an error or Ctrl-C too
+    if logger is not None and logger.dropped:
+        click.echo(f"warning: {logger.dropped} predictions could not be written to the "
+                   "prediction log (see the errors above)", err=True)
     _print_predictions(rows, output_format, model)
     failed = [row for row in rows if "error" in row]
     click.echo(f"{len(rows) - len(failed)} of {len(rows)} inputs classified by {model.name} "

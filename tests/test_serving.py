@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
+import dataclasses
 import datetime as dt
 import io
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,13 +21,31 @@ import registry_helpers as helpers
 from imgpipe.registry import mlflow_sync, publish, store
 from imgpipe.serving import model as served
 from imgpipe.serving import monitor, predlog
-from imgpipe.serving.batching import MicroBatcher
+from imgpipe.serving.batching import MicroBatcher, QueueFull, Unavailable
 
 
 def png(shade: int, size=(8, 8), fmt="PNG") -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (shade,) * 3).save(buffer, fmt)
     return buffer.getvalue()
+
+
+def noise_png(side: int) -> bytes:
+    """A PNG that does not compress: about 3 * side**2 bytes."""
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def eventually(condition, seconds: float = 30) -> bool:
+    """Whether `condition()` holds within `seconds` (a guard against hanging, not a timing)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 # -- input checks ---------------------------------------------------------------
@@ -82,15 +103,80 @@ def test_concurrent_requests_share_model_calls_and_keep_their_results():
     assert asyncio.run(main(1)) == results and calls == [2] * 20   # no batching
 
 
+def test_the_batcher_runs_on_the_loop_it_is_started_on():
+    batcher = MicroBatcher(lambda items: [item * 10 for item in items], max_batch=8,
+                           max_wait_ms=0)   # built outside any event loop, as create_app does
+
+    async def serve(value):
+        batcher.start()
+        try:
+            return await asyncio.wait_for(batcher.submit([value]), 30)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(serve(1)) == [10]
+    assert asyncio.run(serve(2)) == [20]   # a second loop, as after a restart
+
+
+def test_a_full_queue_is_refused_and_stop_fails_what_still_waits():
+    gate = threading.Event()
+
+    def run(items):
+        gate.wait(30)
+        return items
+
+    async def main():
+        batcher = MicroBatcher(run, max_batch=4, max_wait_ms=0, max_queue=2)
+        batcher.start()
+        waiting = [asyncio.ensure_future(batcher.submit([i])) for i in range(2)]
+        await asyncio.sleep(0)   # both admitted: one in the model call, one queued
+        try:
+            with pytest.raises(QueueFull, match=r"2 requests are already waiting .*limit is 2"):
+                await asyncio.wait_for(batcher.submit([9]), 30)
+            await batcher.stop()
+        finally:
+            gate.set()
+        outcomes = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 30)
+        with pytest.raises(Unavailable, match="shutting down"):
+            await batcher.submit([10])
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    assert [type(o) for o in outcomes] == [Unavailable, Unavailable]
+    assert all("shutting down; the request was not run" in str(o) for o in outcomes)
+
+
 # -- prediction log ---------------------------------------------------------------
+
+def record(data: bytes) -> predlog.LogRecord:
+    return predlog.LogRecord("tiny", "u1", 1, served.input_hash(data), "dark", 0, 0.9, 1.5,
+                             "http", data=data)
+
+
+@pytest.fixture
+def log_writes_fail():
+    """Makes INSERTs into prediction_log fail, as a database that is away: the next
+    `plan["left"]` of them (float("inf"): all)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    plan = {"left": 0}
+
+    def refuse(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO prediction_log") and plan["left"] > 0:
+            plan["left"] -= 1
+            raise sqlite3.OperationalError("database is locked")
+
+    event.listen(Engine, "before_cursor_execute", refuse)
+    yield plan
+    event.remove(Engine, "before_cursor_execute", refuse)
+
 
 def test_prediction_log_writes_off_the_request_path_and_samples_by_content(tmp_path):
     url = f"sqlite:///{tmp_path / 'log.db'}"
     logger = predlog.PredictionLogger(url, str(tmp_path / "samples"), sample_rate=0.5)
     images = [png(i) for i in range(40)]
     for data in images:
-        logger.log(predlog.LogRecord("tiny", "u1", 1, served.input_hash(data), "dark", 0, 0.9,
-                                     1.5, "http", data=data))
+        logger.log(record(data))
     logger.close()
     rows = predlog.read(url, "tiny", dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1))
     assert len(rows) == 40 and logger.written == 40
@@ -105,13 +191,61 @@ def test_prediction_log_writes_off_the_request_path_and_samples_by_content(tmp_p
     assert not absent.exists()
 
 
+def test_prediction_log_retries_failed_writes_and_outlives_a_bad_batch(tmp_path, monkeypatch,
+                                                                      log_writes_fail):
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    keep_sample, broken = predlog._write_sample, []
+
+    def disk_bug_once(path, kept):
+        if not broken:
+            broken.append(path)
+            raise RuntimeError("an unexpected bug")
+        keep_sample(path, kept)
+
+    monkeypatch.setattr(predlog, "_write_sample", disk_bug_once)
+    logger = predlog.PredictionLogger(url, str(tmp_path / "samples"), sample_rate=1.0)
+    logger.log(record(png(0)))
+    assert eventually(lambda: logger.dropped == 1)   # that batch is lost, the writer is not
+    log_writes_fail["left"] = 2                      # the database is away, then back
+    for shade in range(1, 11):
+        logger.log(record(png(shade)))
+    logger.close()
+    rows = predlog.read(url, "tiny", dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1))
+    assert log_writes_fail["left"] == 0
+    assert len(rows) == 10 and logger.written == 10 and logger.dropped == 1
+
+
+def test_prediction_log_drops_and_counts_what_its_full_queue_cannot_hold(tmp_path, monkeypatch):
+    gate, writing = threading.Event(), threading.Event()
+    keep_sample = predlog._write_sample
+
+    def slow_disk(path, kept):
+        writing.set()
+        gate.wait(30)
+        keep_sample(path, kept)
+
+    monkeypatch.setattr(predlog, "_write_sample", slow_disk)
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    logger = predlog.PredictionLogger(url, str(tmp_path / "samples"), sample_rate=1.0,
+                                      max_queue=2)
+    logger.log(record(png(0)))
+    assert writing.wait(30)                  # the writer holds the first record
+    for shade in range(1, 5):                # two fit in the queue, two do not
+        logger.log(record(png(shade)))
+    assert logger.dropped == 2 and logger.queued == 2
+    gate.set()
+    logger.close()
+    rows = predlog.read(url, "tiny", dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1))
+    assert len(rows) == 3 and logger.written == 3 and logger.dropped == 2
+
+
 # -- monitor checks ---------------------------------------------------------------
 
 BASELINE = {"mean_confidence": 0.9, "per_class_confidence": {"dark": 0.9, "bright": 0.9},
             "predicted_distribution": {"dark": 0.5, "bright": 0.5}}
 
 
-def test_monitor_checks():
+def test_monitor_checks(tmp_path):
     now = dt.datetime(2026, 11, 28, 12, tzinfo=dt.timezone.utc)
     assert monitor.parse_since("30m", now) == now - dt.timedelta(minutes=30)
     assert monitor.parse_since("7d", now) == now - dt.timedelta(days=7)
@@ -132,10 +266,16 @@ def test_monitor_checks():
     assert "largest for dark: 100.0% served vs 50.0%" in skewed.detail
     assert monitor.class_distribution_check(classes, ["dark", "bright"], None, 0.15, 20).status == monitor.SKIPPED
 
+    # Samples logged on another host (or deleted): SKIPPED, saying so.
+    elsewhere = monitor.skew_check([str(tmp_path / f"{i}.png") for i in range(3)] + [None],
+                                   (8, 8, 3), None, None, 0.1, 20)
+    assert elsewhere.status == monitor.SKIPPED
+    assert "3 of the 3 logged sample files are missing on this host" in elsewhere.detail
+
 
 # -- the HTTP service -------------------------------------------------------------
 
-def _tiny_app(tmp_path):
+def _tiny_app(tmp_path, **settings_overrides):
     from imgpipe.serving import app as serving_app
 
     url, tracking = f"sqlite:///{tmp_path / 'registry.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -146,11 +286,13 @@ def _tiny_app(tmp_path):
                     helpers.run_record("t1", str(tmp_path / "mla")))
     settings = serving_app.ServiceSettings(model_name="tiny", max_batch=8, max_wait_ms=0,
                                            max_body_bytes=20_000, max_instances=16,
-                                           reload_seconds=0.2, limits=served.Limits(64))
+                                           reload_seconds=0.2, limits=served.Limits(64),
+                                           **settings_overrides)
     holder = serving_app.ModelHolder(lambda: served.resolve(url, "tiny"), served.load)
     logger = predlog.PredictionLogger(f"sqlite:///{tmp_path / 'log.db'}", str(tmp_path / "s"), 1.0)
-    return serving_app.create_app(settings, holder, logger), {
-        "url": url, "tracking": tracking, "tmp": tmp_path, "holder": holder, "logger": logger}
+    app = serving_app.create_app(settings, holder, logger)
+    return app, {
+        "app": app, "url": url, "tracking": tracking, "tmp": tmp_path, "holder": holder, "logger": logger}
 
 
 @pytest.fixture
@@ -189,6 +331,46 @@ def b64(data: bytes) -> dict:
     return {"b64": base64.b64encode(data).decode()}
 
 
+def send_images(client, endpoint, images):
+    """The same images through the JSON endpoint (b64) or the multipart upload."""
+    if endpoint == "predict":
+        return predict(client, {"instances": [b64(data) for data in images]})
+    return client.post("/v1/models/tiny/images",
+                       files=[("file", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)])
+
+
+def post_chunked(service, path, chunks, size=1000):
+    """POST `chunks` x `size` bytes with no Content-Length (chunked transfer), on the
+    app's own event loop through httpx's ASGI transport, which hands the server one
+    chunk per read: the answer and how many chunks the server read."""
+    import httpx
+    read = []
+
+    async def body():
+        for _ in range(chunks):
+            read.append(size)
+            yield b" " * size
+
+    async def post():
+        transport = httpx.ASGITransport(app=service["app"])
+        async with httpx.AsyncClient(transport=transport, base_url="http://tiny") as client:
+            return await client.post(path, content=body())
+
+    return service["client"].portal.call(post), len(read)
+
+
+def gate_model(monkeypatch, model):
+    """Holds `model`'s calls until the returned event is set."""
+    gate, run = threading.Event(), model.predict_each
+
+    def held(inputs, top_k):
+        gate.wait(30)
+        return run(inputs, top_k)
+
+    monkeypatch.setattr(model, "predict_each", held)
+    return gate
+
+
 def test_predicts_from_bytes_arrays_and_uploads(service):
     client = service["client"]
     answer = predict(client, {"instances": [b64(png(10)), b64(png(250)),
@@ -208,14 +390,14 @@ def test_predicts_from_bytes_arrays_and_uploads(service):
     metrics = client.get("/metrics").text
     assert 'imgpipe_requests_total{endpoint="predict",status="200"} 1.0' in metrics
     assert "imgpipe_batch_size_bucket" in metrics and "imgpipe_mean_confidence" in metrics
+    for name in ("imgpipe_prediction_log_written_total", "imgpipe_prediction_log_dropped_total 0.0",
+                 "imgpipe_prediction_log_queue_depth"):
+        assert name in metrics
 
 
 @pytest.mark.parametrize("payload, status, message", [
     ({"instances": [np.full((8, 8, 3), 0.5).tolist()]}, 422, "got float64 pixels in [0.5, 0.5]; expected uint8"),
     ({"instances": [np.zeros((4, 4, 3), int).tolist()]}, 422, "expected [n, 8, 8, 3]"),
-    ({"instances": [b64(b"not an image")]}, 400, "not a readable JPEG or PNG"),
-    ({"instances": [b64(png(3, fmt="GIF"))]}, 415, "format GIF is not supported"),
-    ({"instances": [b64(png(3, size=(100, 10)))]}, 413, "64-pixel side limit"),
     ({"instances": [{"b64": "%%%"}]}, 400, "not valid base64"),
     ({"instances": []}, 400, "a non-empty list"),
     ({"instances": [b64(png(1))] * 17}, 413, "the limit is 16 per request"),
@@ -229,12 +411,26 @@ def test_each_bad_request_gets_its_4xx_and_the_server_keeps_serving(service, pay
     assert predict(client, {"instances": [b64(png(250))]}).status_code == 200
 
 
+@pytest.mark.parametrize("endpoint", ["predict", "upload"])
+@pytest.mark.parametrize("images, status, message", [
+    ([b"not an image"], 400, "not a readable JPEG or PNG"),
+    # A header that passes the checks but a body TensorFlow cannot decode.
+    ([png(200, size=(40, 40))[:80]], 400, "could not be decoded"),
+    ([png(3, fmt="GIF")], 415, "format GIF is not supported"),
+    ([png(3, size=(100, 10))], 413, "64-pixel side limit"),
+    ([noise_png(64), noise_png(63)], 413, "the limit is 20,000"),   # the body
+], ids=["corrupt", "truncated", "gif", "too-wide", "body-too-large"])
+def test_each_bad_image_gets_its_4xx_on_both_endpoints(service, endpoint, images, status, message):
+    client = service["client"]
+    refused = send_images(client, endpoint, images)
+    assert refused.status_code == status, refused.text
+    assert message in refused.json()["error"]
+    answer = send_images(client, endpoint, [png(250)])
+    assert answer.status_code == 200 and answer.json()["predictions"][0]["class"] == "bright"
+
+
 def test_other_refusals(service):
     client = service["client"]
-    # A header that passes the checks but a body TensorFlow cannot decode.
-    truncated = png(200, size=(40, 40))[:80]
-    broken = predict(client, {"instances": [b64(truncated)]})
-    assert broken.status_code == 400 and "could not be decoded" in broken.json()["error"]
     assert client.post("/v1/models/tiny:predict", content=b"{not json").status_code == 400
     too_big = client.post("/v1/models/tiny:predict", content=b" " * 30_000)
     assert too_big.status_code == 413 and "the limit is 20,000" in too_big.json()["error"]
@@ -242,6 +438,108 @@ def test_other_refusals(service):
     assert other.status_code == 404 and "serves 'tiny'" in other.json()["error"]
     no_file = client.post("/v1/models/tiny/images", files=[("image", ("a.png", png(5), "image/png"))])
     assert no_file.status_code == 400 and "`file` fields" in no_file.json()["error"]
+    assert predict(client, {"instances": [b64(png(250))]}).status_code == 200
+
+
+def test_a_chunked_body_is_limited_as_it_arrives(service):
+    refused, read = post_chunked(service, "/v1/models/tiny:predict", chunks=1000)
+    assert "content-length" not in refused.request.headers
+    assert refused.status_code == 413, refused.text
+    assert "more than 20,000 bytes; the limit is 20,000" in refused.json()["error"]
+    assert read <= 21                        # stopped at the limit, not after 1,000 chunks
+    unsized, _ = post_chunked(service, "/v1/models/tiny/images", chunks=3)
+    assert unsized.status_code == 411 and "Content-Length is required" in unsized.json()["error"]
+    client = service["client"]
+    assert predict(client, {"instances": [b64(png(250))]}).status_code == 200
+    assert send_images(client, "upload", [png(250)]).status_code == 200
+
+
+def test_every_answer_is_counted_and_timed_errors_included(service, monkeypatch):
+    client = service["client"]
+
+    def explode(inputs, top_k):
+        raise RuntimeError("the model exploded")
+
+    monkeypatch.setattr(service["holder"].current, "predict_each", explode)
+    with pytest.raises(RuntimeError, match="the model exploded"):   # the client's view of a 500
+        predict(client, {"instances": [b64(png(250))]})
+    monkeypatch.undo()
+    assert predict(client, {"instances": []}).status_code == 400
+    assert predict(client, {"instances": [b64(png(250))]}).status_code == 200
+    metrics = client.get("/metrics").text
+    for status in ("500", "400", "200"):
+        assert f'imgpipe_requests_total{{endpoint="predict",status="{status}"}} 1.0' in metrics
+    assert 'imgpipe_request_latency_seconds_count{endpoint="predict"} 3.0' in metrics
+
+
+def test_requests_beyond_the_queue_get_503_and_the_server_recovers(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+    app, info = _tiny_app(tmp_path, max_queue=2)
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        gate = gate_model(monkeypatch, info["holder"].current)
+        try:
+            waiting = [pool.submit(predict, client, {"instances": [b64(png(shade))]})
+                       for shade in (10, 250)]
+            assert eventually(lambda: app.state.batcher.waiting == 2)
+            refused = predict(client, {"instances": [b64(png(9))]})
+        finally:
+            gate.set()
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "2 requests are already waiting for the model (the limit is 2)" in refused.json()["error"]
+        assert [f.result().json()["predictions"][0]["class"] for f in waiting] == ["dark", "bright"]
+        assert predict(client, {"instances": [b64(png(9))]}).status_code == 200
+        assert 'imgpipe_requests_total{endpoint="predict",status="503"} 1.0' in client.get("/metrics").text
+
+
+def test_pixels_are_checked_again_against_a_model_swapped_in_while_they_waited(service, monkeypatch):
+    client, holder = service["client"], service["holder"]
+    first = holder.current
+    with ThreadPoolExecutor(2) as pool:
+        gate = gate_model(monkeypatch, first)
+        try:
+            busy = pool.submit(predict, client, {"instances": [b64(png(10))]})
+            assert eventually(lambda: service["app"].state.batcher.waiting == 1)
+            queued = pool.submit(predict, client, {"instances": [np.zeros((8, 8, 3), np.uint8).tolist()]})
+            assert eventually(lambda: service["app"].state.batcher.waiting == 2)
+            # Same uid, so the champion watcher leaves it; another input shape.
+            monkeypatch.setattr(holder, "current", dataclasses.replace(first, image_shape=(4, 4, 3)))
+        finally:
+            gate.set()
+        assert busy.result().status_code == 200
+        refused = queued.result()
+    assert refused.status_code == 422, refused.text
+    assert "got shape [8, 8, 3]; tiny version 1, swapped in while the request waited, " \
+           "expects [4, 4, 3] uint8 pixels" in refused.json()["error"]
+    assert predict(client, {"instances": [b64(png(250))]}).status_code == 200
+
+
+def test_a_crashed_batcher_fails_requests_clearly_and_healthz_says_unhealthy(service, monkeypatch):
+    client = service["client"]
+    assert client.get("/healthz").status_code == 200
+
+    def broken(size):
+        raise RuntimeError("a bug in the batching loop")
+
+    monkeypatch.setattr(service["app"].state.batcher, "on_batch", broken)
+    refused = predict(client, {"instances": [b64(png(250))]})
+    assert refused.status_code == 503 and "micro-batcher crashed" in refused.json()["error"]
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.json()["status"] == "unhealthy"
+    assert "a bug in the batching loop" in health.json()["error"]
+    again = predict(client, {"instances": [b64(png(250))]})
+    assert again.status_code == 503 and "needs a restart" in again.json()["error"]
+
+
+def test_a_failing_prediction_log_is_counted_and_the_server_keeps_answering(service, log_writes_fail):
+    client, logger = service["client"], service["logger"]
+    log_writes_fail["left"] = float("inf")
+    for shade in (10, 250, 90):
+        assert predict(client, {"instances": [b64(png(shade))]}).status_code == 200
+    assert eventually(lambda: logger.dropped == 3)
+    metrics = client.get("/metrics").text
+    assert "imgpipe_prediction_log_dropped_total 3.0" in metrics
+    assert "imgpipe_prediction_log_written_total 0.0" in metrics
+    assert "imgpipe_prediction_log_queue_depth 0.0" in metrics
     assert predict(client, {"instances": [b64(png(250))]}).status_code == 200
 
 
@@ -267,27 +565,34 @@ def test_concurrent_requests_are_answered_correctly_and_batched(loopback):
 def test_a_new_champion_is_picked_up_without_dropping_requests(loopback, tmp_path):
     service = loopback
     client = service["client"]
-    failures, stop = [], threading.Event()
+    answered, failures, stop = collections.Counter(), [], threading.Event()
 
     def keep_asking():
         while not stop.is_set():
-            response = predict(client, {"instances": [b64(png(128))]})
-            if response.status_code != 200:
-                failures.append(response.text)
+            try:
+                response = predict(client, {"instances": [b64(png(128))]})
+                if response.status_code == 200:
+                    answered[response.json()["model_uid"]] += 1
+                else:
+                    failures.append(response.text)
+            except Exception as error:  # noqa: BLE001 - a dropped connection is a failure too
+                failures.append(repr(error))
 
     asker = threading.Thread(target=keep_asking)
     asker.start()
-    brighter = str(helpers.write_tiny_saved_model(tmp_path / "model2", bias=0.3))
-    publish.publish(service["url"], service["tracking"], str(tmp_path / "serving"), brighter,
-                    helpers.new_version("t2"), helpers.run_record("t2", str(tmp_path / "mla")),
-                    expected_champion="t1")
-    deadline = time.monotonic() + 10
-    while client.get("/healthz").json()["model_uid"] != "t2" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    stop.set()
-    asker.join()
-    assert client.get("/healthz").json()["model_uid"] == "t2"
+    try:
+        assert eventually(lambda: answered["t1"] > 0 or failures)
+        brighter = str(helpers.write_tiny_saved_model(tmp_path / "model2", bias=0.3))
+        publish.publish(service["url"], service["tracking"], str(tmp_path / "serving"), brighter,
+                        helpers.new_version("t2"), helpers.run_record("t2", str(tmp_path / "mla")),
+                        expected_champion="t1")
+        assert eventually(lambda: answered["t2"] > 0 or failures)
+    finally:
+        stop.set()
+        asker.join()
     assert failures == []
+    assert answered["t1"] > 0 and answered["t2"] > 0
+    assert client.get("/healthz").json()["model_uid"] == "t2"
     answer = predict(client, {"instances": [b64(png(128))]}).json()
     assert answer["model_version"] == "2" and answer["predictions"][0]["class"] == "bright"
     assert "imgpipe_model_reloads_total 1.0" in client.get("/metrics").text

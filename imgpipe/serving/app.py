@@ -7,8 +7,10 @@ GET  /v1/models/<name>            the model being served
 GET  /healthz, GET /metrics       liveness; Prometheus metrics
 
 Bad input gets a 4xx JSON {"error": ...} saying what was expected, and the
-server keeps serving. The champion is looked up every `reload_seconds`; a new
-one is loaded beside the old and swapped in, so no request is dropped.
+server keeps serving; when `max_queue` requests already wait for the model,
+more get 503 with Retry-After. The champion is looked up every
+`reload_seconds`; a new one is loaded beside the old and swapped in, so no
+request is dropped. /metrics counts and times every answer, errors included.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from imgpipe.serving import model as served
-from imgpipe.serving.batching import MicroBatcher
+from imgpipe.serving.batching import MicroBatcher, QueueFull, Unavailable
 from imgpipe.serving.predlog import LogRecord, PredictionLogger
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class ServiceSettings:
     model_name: str
     max_batch: int = 32
     max_wait_ms: float = 0.0
+    max_queue: int = 256
     max_body_bytes: int = 10_000_000
     max_instances: int = 256
     top_k: int = 3
@@ -75,6 +78,54 @@ class ModelHolder:
         return True
 
 
+class _PredictionLogCollector:
+    """The prediction log's counts, read from the logger at each scrape."""
+
+    def __init__(self, logger: PredictionLogger):
+        self.logger = logger
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        yield CounterMetricFamily("imgpipe_prediction_log_written", "Prediction log rows written",
+                                  value=self.logger.written)
+        yield CounterMetricFamily("imgpipe_prediction_log_dropped",
+                                  "Prediction log rows dropped (queue full or write failed)",
+                                  value=self.logger.dropped)
+        yield GaugeMetricFamily("imgpipe_prediction_log_queue_depth",
+                                "Prediction log records waiting to be written",
+                                value=self.logger.queued)
+
+
+class _ObserveRequests:
+    """Counts and times every answer of the model endpoints, whatever its status:
+    an unhandled exception is counted as the 500 the outer middleware sends."""
+
+    ENDPOINTS = {"predict", "upload", "status"}  # route names, the `endpoint` label
+
+    def __init__(self, app, metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            endpoint = getattr(scope.get("route"), "name", None)
+            if endpoint in self.ENDPOINTS:
+                self.metrics["requests"].labels(endpoint, str(status)).inc()
+                self.metrics["latency"].labels(endpoint).observe(time.perf_counter() - started)
+
+
 def _metrics():
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
     registry = CollectorRegistry()
@@ -99,6 +150,8 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     metrics_registry, metrics = _metrics()
+    if logger is not None:
+        metrics_registry.register(_PredictionLogCollector(logger))
     recent = collections.deque(maxlen=1000)
 
     @contextlib.asynccontextmanager
@@ -115,18 +168,34 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
                 await asyncio.get_running_loop().run_in_executor(None, logger.close)
 
     app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.add_middleware(_ObserveRequests, metrics=metrics)
 
     def run_batch(items: List[Item]) -> List[Any]:
         """(model, prediction, model ms) or an InputRejected, per item."""
         model = holder.current  # the model of this batch, whatever swaps meanwhile
+        results: List[Any] = [None] * len(items)
+        runnable = []
+        for index, item in enumerate(items):
+            # Pixels were checked against the model served at parse time; a reload
+            # may have swapped in one of another shape since.
+            if item.pixels is not None and tuple(item.pixels.shape) != tuple(model.image_shape):
+                results[index] = served.InputRejected(422, (
+                    f"got shape {list(item.pixels.shape)}; {model.name} version {model.version}, "
+                    f"swapped in while the request waited, expects {list(model.image_shape)} "
+                    "uint8 pixels (or send encoded images, which are resized in the graph)"))
+            else:
+                runnable.append(index)
         started = time.perf_counter()
-        results = model.predict_each([item.payload for item in items], settings.top_k)
+        predicted = (model.predict_each([items[i].payload for i in runnable], settings.top_k)
+                     if runnable else [])
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return [r if isinstance(r, served.InputRejected) else (model, r, elapsed_ms)
-                for r in results]
+        for index, result in zip(runnable, predicted):
+            results[index] = (result if isinstance(result, served.InputRejected)
+                              else (model, result, elapsed_ms))
+        return results
 
     batcher = MicroBatcher(run_batch, settings.max_batch, settings.max_wait_ms,
-                           on_batch=metrics["batch"].observe)
+                           on_batch=metrics["batch"].observe, max_queue=settings.max_queue)
 
     async def watch_champion() -> None:
         loop = asyncio.get_running_loop()
@@ -140,33 +209,43 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
             except Exception as error:  # noqa: BLE001 - keep serving the current model
                 log.warning("champion lookup failed; still serving %s: %s", holder.current.uid, error)
 
-    def error(status: int, message: str, endpoint: str):
-        metrics["requests"].labels(endpoint, str(status)).inc()
-        return JSONResponse({"error": message}, status_code=status)
+    def error(status: int, message: str, headers: Optional[dict] = None):
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-    def check_name(name: str, endpoint: str):
+    def check_name(name: str):
         if name != settings.model_name:
             return error(404, f"no model {name!r} here; this server serves "
-                              f"{settings.model_name!r}", endpoint)
+                              f"{settings.model_name!r}")
         return None
 
-    async def read_body(request: Request, endpoint: str):
+    def too_large(size: str):
+        return error(413, f"request body is {size} bytes; the limit is "
+                          f"{settings.max_body_bytes:,}")
+
+    async def read_body(request: Request):
         declared = request.headers.get("content-length")
         if declared and int(declared) > settings.max_body_bytes:
-            return None, error(413, f"request body is {int(declared):,} bytes; the limit is "
-                                    f"{settings.max_body_bytes:,}", endpoint)
-        body = await request.body()
-        if len(body) > settings.max_body_bytes:
-            return None, error(413, f"request body is {len(body):,} bytes; the limit is "
-                                    f"{settings.max_body_bytes:,}", endpoint)
-        return body, None
+            return None, too_large(f"{int(declared):,}")
+        # Counted as it arrives: a chunked body has no Content-Length to check first.
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_body_bytes:
+                return None, too_large(f"more than {settings.max_body_bytes:,}")
+            chunks.append(chunk)
+        return b"".join(chunks), None
 
-    async def answer(items: List[Item], endpoint: str, started: float):
-        results = await batcher.submit(items)
+    async def answer(items: List[Item]):
+        try:
+            results = await batcher.submit(items)
+        except QueueFull as full:
+            return error(503, str(full), headers={"Retry-After": "1"})
+        except Unavailable as stopped:
+            return error(503, str(stopped))
         rejected = [r for r in results if isinstance(r, served.InputRejected)]
         if rejected:
             index = next(i for i, r in enumerate(results) if isinstance(r, served.InputRejected))
-            return error(rejected[0].status, f"instances[{index}]: {rejected[0]}", endpoint)
+            return error(rejected[0].status, f"instances[{index}]: {rejected[0]}")
         model = results[0][0] if results else holder.current
         predictions = []
         for item, (batch_model, prediction, model_ms) in zip(items, results):
@@ -175,32 +254,29 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
             if logger is not None:
                 logger.log(LogRecord.of(batch_model, prediction, item.payload, model_ms, "http"))
         metrics["confidence"].set(sum(recent) / len(recent) if recent else 0.0)
-        metrics["requests"].labels(endpoint, "200").inc()
-        metrics["latency"].labels(endpoint).observe(time.perf_counter() - started)
         return JSONResponse({"predictions": predictions, "model_name": model.name,
                              "model_version": str(model.version), "model_uid": model.uid})
 
     @app.post("/v1/models/{name}:predict")
     async def predict(name: str, request: Request):
-        endpoint, started = "predict", time.perf_counter()
-        problem = check_name(name, endpoint)
+        problem = check_name(name)
         if problem:
             return problem
-        body, problem = await read_body(request, endpoint)
+        body, problem = await read_body(request)
         if problem:
             return problem
         try:
             payload = json.loads(body)
         except ValueError:
             return error(400, "body is not JSON; expected {\"instances\": [...]} as TF Serving "
-                              "takes it", endpoint)
+                              "takes it")
         instances = payload.get("instances") if isinstance(payload, dict) else None
         if not isinstance(instances, list) or not instances:
             return error(400, "expected {\"instances\": [...]}: a non-empty list of "
-                              "{\"b64\": \"<base64 image bytes>\"} or uint8 pixel arrays", endpoint)
+                              "{\"b64\": \"<base64 image bytes>\"} or uint8 pixel arrays")
         if len(instances) > settings.max_instances:
             return error(413, f"{len(instances)} instances; the limit is "
-                              f"{settings.max_instances} per request", endpoint)
+                              f"{settings.max_instances} per request")
         model = holder.current
         items: List[Item] = []
         try:
@@ -224,27 +300,29 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
                                                         "uint8 pixels [h][w][c]") from None
                     items.append(Item(pixels=served.check_pixels(array, model.image_shape, what)[0]))
         except served.InputRejected as rejected:
-            return error(rejected.status, str(rejected), endpoint)
-        return await answer(items, endpoint, started)
+            return error(rejected.status, str(rejected))
+        return await answer(items)
 
     @app.post("/v1/models/{name}/images")
     async def upload(name: str, request: Request):
-        endpoint, started = "upload", time.perf_counter()
-        problem = check_name(name, endpoint)
+        problem = check_name(name)
         if problem:
             return problem
+        # The form parser reads the whole body; a declared length is checked first.
         declared = request.headers.get("content-length")
-        if declared and int(declared) > settings.max_body_bytes:
-            return error(413, f"request body is {int(declared):,} bytes; the limit is "
-                              f"{settings.max_body_bytes:,}", endpoint)
+        if not declared:
+            return error(411, "Content-Length is required: send the multipart upload with its "
+                              "length, not chunked")
+        if int(declared) > settings.max_body_bytes:
+            return too_large(f"{int(declared):,}")
         try:
             form = await request.form(max_files=settings.max_instances)
         except Exception as failure:  # noqa: BLE001 - malformed multipart
             return error(400, f"expected a multipart/form-data upload with `file` fields "
-                              f"({type(failure).__name__})", endpoint)
+                              f"({type(failure).__name__})")
         files = form.getlist("file")
         if not files:
-            return error(400, "expected one or more `file` fields (multipart/form-data)", endpoint)
+            return error(400, "expected one or more `file` fields (multipart/form-data)")
         items = []
         try:
             for upload_file in files:
@@ -254,12 +332,12 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
                 served.check_image_bytes(data, settings.limits, upload_file.filename or "file")
                 items.append(Item(data=data))
         except served.InputRejected as rejected:
-            return error(rejected.status, str(rejected), endpoint)
-        return await answer(items, endpoint, started)
+            return error(rejected.status, str(rejected))
+        return await answer(items)
 
     @app.get("/v1/models/{name}")
     async def status(name: str):
-        problem = check_name(name, "status")
+        problem = check_name(name)
         if problem:
             return problem
         model = holder.current
@@ -271,6 +349,10 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
     @app.get("/healthz")
     async def healthz():
         model = holder.current
+        if batcher.failure is not None:
+            return JSONResponse({"status": "unhealthy", "error": f"the micro-batcher crashed "
+                                 f"({batcher.failure!r}); restart the server",
+                                 "model_uid": model.uid}, status_code=503)
         return {"status": "ok", "model_name": model.name, "model_version": model.version,
                 "model_uid": model.uid}
 
@@ -278,7 +360,7 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
     async def prometheus():
         return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.state.holder, app.state.settings = holder, settings
+    app.state.holder, app.state.settings, app.state.batcher = holder, settings, batcher
     return app
 
 
@@ -291,7 +373,7 @@ def build(config, model_name: Optional[str] = None, log_predictions: bool = True
                                config.serving.sample_rate) if log_predictions else None)
     s = config.serving
     settings = ServiceSettings(
-        model_name=name, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms,
+        model_name=name, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, max_queue=s.max_queue,
         max_body_bytes=s.max_body_bytes, max_instances=s.max_instances, top_k=s.top_k,
         reload_seconds=s.reload_seconds,
         limits=served.Limits(s.max_image_side, tuple(s.allowed_formats)))

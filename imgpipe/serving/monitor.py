@@ -108,11 +108,16 @@ def skew_check(sample_paths: Sequence[str], image_shape: Sequence[int], schema,
                training_statistics, threshold: float, minimum: int) -> Check:
     from imgpipe.components.image_example_gen import encoding
     from imgpipe.components.validation_gate import inprocess, schema_curation
-    present = [p for p in sample_paths if p and os.path.exists(p)]
+    logged = [p for p in sample_paths if p]
+    present = [p for p in logged if os.path.exists(p)]
     if len(present) < minimum:
+        # Samples are files on the serving host: say so when they are logged but not here.
+        missing = len(logged) - len(present)
+        elsewhere = (f"; {missing} of the {len(logged)} logged sample files are missing on this "
+                     "host (serving.samples_root)" if missing else "")
         return Check("input skew", SKIPPED, None, threshold,
                      f"{len(present)} sampled inputs in the window, fewer than {minimum} "
-                     "(serving.sample_rate keeps a share of them)")
+                     f"(serving.sample_rate keeps a share of them){elsewhere}")
     if training_statistics is None:
         return Check("input skew", SKIPPED, None, threshold,
                      "the training statistics recorded for this model are not readable")

@@ -4,6 +4,11 @@
 writes batches to the `prediction_log` table (SQLite by default, the
 registry's database for teams) and keeps a sample of the inputs on disk for
 `imgpipe monitor`'s skew check. `close()` flushes what is queued.
+
+The queue is bounded: when the database cannot keep up, records are dropped
+and counted rather than held in memory. A failed write is retried a few
+times; rows still not written are counted as dropped. `written`, `dropped`
+and `queued` are exported on the service's /metrics.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from typing import List, Optional
 
 import numpy as np
@@ -25,6 +31,8 @@ from imgpipe.registry.models import PredictionLog
 log = logging.getLogger(__name__)
 _FLUSH_SECONDS = 0.5
 _BATCH = 500
+_ATTEMPTS = 3           # tries per batch before its rows count as dropped
+_BACKOFF_SECONDS = 0.2  # doubled after each failed try
 
 
 @dataclasses.dataclass
@@ -81,50 +89,78 @@ def _write_sample(path: str, record: LogRecord) -> None:
 
 
 class PredictionLogger:
-    def __init__(self, url: str, samples_root: str, sample_rate: float):
+    def __init__(self, url: str, samples_root: str, sample_rate: float, max_queue: int = 10_000):
         if url.startswith("sqlite"):
             store.migrate(url)         # a local log is created on first use
         else:
             store.require_schema(url)  # a shared database is migrated by its owners
         self.url, self.samples_root, self.sample_rate = url, samples_root, sample_rate
         self._engine = store.engine_for(url)
-        self._queue: "queue.Queue[Optional[LogRecord]]" = queue.Queue()
+        self._queue: "queue.Queue[Optional[LogRecord]]" = queue.Queue(maxsize=max_queue)
+        self._counts = threading.Lock()
         self.written = 0
-        self.failures = 0
+        self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def log(self, record: LogRecord) -> None:
-        self._queue.put(record)
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def log(self, record: LogRecord, wait: bool = False) -> None:
+        """Queue `record`; when the queue is full, drop and count it, or with
+        `wait` (batch jobs, where no request is held up) wait for room."""
+        if not sampled(record.input_hash, self.sample_rate):
+            # Decided here, so the queue holds input bytes only for kept samples.
+            record = dataclasses.replace(record, data=None, pixels=None)
+        try:
+            self._queue.put(record, block=wait)
+        except queue.Full:
+            dropped = self._count(dropped=1)
+            if dropped == 1 or dropped % 1000 == 0:  # a warning, not one per request
+                log.warning("prediction log: queue full (%d records); %d records dropped so far",
+                            self._queue.maxsize, dropped)
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
+
+    def _count(self, written: int = 0, dropped: int = 0) -> int:
+        with self._counts:
+            self.written += written
+            self.dropped += dropped
+            return self.dropped
 
     def _run(self) -> None:
         done = False
         while not done:
             batch: List[LogRecord] = []
             try:
-                item = self._queue.get(timeout=_FLUSH_SECONDS)
-                while item is not None:
-                    batch.append(item)
-                    if len(batch) >= _BATCH:
-                        break
-                    item = self._queue.get_nowait()
-                else:
-                    done = True
-            except queue.Empty:
-                pass
-            if batch:
-                self._write(batch)
+                done = self._take(batch)
+                if batch:
+                    self._write(batch)
+            except Exception:  # noqa: BLE001 - the writer outlives any one bad batch
+                self._count(dropped=len(batch))
+                log.exception("prediction log: %d records dropped", len(batch))
+
+    def _take(self, batch: List[LogRecord]) -> bool:
+        """Fills `batch` with what is queued; True once close() was called."""
+        try:
+            item = self._queue.get(timeout=_FLUSH_SECONDS)
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= _BATCH:
+                    return False
+                item = self._queue.get_nowait()
+            return True
+        except queue.Empty:
+            return False
 
     def _write(self, batch: List[LogRecord]) -> None:
         rows = []
         for record in batch:
             path = None
-            if (record.data is not None or record.pixels is not None) and \
-                    sampled(record.input_hash, self.sample_rate):
+            if record.data is not None or record.pixels is not None:  # sampled in log()
                 path = sample_path(self.samples_root, record)
                 try:
                     _write_sample(path, record)
@@ -137,14 +173,23 @@ class PredictionLogger:
                          "class_id": record.class_id, "confidence": record.confidence,
                          "latency_ms": record.latency_ms, "source": record.source,
                          "sample_path": path})
-        try:
-            with self._engine.begin() as connection:
-                connection.execute(insert(PredictionLog), rows)
-            self.written += len(rows)
-        except Exception as error:  # noqa: BLE001 - the service keeps serving; counted and logged
-            self.failures += len(rows)
-            log.error("prediction log: %d records not written to %s: %s", len(rows),
-                      store.mask_url(self.url), error)
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self._engine.begin() as connection:
+                    connection.execute(insert(PredictionLog), rows)
+            except Exception as error:  # noqa: BLE001 - the service keeps serving; retried, counted
+                if attempt < _ATTEMPTS:
+                    log.warning("prediction log: writing %d records to %s failed (try %d of %d), "
+                                "retrying: %s", len(rows), store.mask_url(self.url), attempt,
+                                _ATTEMPTS, error)
+                    time.sleep(_BACKOFF_SECONDS * 2 ** (attempt - 1))
+                    continue
+                self._count(dropped=len(rows))
+                log.error("prediction log: %d records not written to %s after %d tries: %s",
+                          len(rows), store.mask_url(self.url), _ATTEMPTS, error)
+                return
+            self._count(written=len(rows))
+            return
 
 
 def read(url: str, model_name: str, since: dt.datetime,
