@@ -276,6 +276,13 @@ def submit(package: str, host: str, namespace: Optional[str] = None,
 
     if not os.path.isfile(package):
         raise KubeflowError(f"{package}: no such file (compile it with `imgpipe compile`)")
+    try:
+        # The reader create_run_from_pipeline_package uses, before any request.
+        from kfp.client.client import _extract_pipeline_yaml
+        _extract_pipeline_yaml(package)
+    except (json_format.ParseError, ValueError, TypeError, yaml.YAMLError) as error:
+        raise KubeflowError(f"{package}: not a PipelineSpec kfp can read ({error}); "
+                            "compile it with `imgpipe compile`") from None
     parsed = urllib.parse.urlparse(host)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise KubeflowError(f"--host {host!r}: give the API URL, e.g. https://kubeflow.example.com/pipeline")
@@ -289,7 +296,4 @@ def submit(package: str, host: str, namespace: Optional[str] = None,
             namespace=namespace, pipeline_root=pipeline_root, enable_caching=enable_caching)
     except ApiException as error:
         raise _api_error(error) from None
-    except (json_format.ParseError, ValueError, TypeError, yaml.YAMLError) as error:  # kfp's reader
-        raise KubeflowError(f"{package}: not a PipelineSpec kfp can read ({error}); "
-                            "compile it with `imgpipe compile`") from None
     return Submitted(result.run_id, f"{host.rstrip('/')}/#/runs/details/{result.run_id}", experiment)
