@@ -438,6 +438,11 @@ def test_other_refusals(service):
     assert other.status_code == 404 and "serves 'tiny'" in other.json()["error"]
     no_file = client.post("/v1/models/tiny/images", files=[("image", ("a.png", png(5), "image/png"))])
     assert no_file.status_code == 400 and "`file` fields" in no_file.json()["error"]
+    many = send_images(client, "upload", [png(250, size=(2, 2))] * 17)
+    assert many.status_code == 413 and "the limit is 16 images per request" in many.json()["error"]
+    garbled = client.post("/v1/models/tiny/images", content=b"--x\r\nnot a part",
+                          headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert garbled.status_code == 400 and "`file` fields" in garbled.json()["error"], garbled.text
     assert predict(client, {"instances": [b64(png(250))]}).status_code == 200
 
 

@@ -318,8 +318,13 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
         try:
             form = await request.form(max_files=settings.max_instances)
         except Exception as failure:  # noqa: BLE001 - malformed multipart
+            # Starlette reports its parser's limits as an HTTPException with a detail.
+            detail = str(getattr(failure, "detail", "") or type(failure).__name__)
+            if "Too many files" in detail:
+                return error(413, f"more than {settings.max_instances} `file` fields; the limit "
+                                  f"is {settings.max_instances} images per request")
             return error(400, f"expected a multipart/form-data upload with `file` fields "
-                              f"({type(failure).__name__})")
+                              f"({detail})")
         files = form.getlist("file")
         if not files:
             return error(400, "expected one or more `file` fields (multipart/form-data)")
