@@ -145,3 +145,31 @@ def test_reports_name_the_folder_a_run_read_not_the_compiled_one():
     assert sources.source_as_read("/elsewhere", "/data", "/mnt/y") == "/mnt/y"
     # A pipeline compiled before the key existed reports as before.
     assert sources.source_as_read("/data", "", "/mnt/y") == "/data"
+
+
+def _example_gen_properties(input_base, pattern):
+    from tfx.proto import example_gen_pb2
+    from tfx.utils import proto_utils
+    config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split",
+                                                                       pattern=pattern)])
+    return {"input_base": str(input_base), "input_config": proto_utils.proto_to_json(config)}
+
+
+def test_without_a_driver_the_latest_span_is_resolved_and_recorded(tmp_path):
+    """What the executor does on open-source Kubeflow, where no driver runs."""
+    import json
+    from tfx.types import standard_artifacts
+    from imgpipe.components.image_example_gen import driver
+    for span in (1, 2):
+        write_class_tree(tmp_path / f"span-{span}", per_class=2)
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "span-2" / "circle" / "gone.png")
+    properties, examples = _example_gen_properties(tmp_path, "span-{SPAN}/*/*"), standard_artifacts.Examples()
+    assert driver.resolve_without_driver(properties, examples) == (2, None)
+    assert json.loads(properties["input_config"])["splits"][0]["pattern"] == "span-2/*/*"
+    assert examples.span == 2 and properties["span"] == 2
+    assert "num_files:5" in properties["input_fingerprint"] and "unstatable:1" in properties["input_fingerprint"]
+    # After TFX's driver (local runs) it changes nothing.
+    assert driver.resolve_without_driver(dict(properties), standard_artifacts.Examples()) is None
+    with pytest.raises(ValueError, match="Cannot find matching"):
+        driver.resolve_without_driver(_example_gen_properties(tmp_path, "drop-{SPAN}/*/*"),
+                                      standard_artifacts.Examples())
