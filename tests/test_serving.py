@@ -8,6 +8,7 @@ import collections
 import dataclasses
 import datetime as dt
 import io
+import json
 import sqlite3
 import threading
 import time
@@ -20,7 +21,7 @@ from PIL import Image
 import registry_helpers as helpers
 from imgpipe.registry import mlflow_sync, publish, store
 from imgpipe.serving import model as served
-from imgpipe.serving import monitor, predlog
+from imgpipe.serving import monitor, parsing, predlog
 from imgpipe.serving.batching import MicroBatcher, QueueFull, Unavailable
 
 
@@ -36,6 +37,10 @@ def noise_png(side: int) -> bytes:
     pixels = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def b64(data: bytes) -> dict:
+    return {"b64": base64.b64encode(data).decode()}
 
 
 def eventually(condition, seconds: float = 30) -> bool:
@@ -54,7 +59,8 @@ def test_pixels_must_be_uint8_of_the_models_shape():
     good = np.zeros((2, 8, 8, 3), np.uint8)
     assert served.check_pixels(good, (8, 8, 3)).shape == (2, 8, 8, 3)
     assert served.check_pixels(good[0], (8, 8, 3)).shape == (1, 8, 8, 3)
-    with pytest.raises(served.InputRejected, match=r"got float32 pixels in \[1, 1\]; expected uint8") as scaled:
+    with pytest.raises(served.InputRejected,
+                       match=r"got float32 pixels in \[1, 1\]; expected uint8") as scaled:
         served.check_pixels(np.ones((1, 8, 8, 3), np.float32), (8, 8, 3))
     assert scaled.value.status == 422
     with pytest.raises(served.InputRejected, match=r"got shape \[1, 4, 4, 3\]; expected \[n, 8, 8, 3\]"):
@@ -77,6 +83,128 @@ def test_image_bytes_are_checked_before_decoding(data, status, message):
     served.check_image_bytes(png(9), served.Limits(max_image_side=64))
     with pytest.raises(served.InputRejected, match="expected PNG"):
         served.check_image_bytes(png(9, fmt="JPEG"), served.Limits(64, ("PNG",)))
+
+
+# -- request parsing, without the web framework ---------------------------------
+
+LIMITS = served.Limits(max_image_side=64)
+
+
+def instances_body(*instances) -> bytes:
+    return json.dumps({"instances": list(instances)}).encode()
+
+
+def refusal(parse, *args):
+    """The InputRejected that parse(*args) raises, as (status, message)."""
+    with pytest.raises(served.InputRejected) as rejected:
+        parse(*args)
+    return rejected.value.status, str(rejected.value)
+
+
+def test_a_json_body_parses_into_encoded_and_pixel_items():
+    image, pixels = png(40), np.full((8, 8, 3), 7, np.uint8)
+    items = parsing.parse_instances(instances_body(b64(image), pixels.tolist()), 2, LIMITS,
+                                    (8, 8, 3))
+    assert [item.data for item in items] == [image, None]
+    assert items[0].payload == image
+    assert items[1].pixels.dtype == np.uint8 and np.array_equal(items[1].payload, pixels)
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"{not json", 400, "body is not JSON; expected {\"instances\": [...]}"),
+    (b"[1, 2]", 400, "expected {\"instances\": [...]}: a non-empty list"),
+    (json.dumps({"inputs": [b64(png(1))]}).encode(), 400, "expected {\"instances\": [...]}"),
+    (instances_body(), 400, "a non-empty list"),
+    (instances_body(*[b64(png(1))] * 3), 413, "3 instances; the limit is 2 per request"),
+    (instances_body(b64(png(1)), {"b64": 5}), 400, "instances[1]: expected {\"b64\": \"...\"}"),
+    (instances_body({"b64": "%%%"}), 400, "instances[0]: b64 is not valid base64"),
+    (instances_body(b64(b"not an image")), 400, "instances[0]: not a readable JPEG or PNG"),
+    (instances_body(b64(png(1, fmt="GIF"))), 415, "instances[0]: format GIF is not supported"),
+    (instances_body(b64(png(1, size=(100, 8)))), 413, "64-pixel side limit"),
+    (instances_body([[1, 2], [3]]), 422, "instances[0]: a ragged array; expected uint8"),
+    (instances_body(np.full((8, 8, 3), 0.5).tolist()), 422, "instances[0]: got float64 pixels"),
+    (instances_body(np.zeros((4, 4, 3), int).tolist()), 422, "got shape [1, 4, 4, 3]; expected [n, 8, 8, 3]"),
+], ids=["not-json", "not-an-object", "inputs", "empty", "too-many", "b64-not-a-string",
+        "bad-base64", "not-an-image", "gif", "too-wide", "ragged", "float", "shape"])
+def test_each_bad_json_body_is_refused_with_its_status(body, status, message):
+    got_status, got_message = refusal(parsing.parse_instances, body, 2, LIMITS, (8, 8, 3))
+    assert got_status == status and message in got_message, got_message
+
+
+def test_the_body_limit_holds_for_declared_and_streamed_bodies():
+    parsing.check_declared_length(None, 20_000)           # chunked: checked as it arrives
+    parsing.check_declared_length("20000", 20_000)
+    assert refusal(parsing.check_declared_length, "20001", 20_000) == (
+        413, "request body is 20,001 bytes; the limit is 20,000")
+    body = parsing.BodyBuffer(10)
+    for chunk in (b"12345", b"6789", b"0"):
+        body.add(chunk)
+    assert body.data() == b"1234567890"
+    assert refusal(body.add, b"!") == (413, "request body is more than 10 bytes; the limit is 10")
+    assert body.data() == b"1234567890"                    # the refused chunk is not kept
+
+
+def test_other_requests_are_refused_by_name():
+    parsing.check_model_name("tiny", "tiny")
+    assert refusal(parsing.check_model_name, "other", "tiny") == (
+        404, "no model 'other' here; this server serves 'tiny'")
+
+
+def test_an_upload_must_declare_its_length_within_the_limit():
+    for missing in (None, ""):
+        status, message = refusal(parsing.check_upload_length, missing, 100)
+        assert status == 411 and "Content-Length is required" in message
+    assert refusal(parsing.check_upload_length, "101", 100)[0] == 413
+    parsing.check_upload_length("100", 100)
+
+
+class MultiPartRefused(Exception):
+    """Stands in for the HTTPException Starlette raises for a body its parser refuses."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+def test_the_form_parsers_failures_become_refusals():
+    many = parsing.form_refusal(MultiPartRefused("Too many files. Maximum number of files is 16."), 16)
+    assert (many.status, str(many)) == (413, "more than 16 `file` fields; the limit is 16 images "
+                                             "per request")
+    garbled = parsing.form_refusal(MultiPartRefused("Missing boundary in multipart."), 16)
+    assert garbled.status == 400
+    assert str(garbled).endswith("with `file` fields (Missing boundary in multipart.)")
+    unexplained = parsing.form_refusal(KeyError(), 16)    # no detail: named by its type
+    assert unexplained.status == 400 and str(unexplained).endswith("(KeyError)")
+
+
+def test_uploaded_files_parse_into_encoded_items_or_the_first_refusal():
+    images = [png(5), png(200, fmt="JPEG")]
+    items = parsing.parse_uploads([("a.png", images[0]), (None, images[1])], 10_000, LIMITS)
+    assert [item.payload for item in items] == images
+    assert refusal(parsing.parse_uploads, [], 10_000, LIMITS) == (
+        400, "expected one or more `file` fields (multipart/form-data)")
+    big = noise_png(40)
+    assert refusal(parsing.parse_uploads, [("a.png", png(5)), ("big.png", big)], len(big) - 1,
+                   LIMITS) == (413, "big.png: too large")
+    status, message = refusal(parsing.parse_uploads, [(None, b"x"), ("b.gif", b"y")], 100, LIMITS)
+    assert status == 400 and message.startswith("file: not a readable JPEG or PNG")
+
+
+def test_pixels_are_refused_after_a_swap_to_another_shape_and_the_first_refusal_is_named():
+    model = dataclasses.make_dataclass("Swapped", ["name", "version", "image_shape"])(
+        "tiny", 2, (4, 4, 3))
+    fits = parsing.Item(pixels=np.zeros((4, 4, 3), np.uint8))
+    assert parsing.refusal_after_swap(fits, model) is None
+    assert parsing.refusal_after_swap(parsing.Item(data=png(1)), model) is None
+    stale = parsing.refusal_after_swap(parsing.Item(pixels=np.zeros((8, 8, 3), np.uint8)), model)
+    assert stale.status == 422 and str(stale).startswith(
+        "got shape [8, 8, 3]; tiny version 2, swapped in while the request waited, expects "
+        "[4, 4, 3] uint8 pixels")
+    results = ["a prediction", served.InputRejected(400, "undecodable"),
+               served.InputRejected(415, "later")]
+    first = parsing.first_refusal(results)
+    assert (first.status, str(first)) == (400, "instances[1]: undecodable")
+    assert parsing.first_refusal(results[:1]) is None
 
 
 # -- micro-batching ---------------------------------------------------------------
@@ -245,7 +373,7 @@ BASELINE = {"mean_confidence": 0.9, "per_class_confidence": {"dark": 0.9, "brigh
             "predicted_distribution": {"dark": 0.5, "bright": 0.5}}
 
 
-def test_monitor_checks(tmp_path):
+def test_monitor_checks():
     now = dt.datetime(2026, 11, 28, 12, tzinfo=dt.timezone.utc)
     assert monitor.parse_since("30m", now) == now - dt.timedelta(minutes=30)
     assert monitor.parse_since("7d", now) == now - dt.timedelta(days=7)
@@ -260,15 +388,21 @@ def test_monitor_checks(tmp_path):
     assert low.status == monitor.ALERT and "below the floor 0.7" in low.detail
     assert monitor.confidence_check([0.5] * 5, classes[:5], BASELINE, 0.7, 20).status == monitor.SKIPPED
 
-    assert monitor.class_distribution_check(classes, ["dark", "bright"], BASELINE, 0.15, 20).status == monitor.OK
-    skewed = monitor.class_distribution_check(["dark"] * 40, ["dark", "bright"], BASELINE, 0.15, 20)
+    names = ["dark", "bright"]
+    assert monitor.class_distribution_check(classes, names, BASELINE, 0.15, 20).status == monitor.OK
+    skewed = monitor.class_distribution_check(["dark"] * 40, names, BASELINE, 0.15, 20)
     assert skewed.status == monitor.ALERT and skewed.value == pytest.approx(0.5)
     assert "largest for dark: 100.0% served vs 50.0%" in skewed.detail
-    assert monitor.class_distribution_check(classes, ["dark", "bright"], None, 0.15, 20).status == monitor.SKIPPED
+    assert monitor.class_distribution_check(classes, names, None, 0.15, 20).status == monitor.SKIPPED
 
+
+def test_the_skew_check_says_when_the_samples_are_on_another_host(tmp_path):
+    # monitor's input-skew check is the validation gate's code and lives there now.
+    from imgpipe.components.validation_gate import serving_skew
+    from imgpipe.contract import ImageSpec
     # Samples logged on another host (or deleted): SKIPPED, saying so.
-    elsewhere = monitor.skew_check([str(tmp_path / f"{i}.png") for i in range(3)] + [None],
-                                   (8, 8, 3), None, None, 0.1, 20)
+    elsewhere = serving_skew.skew_check([str(tmp_path / f"{i}.png") for i in range(3)] + [None],
+                                        ImageSpec(8, 8, 3), None, None, 0.1, 20)
     assert elsewhere.status == monitor.SKIPPED
     assert "3 of the 3 logged sample files are missing on this host" in elsewhere.detail
 
@@ -327,10 +461,6 @@ def predict(client, payload, name="tiny"):
     return client.post(f"/v1/models/{name}:predict", json=payload)
 
 
-def b64(data: bytes) -> dict:
-    return {"b64": base64.b64encode(data).decode()}
-
-
 def send_images(client, endpoint, images):
     """The same images through the JSON endpoint (b64) or the multipart upload."""
     if endpoint == "predict":
@@ -383,7 +513,8 @@ def test_predicts_from_bytes_arrays_and_uploads(service):
     upload = client.post("/v1/models/tiny/images",
                          files=[("file", ("a.png", png(5), "image/png")),
                                 ("file", ("b.png", png(200), "image/png"))])
-    assert upload.status_code == 200 and [p["class"] for p in upload.json()["predictions"]] == ["dark", "bright"]
+    assert upload.status_code == 200
+    assert [p["class"] for p in upload.json()["predictions"]] == ["dark", "bright"]
     assert client.get("/healthz").json()["model_uid"] == "t1"
     status = client.get("/v1/models/tiny").json()
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
@@ -396,7 +527,8 @@ def test_predicts_from_bytes_arrays_and_uploads(service):
 
 
 @pytest.mark.parametrize("payload, status, message", [
-    ({"instances": [np.full((8, 8, 3), 0.5).tolist()]}, 422, "got float64 pixels in [0.5, 0.5]; expected uint8"),
+    ({"instances": [np.full((8, 8, 3), 0.5).tolist()]}, 422,
+     "got float64 pixels in [0.5, 0.5]; expected uint8"),
     ({"instances": [np.zeros((4, 4, 3), int).tolist()]}, 422, "expected [n, 8, 8, 3]"),
     ({"instances": [{"b64": "%%%"}]}, 400, "not valid base64"),
     ({"instances": []}, 400, "a non-empty list"),
@@ -507,7 +639,8 @@ def test_pixels_are_checked_again_against_a_model_swapped_in_while_they_waited(s
             queued = pool.submit(predict, client, {"instances": [np.zeros((8, 8, 3), np.uint8).tolist()]})
             assert eventually(lambda: service["app"].state.batcher.waiting == 2)
             # Same uid, so the champion watcher leaves it; another input shape.
-            monkeypatch.setattr(holder, "current", dataclasses.replace(first, image_shape=(4, 4, 3)))
+            smaller = dataclasses.replace(first.image, height=4, width=4)
+            monkeypatch.setattr(holder, "current", dataclasses.replace(first, image=smaller))
         finally:
             gate.set()
         assert busy.result().status_code == 200

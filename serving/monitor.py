@@ -8,8 +8,9 @@ Three checks over a window of the prediction log, each OK, ALERT or SKIPPED:
   distribution and the one the served path produced on the evaluation split;
 - input skew: TFDV statistics of the sampled inputs, decoded by the same
   TensorFlow ops as serving, validated against the curated schema and the
-  training statistics (the validation gate's code: JS divergence of pixels,
-  the [0, 1]-scaled-pixels check, shapes).
+  training statistics. That check is the validation gate's code, so it lives
+  there (components/validation_gate/serving_skew.py); this module keeps the
+  checks that need only the prediction log.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import re
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from imgpipe.contract import FEATURES
 
 OK, ALERT, SKIPPED = "OK", "ALERT", "SKIPPED"
 
@@ -85,61 +87,6 @@ def class_distribution_check(classes: Sequence[str], class_names: Sequence[str],
               f"{expected.get(worst, 0.0):.1%} on the evaluation split)")
     return Check("class distribution", status, distance, threshold, detail,
                  {"observed": observed, "expected": expected})
-
-
-def load_samples(paths: Sequence[str], image_shape: Sequence[int]) -> np.ndarray:
-    """Sampled inputs as uint8 [n, h, w, c], decoded exactly as serving decodes them."""
-    from imgpipe.components.image_example_gen import image_ops
-    import tensorflow as tf
-    height, width, channels = image_shape
-    images = []
-    for path in paths:
-        if path.endswith(".npy"):
-            images.append(np.load(path).astype(np.uint8))
-        else:
-            with open(path, "rb") as handle:
-                data = handle.read()
-            images.append(image_ops.decode_and_prepare(tf.constant(data), height, width,
-                                                       channels).numpy())
-    return np.stack(images) if images else np.zeros((0, height, width, channels), np.uint8)
-
-
-def skew_check(sample_paths: Sequence[str], image_shape: Sequence[int], schema,
-               training_statistics, threshold: float, minimum: int) -> Check:
-    from imgpipe.components.image_example_gen import encoding
-    from imgpipe.components.validation_gate import inprocess, schema_curation
-    logged = [p for p in sample_paths if p]
-    present = [p for p in logged if os.path.exists(p)]
-    if len(present) < minimum:
-        # Samples are files on the serving host: say so when they are logged but not here.
-        missing = len(logged) - len(present)
-        elsewhere = (f"; {missing} of the {len(logged)} logged sample files are missing on this "
-                     "host (serving.samples_root)" if missing else "")
-        return Check("input skew", SKIPPED, None, threshold,
-                     f"{len(present)} sampled inputs in the window, fewer than {minimum} "
-                     f"(serving.sample_rate keeps a share of them){elsewhere}")
-    if training_statistics is None:
-        return Check("input skew", SKIPPED, None, threshold,
-                     "the training statistics recorded for this model are not readable")
-    pixels = load_samples(present, image_shape)
-    batch = encoding.examples_record_batch(pixels, None, [os.path.basename(p) for p in present],
-                                           "uint8")
-    watched = type(schema)()
-    watched.CopyFrom(schema)
-    for feature in watched.feature:
-        if feature.name == encoding.IMAGE_FEATURE:
-            feature.drift_comparator.jensen_shannon_divergence.threshold = threshold
-    verdict = inprocess.validate(inprocess.statistics(batch, watched), watched,
-                                 schema_curation.SERVING, baseline=training_statistics)
-    divergence = verdict.drift.get(encoding.IMAGE_FEATURE, {}).get("value")
-    if verdict.passed:
-        return Check("input skew", OK, divergence, threshold,
-                     f"{len(present)} sampled inputs match the curated schema and the training "
-                     f"pixel distribution (JS divergence {divergence:.3f})" if divergence is not None
-                     else f"{len(present)} sampled inputs match the curated schema")
-    return Check("input skew", ALERT, divergence, threshold,
-                 "; ".join(f.message for f in verdict.findings),
-                 {"findings": [f.as_dict() for f in verdict.findings]})
 
 
 def format_checks(checks: List[Check], header: str) -> str:

@@ -16,10 +16,8 @@ import numpy as np
 # One input as the model takes it: encoded image bytes or uint8 pixels [h, w, c].
 ModelInput = Union[bytes, np.ndarray]
 
+from imgpipe.contract import OUTPUTS, SIGNATURES, ImageSpec, image_files
 from imgpipe.registry import store
-
-SERVING_BYTES = "serving_bytes"
-SERVING_DEFAULT = "serving_default"
 
 
 class InputRejected(ValueError):
@@ -58,10 +56,9 @@ def input_hash(item: ModelInput) -> str:
 
 def check_image_bytes(data: bytes, limits: Limits, what: str = "image") -> None:
     """Format, size and readability from the header, before any decoding."""
-    from imgpipe.components.image_example_gen import encoding
     try:
-        info = encoding.probe_image(data, max_pixels=limits.max_image_side ** 2)
-    except encoding.BadInput as error:
+        info = image_files.probe_image(data, max_pixels=limits.max_image_side ** 2)
+    except image_files.BadInput as error:
         message = str(error)
         status = 413 if "above the limit" in message else 415 if "not supported" in message else 400
         raise InputRejected(status, f"{what}: {message}") from None
@@ -103,19 +100,26 @@ class ServedModel:
     uid: str
     path: str
     class_names: List[str]
-    image_shape: Tuple[int, int, int]
+    image: ImageSpec
     serving_baseline: Optional[Dict[str, Any]]
     statistics_path: Optional[str]
     module: Any = dataclasses.field(repr=False, default=None)
 
+    @property
+    def image_shape(self) -> Tuple[int, int, int]:
+        return self.image.shape
+
     def probabilities_from_bytes(self, images: Sequence[bytes]) -> np.ndarray:
         import tensorflow as tf
-        return self.module.signatures[SERVING_BYTES](
-            image_bytes=tf.constant(list(images), dtype=tf.string))["probabilities"].numpy()
+        outputs = self.module.signatures[SIGNATURES.bytes](
+            **{SIGNATURES.bytes_input: tf.constant(list(images), dtype=tf.string)})
+        return outputs[OUTPUTS.probabilities].numpy()
 
     def probabilities_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
         import tensorflow as tf
-        return self.module.signatures[SERVING_DEFAULT](images=tf.constant(pixels))["probabilities"].numpy()
+        outputs = self.module.signatures[SIGNATURES.pixels](
+            **{SIGNATURES.pixels_input: tf.constant(pixels)})
+        return outputs[OUTPUTS.probabilities].numpy()
 
     def probabilities(self, inputs: Sequence[ModelInput]) -> np.ndarray:
         """One call per signature for a batch mixing encoded images and pixel arrays."""
@@ -186,6 +190,6 @@ def load(row) -> ServedModel:
     config = row.training_config
     return ServedModel(name=row.model_name, version=row.version, uid=row.model_uid,
                        path=row.artifact_path, class_names=list(config["class_names"]),
-                       image_shape=tuple(config["image_shape"]),
+                       image=ImageSpec.from_record(config),
                        serving_baseline=row.serving_baseline, statistics_path=row.statistics_path,
                        module=module)

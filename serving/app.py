@@ -1,0 +1,310 @@
+"""`imgpipe serve`: the champion over HTTP (FastAPI), TF Serving's REST shape.
+
+POST /v1/models/<name>:predict   {"instances": [{"b64": "<image bytes>"}, ...]}
+                                  or {"instances": [<uint8 [h][w][c] arrays>]}
+POST /v1/models/<name>/images     multipart upload, one or more `file` fields
+GET  /v1/models/<name>            the model being served
+GET  /healthz, GET /metrics       liveness; Prometheus metrics
+
+Bad input gets a 4xx JSON {"error": ...} saying what was expected, and the
+server keeps serving; when `max_queue` requests already wait for the model,
+more get 503 with Retry-After. The champion is looked up every
+`reload_seconds`; a new one is loaded beside the old and swapped in, so no
+request is dropped. /metrics counts and times every answer, errors included.
+
+Request parsing and its refusals are plain functions in parsing.py; this module
+moves bytes between them, the micro-batcher and the HTTP answers.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import time
+from typing import Any, Callable, List, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from imgpipe.serving import model as served
+from imgpipe.serving import parsing
+from imgpipe.serving.batching import MicroBatcher, QueueFull, Unavailable
+from imgpipe.serving.model import InputRejected
+from imgpipe.serving.parsing import Item
+from imgpipe.serving.predlog import LogRecord, PredictionLogger
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ServiceSettings:
+    model_name: str
+    max_batch: int = 32
+    max_wait_ms: float = 0.0
+    max_queue: int = 256
+    max_body_bytes: int = 10_000_000
+    max_instances: int = 256
+    top_k: int = 3
+    reload_seconds: float = 10.0
+    limits: served.Limits = served.Limits()
+
+
+class ModelHolder:
+    """The model being served, swapped when the registry's champion changes."""
+
+    def __init__(self, resolve_row: Callable[[], Any], load: Callable[[Any], served.ServedModel]):
+        self._resolve_row, self._load = resolve_row, load
+        self.current = load(resolve_row())
+        self.reloads = 0
+
+    def refresh(self) -> bool:
+        row = self._resolve_row()
+        if row.model_uid == self.current.uid:
+            return False
+        fresh = self._load(row)
+        self.current, self.reloads = fresh, self.reloads + 1  # one reference swap
+        log.info("now serving %s version %s (%s)", fresh.name, fresh.version, fresh.uid)
+        return True
+
+
+class _PredictionLogCollector:
+    """The prediction log's counts, read from the logger at each scrape."""
+
+    def __init__(self, logger: PredictionLogger):
+        self.logger = logger
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        yield CounterMetricFamily("imgpipe_prediction_log_written", "Prediction log rows written",
+                                  value=self.logger.written)
+        yield CounterMetricFamily("imgpipe_prediction_log_dropped",
+                                  "Prediction log rows dropped (queue full or write failed)",
+                                  value=self.logger.dropped)
+        yield GaugeMetricFamily("imgpipe_prediction_log_queue_depth",
+                                "Prediction log records waiting to be written",
+                                value=self.logger.queued)
+
+
+class _ObserveRequests:
+    """Counts and times every answer of the model endpoints, whatever its status:
+    an unhandled exception is counted as the 500 the outer middleware sends."""
+
+    ENDPOINTS = {"predict", "upload", "status"}  # route names, the `endpoint` label
+
+    def __init__(self, app, metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            endpoint = getattr(scope.get("route"), "name", None)
+            if endpoint in self.ENDPOINTS:
+                self.metrics["requests"].labels(endpoint, str(status)).inc()
+                self.metrics["latency"].labels(endpoint).observe(time.perf_counter() - started)
+
+
+def _metrics():
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    registry = CollectorRegistry()
+    return registry, {
+        "requests": Counter("imgpipe_requests", "Prediction requests", ["endpoint", "status"],
+                            registry=registry),
+        "latency": Histogram("imgpipe_request_latency_seconds", "Request latency", ["endpoint"],
+                             buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),
+                             registry=registry),
+        "batch": Histogram("imgpipe_batch_size", "Images per model call",
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=registry),
+        "confidence": Gauge("imgpipe_mean_confidence",
+                            "Mean top-1 confidence of the last 1000 predictions", registry=registry),
+        "version": Gauge("imgpipe_model_version", "Registry version being served", ["model_uid"],
+                         registry=registry),
+        "reloads": Counter("imgpipe_model_reloads", "Champion changes picked up", registry=registry),
+    }
+
+
+async def read_body(request: Request, max_body_bytes: int) -> bytes:
+    """The whole body, refused (413) as soon as it is declared or read over the limit."""
+    parsing.check_declared_length(request.headers.get("content-length"), max_body_bytes)
+    body = parsing.BodyBuffer(max_body_bytes)
+    async for chunk in request.stream():
+        body.add(chunk)
+    return body.data()
+
+
+def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _input_rejected(_request: Request, rejected: InputRejected) -> JSONResponse:
+    return _error(rejected.status, str(rejected))
+
+
+async def _queue_full(_request: Request, full: QueueFull) -> JSONResponse:
+    return _error(503, str(full), headers={"Retry-After": "1"})
+
+
+async def _unavailable(_request: Request, stopped: Unavailable) -> JSONResponse:
+    return _error(503, str(stopped))
+
+
+class ModelService:
+    """What the routes share: the model being served, the micro-batcher that
+    calls it, the metrics and the prediction log. Routes raise InputRejected,
+    QueueFull or Unavailable; create_app's handlers turn them into answers."""
+
+    def __init__(self, settings: ServiceSettings, holder: ModelHolder,
+                 logger: Optional[PredictionLogger] = None):
+        self.settings, self.holder, self.logger = settings, holder, logger
+        self.metrics_registry, self.metrics = _metrics()
+        if logger is not None:
+            self.metrics_registry.register(_PredictionLogCollector(logger))
+        self.recent = collections.deque(maxlen=1000)   # top-1 confidences behind the gauge
+        self.batcher = MicroBatcher(self.run_batch, settings.max_batch, settings.max_wait_ms,
+                                    on_batch=self.metrics["batch"].observe,
+                                    max_queue=settings.max_queue)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app):
+        self.batcher.start()
+        self.metrics["version"].labels(self.holder.current.uid).set(self.holder.current.version)
+        watcher = asyncio.get_running_loop().create_task(self.watch_champion())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await self.batcher.stop()
+            if self.logger is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.logger.close)
+
+    async def watch_champion(self) -> None:
+        holder, loop = self.holder, asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.reload_seconds)
+            try:
+                if await loop.run_in_executor(None, holder.refresh):
+                    self.metrics["reloads"].inc()
+                    self.metrics["version"].clear()
+                    self.metrics["version"].labels(holder.current.uid).set(holder.current.version)
+            except Exception as error:  # noqa: BLE001 - keep serving the current model
+                log.warning("champion lookup failed; still serving %s: %s", holder.current.uid, error)
+
+    def run_batch(self, items: List[Item]) -> List[Any]:
+        """(model, prediction, model ms) or an InputRejected, per item."""
+        model = self.holder.current  # the model of this batch, whatever swaps meanwhile
+        results: List[Any] = [parsing.refusal_after_swap(item, model) for item in items]
+        runnable = [index for index, refused in enumerate(results) if refused is None]
+        started = time.perf_counter()
+        predicted = (model.predict_each([items[i].payload for i in runnable], self.settings.top_k)
+                     if runnable else [])
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        for index, result in zip(runnable, predicted):
+            results[index] = (result if isinstance(result, InputRejected)
+                              else (model, result, elapsed_ms))
+        return results
+
+    async def answer(self, items: List[Item]) -> JSONResponse:
+        """The predictions for checked items, through the batcher; each one logged."""
+        results = await self.batcher.submit(items)
+        refusal = parsing.first_refusal(results)
+        if refusal is not None:
+            raise refusal
+        predictions = []
+        for item, (batch_model, prediction, model_ms) in zip(items, results):
+            predictions.append(prediction.as_dict())
+            self.recent.append(prediction.confidence)
+            if self.logger is not None:
+                self.logger.log(LogRecord.of(batch_model, prediction, item.payload, model_ms, "http"))
+        self.metrics["confidence"].set(sum(self.recent) / len(self.recent) if self.recent else 0.0)
+        model = results[0][0] if results else self.holder.current
+        return JSONResponse({"predictions": predictions, "model_name": model.name,
+                             "model_version": str(model.version), "model_uid": model.uid})
+
+    # The routes. No return annotations: FastAPI would take them for response models.
+
+    async def predict(self, name: str, request: Request):
+        settings = self.settings
+        parsing.check_model_name(name, settings.model_name)
+        body = await read_body(request, settings.max_body_bytes)
+        return await self.answer(parsing.parse_instances(
+            body, settings.max_instances, settings.limits, self.holder.current.image_shape))
+
+    async def upload(self, name: str, request: Request):
+        settings = self.settings
+        parsing.check_model_name(name, settings.model_name)
+        parsing.check_upload_length(request.headers.get("content-length"), settings.max_body_bytes)
+        try:
+            form = await request.form(max_files=settings.max_instances)
+        except Exception as failure:  # noqa: BLE001 - malformed multipart
+            raise parsing.form_refusal(failure, settings.max_instances) from None
+        files = [(field.filename, await field.read()) for field in form.getlist("file")]
+        return await self.answer(
+            parsing.parse_uploads(files, settings.max_body_bytes, settings.limits))
+
+    async def status(self, name: str):
+        parsing.check_model_name(name, self.settings.model_name)
+        model = self.holder.current
+        return {"model_version_status": [{"version": str(model.version), "state": "AVAILABLE",
+                                          "status": {"error_code": "OK", "error_message": ""}}],
+                "model_uid": model.uid, "class_names": model.class_names,
+                "image_shape": list(model.image_shape)}
+
+    async def healthz(self):
+        model, failure = self.holder.current, self.batcher.failure
+        if failure is not None:
+            return JSONResponse({"status": "unhealthy", "error": f"the micro-batcher crashed "
+                                 f"({failure!r}); restart the server",
+                                 "model_uid": model.uid}, status_code=503)
+        return {"status": "ok", "model_name": model.name, "model_version": model.version,
+                "model_uid": model.uid}
+
+    async def prometheus(self):
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        return Response(generate_latest(self.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: ServiceSettings, holder: ModelHolder,
+               logger: Optional[PredictionLogger] = None) -> FastAPI:
+    service = ModelService(settings, holder, logger)
+    app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, lifespan=service.lifespan)
+    app.add_middleware(_ObserveRequests, metrics=service.metrics)
+    app.add_exception_handler(InputRejected, _input_rejected)
+    app.add_exception_handler(QueueFull, _queue_full)
+    app.add_exception_handler(Unavailable, _unavailable)
+    # Route names are the `endpoint` label of the request metrics (_ObserveRequests).
+    app.add_api_route("/v1/models/{name}:predict", service.predict, methods=["POST"], name="predict")
+    app.add_api_route("/v1/models/{name}/images", service.upload, methods=["POST"], name="upload")
+    app.add_api_route("/v1/models/{name}", service.status, methods=["GET"], name="status")
+    app.add_api_route("/healthz", service.healthz, methods=["GET"], name="healthz")
+    app.add_api_route("/metrics", service.prometheus, methods=["GET"], name="prometheus")
+    app.state.holder, app.state.settings, app.state.batcher = holder, settings, service.batcher
+    return app
+
+
+def build(config, model_name: Optional[str] = None, log_predictions: bool = True):
+    """The app for a configuration: champion from the registry, log from the config."""
+    name = model_name or config.registry.model_name
+    url = config.registry_url
+    holder = ModelHolder(lambda: served.resolve(url, name), served.load)
+    logger = (PredictionLogger(config.prediction_log_url, config.samples_root,
+                               config.serving.sample_rate) if log_predictions else None)
+    s = config.serving
+    settings = ServiceSettings(
+        model_name=name, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, max_queue=s.max_queue,
+        max_body_bytes=s.max_body_bytes, max_instances=s.max_instances, top_k=s.top_k,
+        reload_seconds=s.reload_seconds,
+        limits=served.Limits(s.max_image_side, tuple(s.allowed_formats)))
+    return create_app(settings, holder, logger)
