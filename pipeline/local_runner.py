@@ -2,7 +2,9 @@
 
 It only chooses where the pipeline runs, and shows each stage as it starts
 and finishes (wall time, cached or not, where its artifacts are), by
-listening to the runner's own log records.
+listening to the runner's own log records. The components run in this
+process: what they log to `imgpipe.progress` (the Trainer's line per epoch)
+is shown as it happens, too.
 """
 from __future__ import annotations
 
@@ -143,6 +145,42 @@ class _StageListener(logging.Handler):
         return stage
 
 
+class _ProgressListener(logging.Handler):
+    """Passes the components' `imgpipe.progress` records on as they are logged."""
+
+    def __init__(self, show: Callable[[str], None]):
+        super().__init__(level=logging.INFO)
+        self.show = show
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.show(record.getMessage())
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def progress_to(show: Optional[Callable[[str], None]]):
+    """While it lasts, `imgpipe.progress` records go to `show` (and nowhere else).
+
+    With `show` None the records are dropped (--quiet); otherwise they stay
+    off the other handlers (no second copy with --verbose's root handler).
+    """
+    from imgpipe.components.trainer.progress import LOGGER_NAME
+    progress_logger = logging.getLogger(LOGGER_NAME)
+    saved = progress_logger.level, progress_logger.propagate
+    handler = _ProgressListener(show) if show else logging.NullHandler()
+    progress_logger.addHandler(handler)
+    progress_logger.setLevel(logging.INFO)
+    progress_logger.propagate = False
+    try:
+        yield
+    finally:
+        progress_logger.removeHandler(handler)
+        progress_logger.setLevel(saved[0])
+        progress_logger.propagate = saved[1]
+
+
 class StageFailed(RuntimeError):
     def __init__(self, stage: Optional[StageResult], error: BaseException, result: RunResult):
         super().__init__(str(error))
@@ -188,11 +226,14 @@ def output_to_log(log_path: Optional[Path]):
 
 
 def run_local(config: Config, echo: Callable[[StageResult, str, Any], None],
-              until: Optional[str] = None, log_path: Optional[Path] = None) -> RunResult:
+              until: Optional[str] = None, log_path: Optional[Path] = None,
+              progress: Optional[Callable[[str, Any], None]] = None) -> RunResult:
     """Runs the pipeline to the end (or to `until`); raises StageFailed.
 
-    `echo(stage, event, stream)` reports progress on `stream`. With
-    `log_path`, everything else the run prints goes to that file.
+    `echo(stage, event, stream)` reports progress on `stream`, and
+    `progress(message, stream)` the components' progress lines (the
+    Trainer's epochs; None drops them). With `log_path`, everything else the
+    run prints goes to that file.
     """
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
@@ -201,7 +242,8 @@ def run_local(config: Config, echo: Callable[[StageResult, str, Any], None],
     source = prepare_source(config)
     tfx_pipeline = create_pipeline(config, source=source, until=until,
                                    beam_args=local_beam_args(list(config.pipeline.beam_args)))
-    with output_to_log(log_path) as terminal:
+    with output_to_log(log_path) as terminal, progress_to(
+            (lambda message: progress(message, terminal)) if progress else None):
         listener = _StageListener(config.metadata_path,
                                   lambda stage, event: echo(stage, event, terminal))
         absl_logger = logging.getLogger("absl")
