@@ -16,6 +16,7 @@ from tfx.dsl.io import fileio
 
 _SPAN_DIR = re.compile(r"^span-(\d+)$")
 STATS_FILE = "FeatureStats.pb"
+SPLIT_PREFIX = "Split-"
 
 
 def previous_span(root: str, span: int) -> Optional[Tuple[int, str]]:
@@ -33,11 +34,26 @@ def previous_span(root: str, span: int) -> Optional[Tuple[int, str]]:
     return latest, os.path.join(root, f"span-{latest}")
 
 
+def split_statistics_files(folder: str) -> Dict[str, str]:
+    """split name -> statistics file of a statistics folder laid out as TFX writes
+    it (`<folder>/Split-<name>/FeatureStats.pb`: an ExampleStatistics artifact,
+    or one recorded span here); empty for any other folder."""
+    if not fileio.isdir(folder):
+        return {}
+    files = {}
+    for entry in fileio.listdir(folder):
+        name = entry.rstrip("/")
+        path = os.path.join(folder, name, STATS_FILE)
+        if name.startswith(SPLIT_PREFIX) and fileio.exists(path) and not fileio.isdir(path):
+            files[name[len(SPLIT_PREFIX):]] = path
+    return files
+
+
 def record(root: str, span: int, split_stats: Dict[str, str]) -> str:
     """Copies each split's statistics file into the baseline folder of `span`."""
     target = os.path.join(root, f"span-{span}")
     for split, path in split_stats.items():
-        folder = os.path.join(target, f"Split-{split}")
+        folder = os.path.join(target, f"{SPLIT_PREFIX}{split}")
         fileio.makedirs(folder)
         fileio.copy(path, os.path.join(folder, STATS_FILE), overwrite=True)
     return target

@@ -19,6 +19,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from imgpipe.components.image_example_gen import encoding, sources
 from imgpipe.components.validation_gate import checks
+from imgpipe.contract import image_files
 
 _BATCH = 256
 
@@ -29,7 +30,7 @@ class InputError(ValueError):
 
 @dataclasses.dataclass
 class LoadedSource:
-    record_batch: pa.RecordBatch
+    record_batch: Optional[pa.RecordBatch]   # None once let go (its statistics computed)
     format: str
     conversions: Dict[str, int]
     quarantine: List[dict]
@@ -58,27 +59,28 @@ class FolderArrays:
 
 def load_folder_arrays(root: str, height: int, width: int, channels: int,
                        classes: Sequence[str] = (),
-                       max_image_pixels: int = encoding.DEFAULT_MAX_IMAGE_PIXELS) -> FolderArrays:
+                       max_image_pixels: int = image_files.DEFAULT_MAX_IMAGE_PIXELS) -> FolderArrays:
     """Decodes a folder exactly as ingestion does (same probe, ops and label rule)."""
-    from imgpipe.components.image_example_gen import image_ops
+    from imgpipe.contract import ImageSpec, image_ops
     by_class = _image_files(root)
     labelled = "" not in by_class
     # Label ids by ingestion's own rule (configured order, then unknown folders).
     names = sources.scan_class_folders([root], list(classes)).class_names if labelled else []
     class_ids = {name: index for index, name in enumerate(names)}
-    decoder = image_ops.make_batch_decoder(height, width, channels)
+    spec = ImageSpec(height=height, width=width, channels=channels)
+    decoder = image_ops.make_batch_decoder(spec)
     quarantine, conversions = [], Counter()
     items = []
     for name, paths in by_class.items():
         for path in paths:
-            if not encoding.is_candidate_image(path):
+            if not image_files.is_candidate_image(path):
                 quarantine.append({"path": path, "reason": "not an image file", "kind": "ignored"})
                 continue
             try:
                 with open(path, "rb") as handle:
                     data = handle.read()
-                info = encoding.probe_image(data, max_image_pixels)
-            except (OSError, encoding.BadInput) as error:
+                info = image_files.probe_image(data, max_image_pixels)
+            except (OSError, image_files.BadInput) as error:
                 quarantine.append({"path": path, "reason": str(error), "kind": "bad"})
                 continue
             items.append((path, data, info, class_ids.get(name)))
@@ -87,7 +89,7 @@ def load_folder_arrays(root: str, height: int, width: int, channels: int,
         chunk = items[start:start + _BATCH]
         label_of = {item[0]: item[3] for item in chunk}
         decoded, failures, counts = image_ops.decode_items(
-            decoder, [item[:3] for item in chunk], height, width, channels)
+            decoder, [item[:3] for item in chunk], spec)
         quarantine += [{"path": path, "reason": reason, "kind": "bad"} for path, reason in failures]
         conversions.update(counts)
         for path, image, _ in decoded:
@@ -115,7 +117,7 @@ def _load_npz(path: str) -> LoadedSource:
             x = encoding.as_nhwc(reader.read_all("x"), path)
             y = encoding.labels_from_array(reader.read_all("y"), len(x), path) \
                 if layout.has_labels else None
-    except (sources.SourceError, encoding.BadInput) as error:
+    except (sources.SourceError, image_files.BadInput) as error:
         raise InputError(str(error)) from None
     ids = [f"{os.path.basename(path)}[{i}]" for i in range(len(x))]
     batch = encoding.examples_record_batch(x, y, ids, str(x.dtype))
@@ -146,7 +148,7 @@ def _load_tfrecords(pattern: str) -> LoadedSource:
 
 
 def load_source(source: str, *, height: int, width: int, channels: int,
-                classes: Sequence[str] = (), max_image_pixels: int = encoding.DEFAULT_MAX_IMAGE_PIXELS
+                classes: Sequence[str] = (), max_image_pixels: int = image_files.DEFAULT_MAX_IMAGE_PIXELS
                 ) -> LoadedSource:
     if not os.path.exists(source) and not any(ch in source for ch in "*?["):
         raise InputError(f"{source}: no such file or folder")
@@ -170,25 +172,188 @@ def statistics(record_batch: pa.RecordBatch, schema: Optional[schema_pb2.Schema]
     return stats_impl.generate_statistics_in_memory(record_batch, options)
 
 
-def load_statistics_file(path: str) -> Optional[statistics_pb2.DatasetFeatureStatisticsList]:
-    """A statistics file or a TFX statistics artifact folder (its train split);
-    local or any tf.io.gfile location (a cluster run's gs:// artifacts)."""
+# What a baseline may be (`imgpipe validate --baseline`), as its error names them.
+BASELINE_KINDS = (
+    "a class-folder tree",
+    "an .npz (x, optional y)",
+    "TFRecords of tf.Example (a file, a folder of them or a glob)",
+    "a TFDV statistics file (DatasetFeatureStatisticsList: binary, text or one-record TFRecord)",
+    "a TFX statistics folder (Split-<name>/FeatureStats.pb; its train split)",
+)
+STATISTICS_SPLIT = "train"  # the split a TFX statistics folder is compared by (the gate's too)
+_HEAD_BYTES = 1 << 16
+
+
+@dataclasses.dataclass
+class Baseline:
+    statistics: statistics_pb2.DatasetFeatureStatisticsList
+    kind: str          # "statistics file", "TFX statistics folder", or a data format
+    description: str   # one line for the report
+
+    @property
+    def examples(self) -> int:
+        return int(self.statistics.datasets[0].num_examples) if self.statistics.datasets else 0
+
+
+def _has_features(stats: statistics_pb2.DatasetFeatureStatisticsList) -> bool:
+    return any(len(dataset.features) for dataset in stats.datasets)
+
+
+def _looks_like_text_statistics(head: bytes) -> bool:
+    """Text format of a DatasetFeatureStatisticsList: its first field is `datasets`."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        if len(head) < _HEAD_BYTES:
+            return False
+        text = head[:-4].decode("utf-8", errors="ignore")  # a character cut at the edge
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            return line.startswith("datasets")
+    return False
+
+
+def _first_tfrecords(path: str) -> Optional[List[bytes]]:
+    """Up to two first records of a file in TFRecord framing; None when the file
+    does not start with a TFRecord header (its length checksum)."""
     import tensorflow as tf
-    import tensorflow_data_validation as tfdv
-    candidates = [path]
-    if tf.io.gfile.isdir(path):
-        candidates = [os.path.join(path, "Split-train", "FeatureStats.pb"),
-                      os.path.join(path, "FeatureStats.pb")]
-    for candidate in candidates:
-        if tf.io.gfile.exists(candidate) and not tf.io.gfile.isdir(candidate):
-            try:
-                return tfdv.load_stats_binary(candidate)
-            except Exception:
-                try:
-                    return tfdv.load_statistics(candidate)
-                except Exception as error:
-                    raise InputError(f"{candidate}: not a TFDV statistics file ({error})") from None
+    try:
+        return list(tf.data.TFRecordDataset(path).take(2).as_numpy_iterator())
+    except tf.errors.OpError:
+        return None
+
+
+def read_statistics_file(path: str) -> Optional[statistics_pb2.DatasetFeatureStatisticsList]:
+    """The statistics in file `path` if it is a DatasetFeatureStatisticsList
+    (binary, text, or a one-record TFRecord of one), else None.
+
+    Recognised by parsing, and only what can be one is parsed whole: binary
+    starts with field 1 (`datasets`), text with `datasets`; the result must
+    describe at least one feature. A data file (an .npz, TFRecords of
+    tf.Example, images) is not one and is never read whole here.
+    """
+    import tensorflow as tf
+    from google.protobuf import message, text_format
+    gfile = tf.io.gfile
+    if not gfile.exists(path) or gfile.isdir(path):
+        return None
+    records = _first_tfrecords(path)
+    if records is not None:
+        # TFDV writes statistics as TFRecord with one record; more is data.
+        candidates = [("binary", records[0])] if len(records) == 1 else []
+    else:
+        with gfile.GFile(path, "rb") as handle:
+            head = handle.read(_HEAD_BYTES)
+        binary, text = head[:1] == b"\x0a", _looks_like_text_statistics(head)
+        data = b""
+        if binary or text:
+            with gfile.GFile(path, "rb") as handle:
+                data = handle.read()
+        candidates = [("binary", data)] * binary + [("text", data)] * text
+    for form, data in candidates:
+        stats = statistics_pb2.DatasetFeatureStatisticsList()
+        try:
+            if form == "binary":
+                stats.ParseFromString(data)
+            else:
+                text_format.Parse(data.decode("utf-8"), stats)
+        except (message.DecodeError, text_format.ParseError, UnicodeDecodeError):
+            continue
+        if _has_features(stats):
+            return stats
     return None
+
+
+def _statistics_folder_file(folder: str) -> Optional[str]:
+    """The statistics file a TFX statistics folder is compared by; None when the
+    folder is not one (a folder holding FeatureStats.pb itself is one split)."""
+    import tensorflow as tf
+
+    from imgpipe.components.validation_gate import baselines
+    splits = baselines.split_statistics_files(folder)
+    if STATISTICS_SPLIT in splits:
+        return splits[STATISTICS_SPLIT]
+    if len(splits) == 1:
+        return next(iter(splits.values()))
+    if splits:
+        raise InputError(f"{folder}: a TFX statistics folder without a Split-{STATISTICS_SPLIT}; "
+                         f"it has {', '.join(f'Split-{s}' for s in sorted(splits))} — pass one "
+                         f"split's {baselines.STATS_FILE}")
+    single = os.path.join(folder, baselines.STATS_FILE)
+    return single if tf.io.gfile.exists(single) and not tf.io.gfile.isdir(single) else None
+
+
+def _statistics_at(path: str) -> Optional[Baseline]:
+    """`path` as statistics: a TFX statistics folder or a statistics file; None
+    when it is something else. A TFX statistics folder whose file is not
+    statistics is an error, not data."""
+    import tensorflow as tf
+    if tf.io.gfile.isdir(path):
+        stats_file = _statistics_folder_file(path)
+        if stats_file is None:
+            return None
+        stats = read_statistics_file(stats_file)
+        if stats is None:
+            raise InputError(f"{stats_file}: not a TFDV statistics file "
+                             "(no DatasetFeatureStatisticsList describing any feature)")
+        split = os.path.basename(os.path.dirname(stats_file))
+        where = split if split.startswith("Split-") else os.path.basename(stats_file)
+        return Baseline(stats, "TFX statistics folder", f"TFX statistics folder ({where})")
+    stats = read_statistics_file(path)
+    return Baseline(stats, "statistics file", "TFDV statistics file") if stats is not None else None
+
+
+def load_statistics_file(path: str) -> Optional[statistics_pb2.DatasetFeatureStatisticsList]:
+    """A statistics file or a TFX statistics folder (its train split), local or
+    any tf.io.gfile location (a cluster run's gs:// artifacts); None when `path`
+    is neither (data, say)."""
+    found = _statistics_at(path)
+    return found.statistics if found else None
+
+
+def _what_is_at(path: str) -> str:
+    import tensorflow as tf
+    gfile = tf.io.gfile
+    if gfile.isdir(path):
+        entries = sorted(e.rstrip("/") for e in gfile.listdir(path))
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        return f"a folder of {len(entries)} entries ({shown})" if entries else "an empty folder"
+    if gfile.exists(path):
+        size = gfile.stat(path).length
+        return (f"a file of {size:,} bytes, not a DatasetFeatureStatisticsList describing any feature"
+                if size else "an empty file")
+    return f"a pattern matching {len(gfile.glob(path))} files"
+
+
+def load_baseline(path: str, schema: Optional[schema_pb2.Schema], *, height: int, width: int,
+                  channels: int, classes: Sequence[str] = (),
+                  max_image_pixels: int = image_files.DEFAULT_MAX_IMAGE_PIXELS) -> Baseline:
+    """What drift is measured against, decided by what `path` is: a TFX
+    statistics folder (Split-*/FeatureStats.pb) or a statistics file is used as
+    it is; anything else is loaded as data exactly like a source (same loader,
+    image spec and schema) and its statistics computed, after which the data
+    is let go. Neither: InputError naming the path, what is accepted and what
+    is there.
+    """
+    import tensorflow as tf
+    found = _statistics_at(path)
+    if found is not None:
+        return found
+    problem = (f"baseline {path}: neither readable data nor statistics.\n"
+               f"  expected one of: {'; '.join(BASELINE_KINDS)}\n  got: ")
+    if not tf.io.gfile.exists(path) and not any(ch in path for ch in "*?["):
+        raise InputError(problem + "nothing (no such file or folder)")
+    try:
+        loaded = load_source(path, height=height, width=width, channels=channels,
+                             classes=classes, max_image_pixels=max_image_pixels)
+    except InputError as error:
+        reason = str(error)
+        if reason.startswith(f"{path}: "):
+            reason = reason[len(path) + 2:]
+        raise InputError(problem + f"{_what_is_at(path)}; read as data: {reason}") from None
+    stats = statistics(loaded.record_batch, schema)
+    return Baseline(stats, loaded.format, f"{loaded.format} data")
 
 
 def validate(statistics_list: statistics_pb2.DatasetFeatureStatisticsList,
