@@ -71,7 +71,8 @@ def breakdown(tree: Path, limit: int = 5000) -> dict:
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.io.tfrecordio import _TFRecordUtil
 
-    from imgpipe.components.image_example_gen import encoding, image_ops
+    from imgpipe.components.image_example_gen import encoding
+    from imgpipe.contract import ImageSpec, image_files, image_ops
 
     files = [str(p) for p in sorted(tree.glob("*/*"))[:limit]]
     n = len(files)
@@ -91,8 +92,8 @@ def breakdown(tree: Path, limit: int = 5000) -> dict:
         return out
 
     data = timed("read file (Beam FileSystems)", read)
-    timed("probe header (Pillow)", lambda: [encoding.probe_image(d) for d in data])
-    decoder = image_ops.make_batch_decoder(32, 32, 3)
+    timed("probe header (Pillow)", lambda: [image_files.probe_image(d) for d in data])
+    decoder = image_ops.make_batch_decoder(ImageSpec(32, 32, 3))
     decoder(tf.constant(data[:256]))
     pixels = timed("decode + convert + resize (TF, batches of 256)", lambda: np.concatenate(
         [decoder(tf.constant(data[i:i + 256]))[0].numpy() for i in range(0, n, 256)]))
@@ -157,7 +158,7 @@ def main() -> None:
             count = subset(args.data, size, tree)
             pillow = pillow_rate(tree)
             # Each size in a fresh process and output root: peak RSS is its own.
-            run = run_cli(["ingest", str(tree), "--config", "configs/cifar10.toml",
+            run = run_cli(["ingest", str(tree), "--config", "builtin:cifar10",
                            "--output", str(work / f"out-{size}"), "--set", "pipeline.enable_cache=false"])
             stage = run["stages"]["ImageExampleGen"]
             row = {"images": count, "pillow": pillow, "imgpipe": run,

@@ -44,7 +44,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="imgpipe-bench-training-"))
     root = args.output_root or work / "out"
     try:
-        run = run_cli(["run", "--config", "configs/cifar10.toml", "--data", str(args.data),
+        run = run_cli(["run", "--config", "builtin:cifar10", "--data", str(args.data),
                        "--output-root", str(root)])
         import imgpipe  # noqa: F401
         import numpy as np

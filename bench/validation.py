@@ -63,7 +63,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="imgpipe-bench-validation-"))
     results = {}
     try:
-        run = run_cli(["run", "--config", "configs/cifar10.toml", "--data", str(args.data),
+        run = run_cli(["run", "--config", "builtin:cifar10", "--data", str(args.data),
                        "--output-root", str(work / "out")])
         examples = sum(1 for _ in args.data.glob("*/*"))
         seconds = run["stages"]["StatisticsGen"] + run["stages"]["ValidationGate"]
@@ -75,8 +75,8 @@ def main() -> None:
         sample = work / "sample"
         subset(args.data, 1000, sample)
         subprocess.run([IMGPIPE, "to-npz", str(sample), "--output", str(work / "sample.npz"),
-                        "--config", "configs/cifar10.toml"], check=True, capture_output=True, cwd=REPO)
-        common = ["--config", "configs/cifar10.toml"]
+                        "--config", "builtin:cifar10"], check=True, capture_output=True, cwd=REPO)
+        common = ["--config", "builtin:cifar10"]
         results["validate_1000"] = {
             "images_folder": timed(["validate", str(sample), *common]),
             "uint8_npz": timed(["validate", str(work / "sample.npz"), *common]),

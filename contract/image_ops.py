@@ -11,11 +11,7 @@ All functions work eagerly and inside a traced tf.function/SavedModel graph.
 import imgpipe  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
-SUPPORTED_CHANNELS = (1, 3)
-# Bilinear with antialiasing: downscaling without it aliases badly, and both
-# ingestion and serving go through this exact call.
-RESIZE_METHOD = "bilinear"
-RESIZE_ANTIALIAS = True
+from imgpipe.contract.image_spec import SUPPORTED_CHANNELS, ImageSpec
 
 
 def decode(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -50,31 +46,31 @@ def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
     return tf.ensure_shape(grey, [None, None, 1])
 
 
-def resize(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
-    """Resizes uint8 [h, w, c] to [height, width, c], rounding back to uint8.
+def resize(image: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
+    """Resizes uint8 [h, w, c] to the spec's [height, width, c] with its policy, rounding back to uint8.
 
     Images already at the target size pass through untouched.
     """
     image = tf.convert_to_tensor(image)
     shape = tf.shape(image)
+    height, width = spec.height, spec.width
 
     def _resized():
-        scaled = tf.image.resize(image, [height, width], method=RESIZE_METHOD,
-                                 antialias=RESIZE_ANTIALIAS)
+        scaled = tf.image.resize(image, [height, width], method=spec.resize_method,
+                                 antialias=spec.antialias)
         return tf.cast(tf.clip_by_value(tf.round(scaled), 0.0, 255.0), tf.uint8)
 
     same_size = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
     return tf.cond(same_size, lambda: image, _resized)
 
 
-def decode_and_prepare(image_bytes: tf.Tensor, height: int, width: int,
-                       channels: int) -> tf.Tensor:
+def decode_and_prepare(image_bytes: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
     """Encoded bytes -> uint8 [height, width, channels]: the serving path."""
-    image = resize(to_channels(decode(image_bytes), channels), height, width)
-    return tf.ensure_shape(image, [height, width, channels])
+    image = resize(to_channels(decode(image_bytes), spec.channels), spec)
+    return tf.ensure_shape(image, list(spec.shape))
 
 
-def make_batch_decoder(height: int, width: int, channels: int):
+def make_batch_decoder(spec: ImageSpec):
     """A compiled decoder for a batch of encoded images.
 
     Returns pixels uint8 [n, height, width, channels] and each image's decoded
@@ -84,20 +80,20 @@ def make_batch_decoder(height: int, width: int, channels: int):
 
     def _one(image_bytes):
         decoded = decode(image_bytes)
-        prepared = resize(to_channels(decoded, channels), height, width)
-        return tf.ensure_shape(prepared, [height, width, channels]), tf.shape(decoded)
+        prepared = resize(to_channels(decoded, spec.channels), spec)
+        return tf.ensure_shape(prepared, list(spec.shape)), tf.shape(decoded)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def decode_batch(images):
         return tf.map_fn(
             _one, images,
-            fn_output_signature=(tf.TensorSpec([height, width, channels], tf.uint8),
+            fn_output_signature=(tf.TensorSpec(list(spec.shape), tf.uint8),
                                  tf.TensorSpec([3], tf.int32)))
 
     return decode_batch
 
 
-def decode_items(decoder, items, height: int, width: int, channels: int):
+def decode_items(decoder, items, spec: ImageSpec):
     """Decodes (key, bytes, ImageInfo) items with a batch decoder.
 
     Returns (decoded, failures, conversions): decoded is [(key, pixels,
@@ -107,7 +103,7 @@ def decode_items(decoder, items, height: int, width: int, channels: int):
     """
     from collections import Counter
 
-    from imgpipe.components.image_example_gen import encoding
+    from imgpipe.contract import image_files
     decoded, failures, conversions = [], [], Counter()
     if not items:
         return decoded, failures, conversions
@@ -124,7 +120,7 @@ def decode_items(decoder, items, height: int, width: int, channels: int):
                 message = str(error.message).strip().splitlines()[0][:200]
                 failures.append((item[0], f"corrupt or truncated {item[2].format} data ({message})"))
     for (key, _, info), image, shape in results:
-        names = encoding.conversions_for(info, shape, height, width, channels)
+        names = image_files.conversions_for(info, shape, spec)
         conversions.update(names)
         decoded.append((key, image, names))
     return decoded, failures, conversions

@@ -6,13 +6,9 @@
 #   docker run -p 8080:8080 -e IMGPIPE_REGISTRY_URL=postgresql+psycopg2://... \
 #     -e IMGPIPE_PREDICTION_LOG_URL=postgresql+psycopg2://... <image> --model cifar10-cnn
 
-FROM python:3.10-slim AS build
+FROM python:3.10-slim AS wheel
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY imgpipe ./imgpipe
-COPY pipeline ./pipeline
-COPY components ./components
-COPY modules ./modules
+COPY . .
 RUN pip wheel --no-deps --no-cache-dir -w /wheels .
 
 FROM python:3.10-slim
@@ -21,16 +17,14 @@ ENV TF_USE_LEGACY_KERAS=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 COPY requirements.lock docker/serving-requirements.txt /tmp/
-COPY --from=build /wheels /wheels
+COPY --from=wheel /wheels /tmp/wheels
 # tensorflow-cpu is the same release as the lock's tensorflow, without CUDA.
 RUN grep -v '^tensorflow==' /tmp/requirements.lock > /tmp/constraints.txt \
  && pip install --no-cache-dir -c /tmp/constraints.txt -r /tmp/serving-requirements.txt \
- && pip install --no-cache-dir --no-deps /wheels/*.whl \
- && rm -rf /wheels /tmp/*.txt /tmp/requirements.lock
-COPY schemas /opt/imgpipe/schemas
-COPY configs /opt/imgpipe/configs
-WORKDIR /opt/imgpipe
-RUN useradd --system --uid 10001 imgpipe && mkdir -p /opt/imgpipe/runs && chown imgpipe /opt/imgpipe/runs
+ && pip install --no-cache-dir --no-deps /tmp/wheels/imgpipe-*.whl \
+ && rm -rf /tmp/wheels /tmp/*.txt /tmp/requirements.lock
+RUN useradd --system --create-home --uid 10001 imgpipe
 USER imgpipe
+WORKDIR /home/imgpipe
 EXPOSE 8080
 ENTRYPOINT ["imgpipe", "serve", "--host", "0.0.0.0", "--port", "8080"]

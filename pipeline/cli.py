@@ -11,7 +11,8 @@ from typing import Optional, Tuple
 
 import click
 
-from imgpipe.pipeline import cli_options, kubeflow_cli, registry_cli, serving_cli
+from imgpipe.pipeline import cli_options, kubeflow_cli, project_cli, registry_cli, serving_cli
+from imgpipe.contract import ARTIFACTS, SIGNATURES, ImageSpec
 from imgpipe.pipeline.config import Config
 
 
@@ -81,8 +82,8 @@ def _print_training_summary(result) -> None:
     stage = result.stage("Trainer")
     if not stage or "model" not in stage.artifacts:
         return
-    model_dir = os.path.join(stage.artifacts["model"][0], "Format-Serving")
-    record_path = os.path.join(model_dir, "assets", "training_config.json")
+    model_dir = os.path.join(stage.artifacts["model"][0], ARTIFACTS.serving_model)
+    record_path = ARTIFACTS.training_record_path(model_dir)
     if not os.path.exists(record_path):
         return
     with open(record_path, encoding="utf-8") as handle:
@@ -93,9 +94,9 @@ def _print_training_summary(result) -> None:
     click.echo(f"\nTrained {record['model']['parameters']:,}-parameter CNN for "
                f"{record['epochs_run']} epochs; best epoch {best}"
                + (f", validation accuracy {accuracy:.3f}" if accuracy is not None else ""))
-    click.echo(f"  SavedModel (serving_default: uint8 [None, "
-               f"{', '.join(str(v) for v in record['image_shape'])}]; serving_bytes; "
-               f"serving_examples): {_rel(model_dir)}")
+    shape = ", ".join(str(v) for v in ImageSpec.from_record(record).shape)
+    click.echo(f"  SavedModel ({SIGNATURES.pixels}: uint8 [None, {shape}]; {SIGNATURES.bytes}; "
+               f"{SIGNATURES.examples}): {_rel(model_dir)}")
 
 
 def _evaluation_report_dir(result) -> Optional[str]:
@@ -109,7 +110,7 @@ def _print_push(result) -> None:
     stage = result.stage("RegistryPusher")
     if not stage or "pushed_model" not in stage.artifacts:
         return
-    path = os.path.join(stage.artifacts["pushed_model"][0], "push.json")
+    path = os.path.join(stage.artifacts["pushed_model"][0], ARTIFACTS.push_record)
     if not os.path.exists(path):
         click.echo("\nPush: nothing pushed (the model is not blessed)")
         return
@@ -151,7 +152,13 @@ def _print_ingestion_report(result) -> None:
         click.echo(report.format_report(loaded))
 
 
-def _run(config: Config, until: Optional[str], verbose: bool) -> None:
+def _run(config: Config, until: Optional[str], verbose: bool,
+         quiet: Optional[bool] = None) -> None:
+    """Runs the pipeline here, showing stages (and the Trainer's epochs) as they go.
+
+    `quiet` (default: the main group's --quiet) leaves only errors and the
+    summary: what was trained, the push verdict, the closing line.
+    """
     from imgpipe.components.image_example_gen.report import IngestionFailed
     from imgpipe.components.validation_gate.executor import ValidationFailed
     from imgpipe.pipeline.local_runner import StageFailed, run_local
@@ -162,10 +169,24 @@ def _run(config: Config, until: Optional[str], verbose: bool) -> None:
     if not verbose:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         log_path = config.output_root / "logs" / f"{config.pipeline.name}-{stamp}.log"
-    click.echo(f"imgpipe: pipeline {config.pipeline.name!r}, output root {_rel(str(config.output_root))}"
-               + (f"; log {_rel(str(log_path))}" if log_path else ""))
+    if quiet is None:
+        context = click.get_current_context(silent=True)
+        quiet = bool(context and (context.find_root().obj or {}).get("quiet"))
+    if not quiet:
+        click.echo(f"imgpipe: pipeline {config.pipeline.name!r}, output root "
+                   f"{_rel(str(config.output_root))}"
+                   + (f"; log {_rel(str(log_path))}" if log_path else ""))
+
+    def echo_stage(stage, event, stream):
+        if not quiet or event == "failed":
+            _echo_stage(stage, event, stream)
+
+    def echo_progress(message, stream):   # the Trainer's epochs, under `[start] Trainer`
+        click.echo(f"          {message}", file=stream)
+
     try:
-        result = run_local(config, _echo_stage, until=until, log_path=log_path)
+        result = run_local(config, echo_stage, until=until, log_path=log_path,
+                           progress=None if quiet else echo_progress)
     except StageFailed as failure:
         error = failure.error
         if isinstance(error, ValidationFailed):
@@ -182,11 +203,20 @@ def _run(config: Config, until: Optional[str], verbose: bool) -> None:
             f"(the run's log: {_rel(str(log_path))}; --verbose prints it as it runs)") from None
     except (PipelineError, IngestionFailed, ValueError) as error:
         raise click.ClickException(str(error)) from None
-    _print_ingestion_report(result)
-    _print_validation_report(result)
+    if not quiet or until == "ImageExampleGen":   # `imgpipe ingest`: the report is its result
+        _print_ingestion_report(result)
+    if not quiet:
+        _print_validation_report(result)
     _print_training_summary(result)
     evaluation_dir = _evaluation_report_dir(result)
-    evaluation = _print_evaluation_report(evaluation_dir) if evaluation_dir else None
+    evaluation = None
+    if evaluation_dir and not quiet:
+        evaluation = _print_evaluation_report(evaluation_dir)
+    elif evaluation_dir:
+        from imgpipe.components.evaluation_gate import report
+        if os.path.exists(os.path.join(evaluation_dir, report.REPORT_JSON)):
+            with open(os.path.join(evaluation_dir, report.REPORT_JSON), encoding="utf-8") as handle:
+                evaluation = json.load(handle)
     _print_push(result)
     total = sum(s.seconds for s in result.stages)
     click.echo(f"\nimgpipe: {len(result.stages)} stages finished in {total:.1f}s; "
@@ -201,14 +231,23 @@ _set_option = cli_options.set_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--verbose", is_flag=True, help="Show TensorFlow, TFX and Beam logs.")
+@click.option("--verbose", is_flag=True,
+              help="Show the full TensorFlow, TFX and Beam logs on the console (by default "
+                   "`run` and `ingest` write them to <output root>/logs/ and print only stages, "
+                   "training epochs and the summary).")
+@click.option("--quiet", is_flag=True,
+              help="`run` and `ingest` print only errors and the final summary/verdict: no "
+                   "stage or epoch lines.")
 @click.version_option(package_name="imgpipe")
 @click.pass_context
-def main(ctx: click.Context, verbose: bool) -> None:
+def main(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """imgpipe: a TFX pipeline for image classifiers that refuses to ship
     training/serving preprocessing skew."""
+    if verbose and quiet:
+        raise click.UsageError("--quiet and --verbose cannot be used together", ctx=ctx)
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    ctx.obj["quiet"] = quiet
     _quiet_libraries(verbose)
 
 
@@ -330,8 +369,11 @@ def schema_show(file):
 @click.option("--environment", type=click.Choice(["training", "serving"]), default="training",
               show_default=True, help="serving: the label is not expected.")
 @click.option("--baseline", default=None,
-              help="Statistics file, TFX statistics folder, or a source to compare against "
-                   "with the drift comparators.")
+              help="What the drift comparators compare SOURCE with: any source SOURCE may be "
+                   "(class-folder tree, .npz, TFRecords), read the same way, or statistics: a "
+                   "TFDV statistics file (DatasetFeatureStatisticsList, binary, text or "
+                   "TFRecord) or a TFX statistics folder (Split-*/FeatureStats.pb; its train "
+                   "split).")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @_config_option
@@ -346,41 +388,39 @@ def validate(source, schema_path, environment, baseline, output_format, config_p
     from imgpipe.components.validation_gate import checks, inprocess, schema_curation
 
     config = _load(config_path, {}, sets)
-    schema_file = schema_path or str(config.schema_path)
+    schema_file = schema_path or config.schema_location
     if not os.path.isfile(schema_file):
         raise InputProblem(f"{schema_file}: schema file not found")
     curated = _load_schema(schema_file)
     schema_curation.apply_thresholds(curated, _thresholds(config))
     expected = schema_curation.expectations(curated)
+    # SOURCE and a data baseline are read alike: same loader, image spec and schema.
+    spec = dict(height=expected.height or config.image.height,
+                width=expected.width or config.image.width,
+                channels=expected.channels or config.image.channels,
+                classes=expected.class_names or config.data.classes,
+                max_image_pixels=config.data.max_image_pixels)
     try:
-        loaded = inprocess.load_source(
-            source, height=expected.height or config.image.height,
-            width=expected.width or config.image.width,
-            channels=expected.channels or config.image.channels,
-            classes=expected.class_names or config.data.classes,
-            max_image_pixels=config.data.max_image_pixels)
+        loaded = inprocess.load_source(source, **spec)
         stats = inprocess.statistics(loaded.record_batch, curated)
-        baseline_stats = None
-        if baseline:
-            baseline_stats = inprocess.load_statistics_file(baseline)
-            if baseline_stats is None:
-                other = inprocess.load_source(
-                    baseline, height=expected.height or config.image.height,
-                    width=expected.width or config.image.width,
-                    channels=expected.channels or config.image.channels,
-                    classes=expected.class_names or config.data.classes)
-                baseline_stats = inprocess.statistics(other.record_batch, curated)
+        loaded.record_batch = None  # only its statistics are needed: one dataset in memory at a time
+        against = inprocess.load_baseline(baseline, curated, **spec) if baseline else None
     except inprocess.InputError as error:
         raise InputProblem(str(error)) from None
     verdict = inprocess.validate(stats, curated, schema_curation.ENVIRONMENTS[environment],
-                                 baseline_stats)
+                                 against.statistics if against else None)
     bad = [row for row in loaded.quarantine if row["kind"] == "bad"]
     if output_format == "json":
+        described = {"baseline": {"path": baseline, "kind": against.kind,
+                                  "examples": against.examples}} if against else {}
         click.echo(checks.verdicts_json([verdict], source=source, format=loaded.format,
                                         environment=environment, conversions=loaded.conversions,
-                                        quarantine=loaded.quarantine))
+                                        quarantine=loaded.quarantine, **described))
     else:
         click.echo(f"{source} ({loaded.format}, {environment}) against {schema_file}")
+        if against:
+            click.echo(f"  drift baseline: {baseline} ({against.description}, "
+                       f"{against.examples} examples)")
         if loaded.conversions:
             click.echo("  conversions (as ingestion does them): " + ", ".join(
                 f"{name} x{count}" for name, count in sorted(loaded.conversions.items())))
@@ -458,6 +498,7 @@ def to_npz(source, output, dtype, scale_to_unit, config_path, sets):
                f"{len(arrays.class_names)} classes; {bad} unreadable inputs skipped")
 
 
+main.add_command(project_cli.init_command)
 main.add_command(registry_cli.registry)
 main.add_command(kubeflow_cli.compile_command)
 main.add_command(kubeflow_cli.submit_command)

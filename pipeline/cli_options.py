@@ -5,12 +5,12 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import click
 
-from imgpipe.pipeline.config import DEFAULT_CONFIG, Config, ConfigError, load_config, parse_set_options
+from imgpipe.pipeline.config import Config, ConfigError, load_config, parse_set_options
 
 config_option = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False),
-    default=None, show_default=str(DEFAULT_CONFIG),
-    help="TOML configuration file.")
+    "--config", "config_path", default=None, metavar="FILE|builtin:PRESET",
+    help="TOML configuration file, or a preset shipped with imgpipe (builtin:quickstart, "
+         "builtin:cifar10). Default: $IMGPIPE_CONFIG, else ./imgpipe.toml, else builtin:quickstart.")
 set_option = click.option(
     "--set", "sets", multiple=True, metavar="KEY=VALUE",
     help="Override any config key, e.g. --set training.epochs=3 (repeatable).")

@@ -3,6 +3,11 @@
 `load_config(path, overrides)` is the only way in: CLI flags become overrides
 of dotted keys, so a value has one name everywhere ("data.source",
 "training.epochs"). Any mistake is one ConfigError that names the key.
+
+Which file: `--config FILE` (or `builtin:<preset>`), else $IMGPIPE_CONFIG,
+else ./imgpipe.toml (what `imgpipe init` writes), else the built-in
+quickstart preset. Relative paths written in a file are relative to that
+file's folder; defaults and command-line values to the current folder.
 """
 from __future__ import annotations
 
@@ -18,8 +23,16 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-DEFAULT_CONFIG = Path("configs/quickstart.toml")
+PROJECT_CONFIG = "imgpipe.toml"
+CONFIG_ENV = "IMGPIPE_CONFIG"
 BUILTIN_PREFIX = "builtin:"
+DEFAULT_PRESET = "quickstart"
+# Keys holding a path, resolved against the folder of the file that sets them.
+PATH_KEYS = ("pipeline.output_root", "pipeline.metadata_path", "data.source",
+             "validation.schema_file", "validation.baseline_root", "registry.serving_root",
+             "registry.mlflow_artifact_root", "serving.samples_root")
+from imgpipe import __version__  # noqa: E402
+from imgpipe.contract import ImageSpec  # noqa: E402
 from imgpipe.registry.mlflow_sync import TRACKING_URI_ENV as MLFLOW_URI_ENV  # noqa: E402
 from imgpipe.registry.mlflow_sync import resolve_uri as resolve_tracking_uri  # noqa: E402
 from imgpipe.registry.store import REGISTRY_URL_ENV, has_password, mask_url  # noqa: E402
@@ -80,10 +93,14 @@ class ImageSection(_Section):
     width: int = Field(32, gt=0, le=4096)
     channels: Literal[1, 3] = 3
 
+    @property
+    def spec(self) -> ImageSpec:
+        return ImageSpec(height=self.height, width=self.width, channels=self.channels)
+
 
 class ValidationSection(_Section):
-    # Curated TFDV schema (see schemas/); relative to where imgpipe runs.
-    schema_file: str = "schemas/quickstart.pbtxt"
+    # Curated TFDV schema: a path, a URI, or builtin:<name> (shipped in imgpipe.schemas).
+    schema_file: str = "builtin:quickstart"
     # Drift between spans: Jensen-Shannon divergence of the pixel histogram,
     # L-infinity distance of the label distribution. These override the
     # comparators written in the schema file.
@@ -159,7 +176,7 @@ class RegistrySection(_Section):
 
 class KubeflowSection(_Section):
     # The image every component runs in (docker/Dockerfile); `imgpipe compile --image`.
-    image: str = "imgpipe:0.1.0"
+    image: str = f"imgpipe:{__version__}"
     # The cluster's artifact root (gs://bucket/imgpipe): pipeline artifacts,
     # drift baselines and serving copies go under it; `--pipeline-root`.
     pipeline_root: str = ""
@@ -250,8 +267,9 @@ class Config(_Section):
         return str(self.output_root / "baselines" / self.pipeline.name)
 
     @property
-    def schema_path(self) -> Path:
-        return Path(self.validation.schema_file).expanduser().absolute()
+    def schema_location(self) -> str:
+        """The curated schema's file or URI (builtin:<name> resolved to the packaged file)."""
+        return resolve_schema_file(self.validation.schema_file)
 
     # The configured locations (what goes into the pipeline definition) and
     # the effective ones (the environment wins, as it does in components).
@@ -340,39 +358,88 @@ def _describe(error: dict) -> str:
     return f"{key}: {message}"
 
 
-def load_config(path: Optional[os.PathLike] = None,
-                overrides: Optional[Dict[str, Any]] = None) -> Config:
-    """Reads the TOML file, applies dotted-key overrides, validates.
+def load_config(path=None, overrides: Optional[Dict[str, Any]] = None) -> Config:
+    """Reads the TOML file(s), applies dotted-key overrides, validates.
 
-    Without a path, configs/quickstart.toml is read when it exists (running
-    from the repository); elsewhere the built-in defaults apply.
+    `path`: a file, `builtin:<preset>`, a list of them (later layers
+    override earlier ones key by key, e.g. a preset plus a Beam runner
+    layer), or None for the lookup order in this module's docstring.
     """
-    if isinstance(path, (list, tuple)):
-        # Layered files, later ones overriding earlier ones key by key
-        # (e.g. a preset plus configs/beam/dataflow.toml).
-        if not path:
-            path = None
-        else:
-            tree = {}
-            for layer in path:
-                _merge(tree, _read_toml(Path(layer), explicit=True)[0])
-            path = Path(" + ".join(str(p) for p in path))
-            return _validated(tree, path, overrides)
-    explicit = path is not None
-    tree, path = _read_toml(Path(path) if path else DEFAULT_CONFIG, explicit)
-    return _validated(tree, path, overrides)
+    layers = list(path) if isinstance(path, (list, tuple)) else [path] if path else []
+    if not layers:
+        layers = [default_config_location()]
+    tree: Dict[str, Any] = {}
+    for layer in layers:
+        _merge(tree, _read_layer(str(layer)))
+    label = Path(" + ".join(str(p) for p in layers))
+    return _validated(tree, label, _absolute_paths(overrides or {}, Path.cwd()))
 
 
-def _read_toml(path: Path, explicit: bool):
+def default_config_location() -> str:
+    """--config's default: $IMGPIPE_CONFIG, ./imgpipe.toml, or the quickstart preset."""
+    if os.environ.get(CONFIG_ENV):
+        return os.environ[CONFIG_ENV]
+    if Path(PROJECT_CONFIG).is_file():
+        return PROJECT_CONFIG
+    return f"{BUILTIN_PREFIX}{DEFAULT_PRESET}"
+
+
+def packaged_file(package: str, name: str, suffix: str, what: str) -> Path:
+    """A file shipped in the package (presets, schemas), read through importlib.resources."""
+    from importlib import resources
+    folder = resources.files(package)
+    candidate = folder / f"{name}{suffix}"
+    if not candidate.is_file():
+        known = sorted(p.name[:-len(suffix)] for p in folder.iterdir() if p.name.endswith(suffix))
+        raise ConfigError(f"{BUILTIN_PREFIX}{name}: no built-in {what} of that name; "
+                          f"built-in {what}s: {', '.join(known)}")
+    return Path(str(candidate))
+
+
+def resolve_schema_file(value: str) -> str:
+    if value.startswith(BUILTIN_PREFIX):
+        return str(packaged_file("imgpipe.schemas", value[len(BUILTIN_PREFIX):], ".pbtxt", "schema"))
+    return value if "://" in value else str(Path(value).expanduser().absolute())
+
+
+def _read_layer(location: str) -> Dict[str, Any]:
+    if location.startswith(BUILTIN_PREFIX):
+        # Presets ship in the package; their relative paths mean the current folder.
+        preset = packaged_file("imgpipe.configs", location[len(BUILTIN_PREFIX):], ".toml", "preset")
+        return _read_toml(preset)
+    path = Path(location).expanduser()
+    return _absolute_paths(_read_toml(path), path.absolute().parent)
+
+
+def _read_toml(path: Path) -> Dict[str, Any]:
     try:
         with open(path, "rb") as handle:
-            return tomllib.load(handle), path
+            return tomllib.load(handle)
     except FileNotFoundError:
-        if explicit:
-            raise ConfigError(f"{path}: config file not found") from None
-        return {}, Path("(built-in defaults)")
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; expected a TOML config file") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def _absolute_paths(tree: Dict[str, Any], base: Path) -> Dict[str, Any]:
+    """Relative paths under PATH_KEYS made absolute against `base` (a nested tree or dotted keys)."""
+    def fixed(value):
+        if not isinstance(value, str) or not value or "://" in value or value.startswith(BUILTIN_PREFIX):
+            return value
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else base / path)
+
+    out = {key: (dict(value) if isinstance(value, dict) else value) for key, value in tree.items()}
+    for dotted in PATH_KEYS:
+        if dotted in out:                      # CLI overrides use dotted keys
+            out[dotted] = fixed(out[dotted])
+            continue
+        section, key = dotted.split(".")
+        if isinstance(out.get(section), dict) and key in out[section]:
+            out[section][key] = fixed(out[section][key])
+    return out
 
 
 def _merge(tree: Dict[str, Any], layer: Dict[str, Any]) -> None:

@@ -4,8 +4,9 @@ Compiling uses TFX's KubeflowV2DagRunner with the 2.1 schema (the only one
 the open-source KFP 2.x server accepts) and a bare `.yaml` PipelineSpec.
 Paths on this machine mean nothing in a pod, so compiling maps them: the
 pipeline's artifacts, drift baselines and serving copies go under the
-cluster's pipeline root; the curated schema and the built-in dataset are
-files inside the image (docker/Dockerfile puts them under /opt/imgpipe);
+cluster's pipeline root; the curated schema travels inside the compiled
+pipeline (CuratedSchema carries its text), so a user's project needs no
+image of its own; the built-in dataset is inside the image (docker/Dockerfile);
 Transform and Trainer call the functions installed in the image instead of
 uploading module files; the registry and MLflow come from the pods'
 environment (a Kubernetes secret).
@@ -28,7 +29,6 @@ from imgpipe.pipeline.pipeline import Locations, create_pipeline
 
 IMAGE_ROOT = "/opt/imgpipe"
 IMAGE_QUICKSTART = f"{IMAGE_ROOT}/datasets/quickstart"
-REPO_SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 TOKEN_ENV = "KFP_BEARER_TOKEN"
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 DEFAULT_SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
@@ -51,14 +51,6 @@ def cluster_locations(config: Config, pipeline_root: str) -> Locations:
     def under(configured: str, name: str) -> str:
         return configured if _is_uri(configured) else f"{root}/{name}"
 
-    schema = config.validation.schema_file
-    if not _is_uri(schema):
-        local = config.schema_path
-        if local.parent != REPO_SCHEMAS:
-            raise KubeflowError(
-                f"validation.schema_file {local} is a file on this machine; put it in schemas/ "
-                "(copied into the image) or at a URI the cluster can read (gs://...)")
-        schema = f"{IMAGE_ROOT}/schemas/{local.name}"
     return Locations(
         pipeline_root=root,
         baseline_root=under(config.validation.baseline_root, f"baselines/{config.pipeline.name}"),
@@ -66,7 +58,7 @@ def cluster_locations(config: Config, pipeline_root: str) -> Locations:
         mlflow_artifact_root=under(config.registry.mlflow_artifact_root, "mlflow-artifacts"),
         # Empty: the pods' IMGPIPE_REGISTRY_URL / MLFLOW_TRACKING_URI (required there).
         registry_url=config.registry.url, mlflow_tracking_uri=config.registry.mlflow_tracking_uri,
-        schema_file=schema, installed_modules=True, metadata_path=None, data_root_parameter=True)
+        installed_modules=True, metadata_path=None, data_root_parameter=True)
 
 
 def cluster_source(config: Config, data: Optional[str]) -> Tuple[str, Optional[sources.SourceLayout]]:
@@ -138,17 +130,7 @@ def compile_warnings(config: Config, image: str, secret: str) -> List[str]:
     return warnings
 
 
-def compile_pipeline(config: Config, output: str, image: Optional[str] = None,
-                     pipeline_root: Optional[str] = None, data: Optional[str] = None,
-                     env_secret: Optional[str] = None) -> Compiled:
-    # The import checks the runner's dependencies (tfx.v1's re-export would hide errors).
-    from tfx.orchestration.data_types import RuntimeParameter
-    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
-
-    if not output.endswith((".yaml", ".yml")):
-        raise KubeflowError(f"--output {output}: open-source KFP takes a .yaml PipelineSpec")
-    image = image or config.kubeflow.image
-    root = pipeline_root or config.kubeflow.pipeline_root
+def checked_pipeline_root(root: str) -> str:
     if not root:
         raise KubeflowError(
             "no pipeline root: pass --pipeline-root gs://bucket/path (or kubeflow.pipeline_root). "
@@ -163,19 +145,12 @@ def compile_pipeline(config: Config, output: str, image: Optional[str] = None,
             f"--pipeline-root {root!r}: give a gs:// URI. Open-source KFP accepts only "
             "object-store roots, and TFX's tf.io.gfile in the image can write gs:// but not "
             "s3:// or minio:// (that needs tensorflow-io)")
-    unknown = unknown_beam_flags(list(config.pipeline.beam_args))
-    if unknown:
-        raise KubeflowError(f"pipeline.beam_args: Beam does not know {', '.join(unknown)}")
-    source, layout = cluster_source(config, data)
-    tfx_pipeline = create_pipeline(
-        config, source=source, layout=layout, locations=cluster_locations(config, root),
-        beam_args=cluster_beam_args(list(config.pipeline.beam_args), image))
-    runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
-        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
-            default_image=image, use_pipeline_spec_2_1=True,
-            display_name=config.pipeline.name))
-    job = runner.run(tfx_pipeline, write_out=False)
-    spec = job["pipelineSpec"]
+    return root
+
+
+def _finish_spec(spec: dict, tfx_pipeline, root: str) -> None:
+    """What TFX's compiler leaves out for open-source KFP, put into the spec."""
+    from tfx.orchestration.data_types import RuntimeParameter
     # TFX leaves run-time parameters without their defaults; put them in the
     # spec, so a run needs no arguments.
     defaults = {value.name: value.default for c in tfx_pipeline.components
@@ -190,6 +165,31 @@ def compile_pipeline(config: Config, output: str, image: Optional[str] = None,
     # a rerun on new images under the same root would reuse the old examples.
     ingestion = next(c.id for c in tfx_pipeline.components if isinstance(c, ImageExampleGen))
     spec["root"]["dag"]["tasks"][ingestion]["cachingOptions"] = {"enableCache": False}
+
+
+def compile_pipeline(config: Config, output: str, image: Optional[str] = None,
+                     pipeline_root: Optional[str] = None, data: Optional[str] = None,
+                     env_secret: Optional[str] = None) -> Compiled:
+    # The import checks the runner's dependencies (tfx.v1's re-export would hide errors).
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
+    if not output.endswith((".yaml", ".yml")):
+        raise KubeflowError(f"--output {output}: open-source KFP takes a .yaml PipelineSpec")
+    image = image or config.kubeflow.image
+    root = checked_pipeline_root(pipeline_root or config.kubeflow.pipeline_root)
+    unknown = unknown_beam_flags(list(config.pipeline.beam_args))
+    if unknown:
+        raise KubeflowError(f"pipeline.beam_args: Beam does not know {', '.join(unknown)}")
+    source, layout = cluster_source(config, data)
+    tfx_pipeline = create_pipeline(
+        config, source=source, layout=layout, locations=cluster_locations(config, root),
+        beam_args=cluster_beam_args(list(config.pipeline.beam_args), image))
+    runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+            default_image=image, use_pipeline_spec_2_1=True,
+            display_name=config.pipeline.name))
+    spec = runner.run(tfx_pipeline, write_out=False)["pipelineSpec"]
+    _finish_spec(spec, tfx_pipeline, root)
     documents = [spec]
     secret = env_secret if env_secret is not None else config.kubeflow.env_secret
     if secret:

@@ -21,7 +21,7 @@ def _params(items: Tuple[str, ...]) -> Dict[str, str]:
 @click.command("compile")
 @click.option("--target", type=click.Choice(["kubeflow"]), default="kubeflow", show_default=True,
               help="Orchestrator to compile for.")
-@click.option("--config", "config_paths", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--config", "config_paths", multiple=True, metavar="FILE|builtin:PRESET",
               help="TOML configuration; repeat to layer files (later ones win), e.g. a preset "
                    "and configs/beam/dataflow.toml.")
 @click.option("--output", default="pipeline.yaml", show_default=True,

@@ -1,7 +1,7 @@
 """create_pipeline(config): the one definition of the imgpipe TFX pipeline.
 
 Runners only choose where it runs. Components so far:
-  ImageExampleGen -> StatisticsGen (with the curated schema, ImportSchemaGen)
+  ImageExampleGen -> StatisticsGen (with the curated schema, CuratedSchema)
   -> ValidationGate (halts the run on any ERROR anomaly or drift)
   -> Transform (preprocessing_fn) -> Trainer (run_fn; SavedModel with the
      transform graph inside its serving signatures)
@@ -17,7 +17,6 @@ from typing import List, Optional
 
 # Component modules are imported one by one: `tfx.v1` imports every TFX
 # component and costs seconds of start-up on each command.
-from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.evaluator.component import Evaluator
 from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.components.trainer.component import Trainer
@@ -27,15 +26,24 @@ from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, range_config_pb2
 
-from imgpipe.components.image_example_gen import sources
-from imgpipe.components.evaluation_gate import eval_config as evaluation_config
 from imgpipe.components.champion_resolver.component import ChampionResolver
+from imgpipe.components.champion_resolver.settings import ResolverSettings
+from imgpipe.components.curated_schema.component import CuratedSchema
+from imgpipe.components.curated_schema.settings import CuratedSchemaSettings
+from imgpipe.components.evaluation_gate import eval_config as evaluation_config
 from imgpipe.components.evaluation_gate.component import EvaluationGate
-from imgpipe.components.registry_pusher.component import RegistryPusher
+from imgpipe.components.evaluation_gate.settings import EvaluationSettings
+from imgpipe.components.image_example_gen import sources
 from imgpipe.components.image_example_gen.component import ImageExampleGen
+from imgpipe.components.image_example_gen.settings import IngestionSettings
+from imgpipe.components.registry_pusher.component import RegistryPusher
+from imgpipe.components.registry_pusher.settings import PushSettings
+from imgpipe.components.trainer.settings import (FitSettings, ModelSettings, TrainerSettings,
+                                                 TransformSettings)
 from imgpipe.components.validation_gate import schema_curation
 from imgpipe.components.validation_gate.component import ValidationGate
-from imgpipe.pipeline.config import Config
+from imgpipe.components.validation_gate.settings import ValidationSettings
+from imgpipe.pipeline.config import BUILTIN_PREFIX, Config
 
 # Buckets per unit of split ratio: ratios are honoured to 0.1%.
 _HASH_BUCKETS = 1000
@@ -78,18 +86,12 @@ def example_gen_for(config: Config, source: Optional[str] = None,
     if span is not None and pattern_has_span:
         range_config = range_config_pb2.RangeConfig(static_range=range_config_pb2.StaticRange(
             start_span_number=span, end_span_number=span))
-    ingestion_config = {
-        "source": source,
-        "format": layout.format,
-        "height": config.image.height,
-        "width": config.image.width,
-        "channels": config.image.channels,
-        "classes": list(config.data.classes),
-        "max_bad_fraction": config.data.max_bad_fraction,
-        "max_image_pixels": config.data.max_image_pixels,
-        "span_override": span if (span is not None and not pattern_has_span) else None,
-        "compiled_input_base": layout.input_base,
-    }
+    settings = IngestionSettings(
+        source=source, format=layout.format, image=config.image.spec,
+        classes=list(config.data.classes), max_bad_fraction=config.data.max_bad_fraction,
+        max_image_pixels=config.data.max_image_pixels,
+        span_override=span if (span is not None and not pattern_has_span) else None,
+        compiled_input_base=layout.input_base)
     input_base = layout.input_base
     if data_root_parameter:
         # A run can point the compiled pipeline at another folder of the same layout.
@@ -97,7 +99,7 @@ def example_gen_for(config: Config, source: Optional[str] = None,
         input_base = data_types.RuntimeParameter(name=DATA_ROOT_PARAMETER, ptype=str,
                                                  default=layout.input_base)
     return ImageExampleGen(input_base=input_base, input_config=input_config,
-                           output_config=output_config, ingestion_config=ingestion_config,
+                           output_config=output_config, settings=settings,
                            range_config=range_config)
 
 
@@ -112,7 +114,6 @@ class Locations:
     # environment's IMGPIPE_REGISTRY_URL / MLFLOW_TRACKING_URI ("" = required there).
     registry_url: str
     mlflow_tracking_uri: str
-    schema_file: str
     # Transform/Trainer code: module files (hashed into TFX's cache key) or
     # the functions installed in the image (nothing to upload or pip-install).
     installed_modules: bool = False
@@ -127,13 +128,13 @@ def local_locations(config: Config) -> Locations:
         serving_root=config.serving_root, mlflow_artifact_root=config.mlflow_artifact_root,
         registry_url=config.configured_registry_url,
         mlflow_tracking_uri=config.configured_mlflow_tracking_uri,
-        schema_file=str(config.schema_path), metadata_path=str(config.metadata_path))
+        metadata_path=str(config.metadata_path))
 
 
 def modules_dir() -> Path:
     """Where the Transform/Trainer module files are (installed with imgpipe)."""
-    from imgpipe import modules
-    return Path(modules.__file__).resolve().parent
+    from imgpipe.components.trainer import module_files
+    return Path(module_files.__file__).resolve().parent
 
 
 def validation_split(config: Config) -> str:
@@ -141,46 +142,152 @@ def validation_split(config: Config) -> str:
     return "validation" if "validation" in config.data.split else "eval"
 
 
-def trainer_config(config: Config, class_names: List[str]) -> dict:
+def trainer_settings(config: Config, class_names: List[str]) -> TrainerSettings:
     training = config.training
-    return {
-        "class_names": class_names,
-        "image_shape": [config.image.height, config.image.width, config.image.channels],
-        "model": {"conv_filters": list(training.conv_filters), "dense_units": training.dense_units,
-                  "dropout": training.dropout, "padding": training.padding,
-                  "batch_norm": training.batch_norm,
-                  "horizontal_flip": training.augmentation.horizontal_flip,
-                  "translation": training.augmentation.translation,
-                  "rotation": training.augmentation.rotation},
-        "fit": {"epochs": training.epochs, "batch_size": training.batch_size,
-                "learning_rate": training.learning_rate, "optimizer": training.optimizer,
-                "lr_schedule": training.lr_schedule,
-                "early_stopping_patience": training.early_stopping_patience,
-                "shuffle_buffer": training.shuffle_buffer, "seed": training.seed},
-    }
+    augmentation = training.augmentation
+    return TrainerSettings(
+        class_names=class_names, image=config.image.spec,
+        model=ModelSettings(
+            conv_filters=tuple(training.conv_filters), dense_units=training.dense_units,
+            dropout=training.dropout, padding=training.padding, batch_norm=training.batch_norm,
+            horizontal_flip=augmentation.horizontal_flip, translation=augmentation.translation,
+            rotation=augmentation.rotation),
+        fit=FitSettings(
+            epochs=training.epochs, batch_size=training.batch_size,
+            learning_rate=training.learning_rate, optimizer=training.optimizer,
+            lr_schedule=training.lr_schedule,
+            early_stopping_patience=training.early_stopping_patience,
+            shuffle_buffer=training.shuffle_buffer, seed=training.seed))
 
 
 def checked_schema(config: Config):
-    """The curated schema file and its proto, after checking it matches the configuration."""
+    """The curated schema (settings carrying its text, and its proto), checked against the config."""
     import tensorflow as tf
     import tensorflow_data_validation as tfdv
-    # A URI (gs://...) is read as the cluster will read it; Path would mangle it.
-    configured = config.validation.schema_file
-    path = configured if "://" in configured else config.schema_path
-    if not tf.io.gfile.exists(str(path)):
-        raise PipelineError(f"validation.schema_file: {path} does not exist; write one with "
+    location = config.schema_location
+    if not tf.io.gfile.exists(location):
+        raise PipelineError(f"validation.schema_file: {location} does not exist; write one with "
                             "`imgpipe schema infer SOURCE --output FILE`")
     try:
-        schema = tfdv.load_schema_text(str(path))
+        schema = tfdv.load_schema_text(location)
+        with tf.io.gfile.GFile(location, "r") as handle:
+            text = handle.read()
     except Exception as error:
-        raise PipelineError(f"validation.schema_file: {path} is not a TFDV text schema ({error})") from None
+        raise PipelineError(f"validation.schema_file: {location} is not a TFDV text schema "
+                            f"({error})") from None
     problems = schema_curation.mismatches(
         schema, height=config.image.height, width=config.image.width,
         channels=config.image.channels, class_names=config.data.classes)
     if problems:
-        raise PipelineError(f"validation.schema_file {path} does not match the configuration: "
+        raise PipelineError(f"validation.schema_file {location} does not match the configuration: "
                             + "; ".join(problems))
-    return path, schema
+    # The origin is for people reading the run; a local path is shown by name
+    # (a compiled pipeline carries nothing of this machine's layout).
+    origin = config.validation.schema_file
+    if "://" not in origin and not origin.startswith(BUILTIN_PREFIX):
+        origin = Path(origin).name
+    return CuratedSchemaSettings(schema_text=text, origin=origin), schema
+
+
+def _validation_stages(config: Config, example_gen, locations: Locations):
+    """CuratedSchema, StatisticsGen and the ValidationGate; also the class names."""
+    curated, schema = checked_schema(config)
+    class_names = list(config.data.classes) or schema_curation.expectations(schema).class_names
+    schema_gen = CuratedSchema(settings=curated)
+    # With the schema, statistics treat the label as categorical (needed
+    # for the L-infinity drift check).
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],
+                                   schema=schema_gen.outputs["schema"])
+    gate = ValidationGate(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+        examples=example_gen.outputs["examples"],
+        settings=ValidationSettings(
+            thresholds=schema_curation.DriftThresholds(
+                pixel_js_divergence=config.validation.pixel_drift_threshold,
+                label_linf=config.validation.label_drift_threshold),
+            baseline_root=locations.baseline_root))
+    return [schema_gen, statistics_gen, gate], class_names
+
+
+def _module(locations: Locations, installed_function: str, module_file: str) -> dict:
+    """Transform/Trainer code: the function installed in the image, or the module file."""
+    if locations.installed_modules:
+        name = installed_function.rsplit(".", 1)[1]
+        return {name: f"imgpipe.components.trainer.module_files.{installed_function}"}
+    return {"module_file": str(modules_dir() / module_file)}
+
+
+def _training_stages(config: Config, example_gen, schema_gen, gate, class_names: List[str],
+                     locations: Locations):
+    transform = Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        **_module(locations, "preprocessing.preprocessing_fn", "preprocessing.py"),
+        custom_config=TransformSettings(image=config.image.spec,
+                                        standardize=config.training.standardize).to_dict(),
+        # The Trainer applies the transform graph itself: no second copy of
+        # the data as float32 on disk. StatisticsGen already has the
+        # statistics of the raw data.
+        materialize=False, disable_statistics=True)
+    # Data flows around the gate; this edge makes it a gate.
+    transform.add_upstream_node(gate)
+    trainer = Trainer(
+        **_module(locations, "run.run_fn", "run.py"),
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=trainer_pb2.TrainArgs(splits=["train"]),
+        eval_args=trainer_pb2.EvalArgs(splits=[validation_split(config)]),
+        custom_config=trainer_settings(config, class_names).to_dict())
+    return [transform, trainer]
+
+
+def evaluation_settings(config: Config, class_names: List[str]) -> EvaluationSettings:
+    evaluation = config.evaluation
+    try:
+        floors = evaluation_config.f1_floors(class_names, evaluation.f1_floor, evaluation.f1_floors)
+    except ValueError as error:
+        raise PipelineError(str(error)) from None
+    return EvaluationSettings(
+        class_names=class_names, f1_floors=floors, accuracy_floor=evaluation.accuracy_floor,
+        split=evaluation.split, image=config.image.spec,
+        max_accuracy_gap=evaluation.parity_max_accuracy_gap,
+        max_disagreement=evaluation.parity_max_disagreement,
+        max_accuracy_drop=evaluation.max_accuracy_drop)
+
+
+def push_settings(config: Config, locations: Locations) -> PushSettings:
+    return PushSettings(
+        model_name=config.registry.model_name, registry_url=locations.registry_url,
+        mlflow_tracking_uri=locations.mlflow_tracking_uri,
+        mlflow_experiment=config.mlflow_experiment,
+        mlflow_artifact_root=locations.mlflow_artifact_root,
+        serving_root=locations.serving_root, promote=config.registry.promote,
+        auto_migrate=config.registry.auto_migrate)
+
+
+def _evaluation_stages(config: Config, example_gen, validation, trainer, class_names: List[str],
+                       locations: Locations):
+    """Evaluator, ChampionResolver, EvaluationGate and RegistryPusher."""
+    schema_gen, statistics_gen, gate = validation
+    model = trainer.outputs["model"]
+    evaluator = Evaluator(
+        examples=example_gen.outputs["examples"], model=model,
+        eval_config=evaluation_config.build_eval_config(class_names, config.evaluation.accuracy_floor),
+        example_splits=[config.evaluation.split])
+    champion_resolver = ChampionResolver(model=model, settings=ResolverSettings(
+        registry_url=locations.registry_url, model_name=config.registry.model_name,
+        auto_migrate=config.registry.auto_migrate))
+    evaluation_gate = EvaluationGate(
+        model=model, examples=example_gen.outputs["examples"],
+        evaluation=evaluator.outputs["evaluation"], champion=champion_resolver.outputs["champion"],
+        settings=evaluation_settings(config, class_names))
+    pusher = RegistryPusher(
+        model=model, blessing=evaluation_gate.outputs["blessing"],
+        evaluation_report=evaluation_gate.outputs["report"],
+        schema=schema_gen.outputs["schema"], validation_report=gate.outputs["report"],
+        champion=champion_resolver.outputs["champion"],
+        statistics=statistics_gen.outputs["statistics"], settings=push_settings(config, locations))
+    return [evaluator, champion_resolver, evaluation_gate, pusher]
 
 
 def create_pipeline(config: Config, source: Optional[str] = None,
@@ -200,85 +307,11 @@ def create_pipeline(config: Config, source: Optional[str] = None,
     example_gen = example_gen_for(config, source, layout, locations.data_root_parameter)
     components: List = [example_gen]
     if until != "ImageExampleGen":
-        _, schema = checked_schema(config)
-        class_names = list(config.data.classes) or schema_curation.expectations(schema).class_names
-        schema_gen = ImportSchemaGen(schema_file=locations.schema_file)
-        # With the schema, statistics treat the label as categorical (needed
-        # for the L-infinity drift check).
-        statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],
-                                       schema=schema_gen.outputs["schema"])
-        gate = ValidationGate(
-            statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
-            examples=example_gen.outputs["examples"],
-            thresholds=schema_curation.DriftThresholds(
-                pixel_js_divergence=config.validation.pixel_drift_threshold,
-                label_linf=config.validation.label_drift_threshold),
-            baseline_root=locations.baseline_root)
-        components += [schema_gen, statistics_gen, gate]
-        code = ({"preprocessing_fn": "imgpipe.modules.preprocessing.preprocessing_fn"}
-                if locations.installed_modules
-                else {"module_file": str(modules_dir() / "preprocessing.py")})
-        transform = Transform(
-            examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"], **code,
-            custom_config={"height": config.image.height, "width": config.image.width,
-                           "channels": config.image.channels,
-                           "standardize": config.training.standardize},
-            # The Trainer applies the transform graph itself: no second copy of
-            # the data as float32 on disk. StatisticsGen already has the
-            # statistics of the raw data.
-            materialize=False, disable_statistics=True)
-        # Data flows around the gate; this edge makes it a gate.
-        transform.add_upstream_node(gate)
-        code = ({"run_fn": "imgpipe.modules.training.run_fn"} if locations.installed_modules
-                else {"module_file": str(modules_dir() / "training.py")})
-        trainer = Trainer(
-            **code,
-            examples=example_gen.outputs["examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_gen.outputs["schema"],
-            train_args=trainer_pb2.TrainArgs(splits=["train"]),
-            eval_args=trainer_pb2.EvalArgs(splits=[validation_split(config)]),
-            custom_config=trainer_config(config, class_names))
-        try:
-            floors = evaluation_config.f1_floors(class_names, config.evaluation.f1_floor,
-                                                 config.evaluation.f1_floors)
-        except ValueError as error:
-            raise PipelineError(str(error)) from None
-        evaluator = Evaluator(
-            examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-            eval_config=evaluation_config.build_eval_config(
-                class_names, config.evaluation.accuracy_floor),
-            example_splits=[config.evaluation.split])
-        champion_resolver = ChampionResolver(
-            model=trainer.outputs["model"], registry_url=locations.registry_url,
-            model_name=config.registry.model_name, auto_migrate=config.registry.auto_migrate)
-        evaluation_gate = EvaluationGate(
-            model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
-            evaluation=evaluator.outputs["evaluation"],
-            champion=champion_resolver.outputs["champion"],
-            settings={"class_names": class_names, "f1_floors": floors,
-                      "accuracy_floor": config.evaluation.accuracy_floor,
-                      "split": config.evaluation.split,
-                      "image_shape": [config.image.height, config.image.width,
-                                      config.image.channels],
-                      "max_accuracy_gap": config.evaluation.parity_max_accuracy_gap,
-                      "max_disagreement": config.evaluation.parity_max_disagreement,
-                      "max_accuracy_drop": config.evaluation.max_accuracy_drop})
-        pusher = RegistryPusher(
-            model=trainer.outputs["model"], blessing=evaluation_gate.outputs["blessing"],
-            evaluation_report=evaluation_gate.outputs["report"],
-            schema=schema_gen.outputs["schema"], validation_report=gate.outputs["report"],
-            champion=champion_resolver.outputs["champion"],
-            statistics=statistics_gen.outputs["statistics"],
-            settings={"model_name": config.registry.model_name,
-                      "registry_url": locations.registry_url,
-                      "mlflow_tracking_uri": locations.mlflow_tracking_uri,
-                      "mlflow_experiment": config.mlflow_experiment,
-                      "mlflow_artifact_root": locations.mlflow_artifact_root,
-                      "serving_root": locations.serving_root,
-                      "promote": config.registry.promote,
-                      "auto_migrate": config.registry.auto_migrate})
-        components += [transform, trainer, evaluator, champion_resolver, evaluation_gate, pusher]
+        validation, class_names = _validation_stages(config, example_gen, locations)
+        schema_gen, _, gate = validation
+        training = _training_stages(config, example_gen, schema_gen, gate, class_names, locations)
+        components += [*validation, *training, *_evaluation_stages(
+            config, example_gen, validation, training[-1], class_names, locations)]
     if until is not None:
         names = [type(c).__name__ for c in components]
         if until not in names:

@@ -13,6 +13,7 @@ import click
 
 from imgpipe.pipeline import cli_options
 from imgpipe.pipeline.config import Config
+from imgpipe.contract import ImageSpec, image_files
 
 
 def _config(config_path: Optional[str], sets: Tuple[str, ...]) -> Config:
@@ -46,12 +47,11 @@ class _Input:
 def _expand(paths: Tuple[str, ...]) -> List[_Input]:
     """The inputs in order: files, folders' images (recursively), .npz rows."""
     import numpy as np
-    from imgpipe.components.image_example_gen import encoding
     inputs: List[_Input] = []
     for path in paths:
         if os.path.isdir(path):
             found = sorted(os.path.join(root, name) for root, _, names in os.walk(path)
-                           for name in names if encoding.is_candidate_image(name))
+                           for name in names if image_files.is_candidate_image(name))
             inputs.extend(_Input(p, p) for p in found)
             if not found:
                 inputs.append(_Input(path, path, problem="no JPEG or PNG images in this folder"))
@@ -84,6 +84,34 @@ def _read(item: _Input, limits, image_shape, npz_cache):
         data = handle.read()
     served.check_image_bytes(data, limits, item.name)
     return data
+
+
+def _predict_chunk(model, chunk: List[_Input], limits, top_k: int, npz_cache: dict):
+    """Reads and classifies one batch: payloads, results by offset (a str is the error), ms per input."""
+    from imgpipe.serving import model as served
+    payloads, results = {}, {}
+    for offset, item in enumerate(chunk):
+        try:
+            payloads[offset] = _read(item, limits, model.image_shape, npz_cache)
+        except (served.InputRejected, OSError, ValueError) as error:
+            results[offset] = str(error) if isinstance(error, served.InputRejected) \
+                else f"{item.name}: unreadable ({type(error).__name__}: {error})"
+    started = time.perf_counter()
+    readable = sorted(payloads)
+    predicted = model.predict_each([payloads[o] for o in readable], top_k)
+    latency_ms = (time.perf_counter() - started) * 1000 / max(len(readable), 1)
+    for offset, result in zip(readable, predicted):
+        results[offset] = f"{chunk[offset].name}: {result}" \
+            if isinstance(result, served.InputRejected) else result
+    return payloads, results, latency_ms
+
+
+def _row(item: _Input, result) -> dict:
+    if isinstance(result, str):
+        return {"input": item.name, "error": result}
+    return {"input": item.name, "class": result.class_name, "class_id": result.class_id,
+            "confidence": result.confidence,
+            "top_k": [{"class": c, "probability": p} for c, p in result.top_k]}
 
 
 @click.command("predict")
@@ -119,31 +147,12 @@ def predict_command(paths, version, uid, output_format, top_k, batch_size, log_p
     try:
         for start in range(0, len(inputs), batch_size):
             chunk = inputs[start:start + batch_size]
-            payloads, results = {}, {}
+            payloads, results, latency_ms = _predict_chunk(model, chunk, limits, top_k, npz_cache)
             for offset, item in enumerate(chunk):
-                try:
-                    payloads[offset] = _read(item, limits, model.image_shape, npz_cache)
-                except (served.InputRejected, OSError, ValueError) as error:
-                    results[offset] = str(error) if isinstance(error, served.InputRejected) \
-                        else f"{item.name}: unreadable ({type(error).__name__}: {error})"
-            started = time.perf_counter()
-            readable = sorted(payloads)
-            predicted = model.predict_each([payloads[o] for o in readable], top_k)
-            latency_ms = (time.perf_counter() - started) * 1000 / max(len(readable), 1)
-            for offset, result in zip(readable, predicted):
-                results[offset] = f"{chunk[offset].name}: {result}" \
-                    if isinstance(result, served.InputRejected) else result
-            for offset, item in enumerate(chunk):
-                result = results[offset]
-                if isinstance(result, str):
-                    rows.append({"input": item.name, "error": result})
-                    continue
-                rows.append({"input": item.name, "class": result.class_name,
-                             "class_id": result.class_id, "confidence": result.confidence,
-                             "top_k": [{"class": c, "probability": p} for c, p in result.top_k]})
-                if logger is not None:
-                    logger.log(LogRecord.of(model, result, payloads[offset], latency_ms, "cli"),
-                               wait=True)
+                rows.append(_row(item, results[offset]))
+                if logger is not None and not isinstance(results[offset], str):
+                    logger.log(LogRecord.of(model, results[offset], payloads[offset], latency_ms,
+                                            "cli"), wait=True)
             if progress is not None:
                 progress.update(len(chunk))
         if progress is not None:
@@ -225,6 +234,7 @@ def monitor_command(since, uid, output_format, model_name, config_path, sets):
     from imgpipe.components.validation_gate import inprocess
     from imgpipe.registry import store
     from imgpipe.serving import model as served
+    from imgpipe.components.validation_gate import serving_skew
     from imgpipe.serving import monitor, predlog
     import tensorflow_data_validation as tfdv
 
@@ -250,8 +260,8 @@ def monitor_command(since, uid, output_format, model_name, config_path, sets):
                                  settings.min_mean_confidence, settings.min_predictions),
         monitor.class_distribution_check(classes, class_names, row.serving_baseline,
                                          settings.class_linf_threshold, settings.min_predictions),
-        monitor.skew_check([r.sample_path for r in logged], row.training_config["image_shape"],
-                           tfdv.load_schema_text(str(config.schema_path)), training_statistics,
+        serving_skew.skew_check([r.sample_path for r in logged], ImageSpec.from_record(row.training_config),
+                           tfdv.load_schema_text(config.schema_location), training_statistics,
                            settings.pixel_js_threshold, settings.min_samples),
     ]
     alerts = [c for c in checks if c.status == monitor.ALERT]

@@ -18,6 +18,13 @@ import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+# The contract's names (imgpipe.contract SIGNATURES/OUTPUTS), spelled here
+# because this file runs without imgpipe; a test keeps them equal.
+BYTES_SIGNATURE = "serving_bytes"
+BYTES_INPUT = "image_bytes"
+PROBABILITIES, CLASS_ID, CLASS_NAME = "probabilities", "class_id", "class_name"
+
+
 class SavedModelClassifier(mlflow.pyfunc.PythonModel):
     BATCH = 64
 
@@ -30,11 +37,11 @@ class SavedModelClassifier(mlflow.pyfunc.PythonModel):
         images = list(model_input["image"])
         rows = []
         for start in range(0, len(images), self.BATCH):
-            outputs = self._model.signatures["serving_bytes"](
-                image_bytes=tf.constant(images[start:start + self.BATCH], dtype=tf.string))
+            outputs = self._model.signatures[BYTES_SIGNATURE](**{
+                BYTES_INPUT: tf.constant(images[start:start + self.BATCH], dtype=tf.string)})
             for class_name, class_id, probabilities in zip(
-                    outputs["class_name"].numpy(), outputs["class_id"].numpy(),
-                    outputs["probabilities"].numpy()):
+                    outputs[CLASS_NAME].numpy(), outputs[CLASS_ID].numpy(),
+                    outputs[PROBABILITIES].numpy()):
                 rows.append({"class": class_name.decode(), "class_id": int(class_id),
                              "confidence": float(probabilities.max())})
         return pd.DataFrame(rows, columns=["class", "class_id", "confidence"])

@@ -1,4 +1,6 @@
 """The typed configuration: defaults, presets, overrides, and errors naming the key."""
+from pathlib import Path
+
 import pytest
 
 from conftest import REPO
@@ -12,6 +14,9 @@ def write(tmp_path, text):
 
 
 def test_presets_load():
+    packaged, in_repo = load_config("builtin:quickstart"), load_config(REPO / "configs" / "quickstart.toml")
+    assert (packaged.training, packaged.image, packaged.evaluation) == (
+        in_repo.training, in_repo.image, in_repo.evaluation)
     quick = load_config(REPO / "configs" / "quickstart.toml")
     assert quick.data.source == "builtin:quickstart" and quick.builtin_dataset == "quickstart"
     assert quick.image.channels == 3
@@ -33,12 +38,56 @@ def test_empty_file_gives_defaults_and_derived_paths(tmp_path, monkeypatch):
     assert config.registry_url == "postgresql://db/registry"
 
 
-def test_overrides_win_over_the_file(tmp_path):
+def test_overrides_win_over_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     path = write(tmp_path, "[training]\nepochs = 7\n[data]\nsource = 'a'\n")
     config = load_config(path, {"data.source": "b", **parse_set_options(["training.epochs=3",
                                                                           "image.channels=1"])})
-    assert (config.data.source, config.training.epochs, config.image.channels) == ("b", 3, 1)
-    assert load_config(path, {"data.source": None}).data.source == "a"
+    assert (config.data.source, config.training.epochs, config.image.channels) == (
+        str(tmp_path / "b"), 3, 1)
+    assert load_config(path, {"data.source": None}).data.source == str(tmp_path / "a")
+
+
+def test_paths_in_a_file_are_relative_to_its_folder_flags_to_the_current_one(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "schemas").mkdir(parents=True)
+    (project / "imgpipe.toml").write_text(
+        "[pipeline]\noutput_root = 'runs'\n[data]\nsource = 'photos/{SPAN}'\n"
+        "[validation]\nschema_file = 'schemas/mine.pbtxt'\nbaseline_root = 'gs://b/base'\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(project / "imgpipe.toml")
+    assert config.output_root == project / "runs"
+    assert config.data.source == str(project / "photos" / "{SPAN}")
+    assert config.schema_location == str(project / "schemas" / "mine.pbtxt")
+    assert config.baseline_root == "gs://b/base"                     # URIs untouched
+    flagged = load_config(project / "imgpipe.toml", parse_set_options(["pipeline.output_root=out"]))
+    assert flagged.output_root == elsewhere / "out"
+
+
+def test_lookup_order_env_then_project_file_then_builtin_preset(tmp_path, monkeypatch):
+    monkeypatch.delenv("IMGPIPE_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    builtin = load_config()
+    assert builtin.pipeline.name == "imgpipe-quickstart"
+    assert builtin.output_root == tmp_path / "runs"                  # a preset's paths: here
+    assert Path(builtin.schema_location).name == "quickstart.pbtxt"
+    assert Path(builtin.schema_location).is_file()
+    (tmp_path / "imgpipe.toml").write_text("[pipeline]\nname = 'mine'\n")
+    assert load_config().pipeline.name == "mine"
+    other = write(tmp_path, "[pipeline]\nname = 'from-env'\n")
+    monkeypatch.setenv("IMGPIPE_CONFIG", str(other))
+    assert load_config().pipeline.name == "from-env"
+    assert load_config("builtin:cifar10").pipeline.name == "imgpipe-cifar10"
+
+
+def test_unknown_builtin_names_the_ones_that_exist(tmp_path):
+    with pytest.raises(ConfigError, match="built-in presets: cifar10, quickstart"):
+        load_config("builtin:flowers")
+    config = load_config(write(tmp_path, "[validation]\nschema_file = 'builtin:flowers'\n"))
+    with pytest.raises(ConfigError, match="built-in schemas: cifar10, quickstart"):
+        config.schema_location
 
 
 @pytest.mark.parametrize("text, message", [

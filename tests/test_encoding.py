@@ -6,11 +6,12 @@ from PIL import Image
 
 from conftest import encode, shape_image
 from imgpipe.components.image_example_gen import encoding
-from imgpipe.components.image_example_gen.encoding import BadInput
+from imgpipe.contract.image_files import BadInput
+from imgpipe.contract import ImageSpec, image_files
 
 
 def test_probe_reads_format_mode_and_size():
-    info = encoding.probe_image(encode(shape_image(size=48), "PNG"))
+    info = image_files.probe_image(encode(shape_image(size=48), "PNG"))
     assert (info.format, info.mode, info.width, info.height, info.bit_depth) == ("PNG", "RGB", 48, 48, 8)
 
 
@@ -20,12 +21,12 @@ def test_probe_reads_format_mode_and_size():
 ])
 def test_probe_rejects_non_images(data, reason):
     with pytest.raises(BadInput, match=reason):
-        encoding.probe_image(data)
+        image_files.probe_image(data)
 
 
 def test_probe_rejects_formats_other_than_jpeg_and_png():
     with pytest.raises(BadInput, match="format GIF is not supported"):
-        encoding.probe_image(encode(shape_image(), "GIF"))
+        image_files.probe_image(encode(shape_image(), "GIF"))
 
 
 def test_probe_rejects_decompression_bombs_from_the_header():
@@ -33,29 +34,29 @@ def test_probe_rejects_decompression_bombs_from_the_header():
     bomb = encode(Image.new("1", (9000, 9000)), "PNG")
     assert len(bomb) < 100_000
     with pytest.raises(BadInput, match="above the limit of 50,000,000"):
-        encoding.probe_image(bomb)
+        image_files.probe_image(bomb)
 
 
 def test_probe_reports_sixteen_bit_png():
     data = encode(Image.fromarray(np.full((8, 8), 4000, np.uint16)), "PNG")
-    assert encoding.probe_image(data).bit_depth == 16
+    assert image_files.probe_image(data).bit_depth == 16
 
 
 def test_conversions_are_named():
-    rgba = encoding.ImageInfo("PNG", "RGBA", 48, 40, 8)
-    assert encoding.conversions_for(rgba, (40, 48, 4), 32, 32, 3) == [
-        encoding.ALPHA_DROPPED, "resized from 40x48"]
-    grey = encoding.ImageInfo("JPEG", "L", 32, 32, 8)
-    assert encoding.conversions_for(grey, (32, 32, 1), 32, 32, 3) == [encoding.GREY_TO_RGB]
-    palette = encoding.ImageInfo("PNG", "P", 32, 32, 8)
-    assert encoding.conversions_for(palette, (32, 32, 3), 32, 32, 3) == [encoding.PALETTE_EXPANDED]
-    cmyk = encoding.ImageInfo("JPEG", "CMYK", 32, 32, 8)
-    assert encoding.conversions_for(cmyk, (32, 32, 3), 32, 32, 1) == [
-        encoding.CMYK_TO_RGB, encoding.RGB_TO_GREY]
-    deep = encoding.ImageInfo("PNG", "I;16", 32, 32, 16)
-    assert encoding.conversions_for(deep, (32, 32, 1), 32, 32, 1) == [encoding.SIXTEEN_BIT]
-    plain = encoding.ImageInfo("PNG", "RGB", 32, 32, 8)
-    assert encoding.conversions_for(plain, (32, 32, 3), 32, 32, 3) == []
+    rgba = image_files.ImageInfo("PNG", "RGBA", 48, 40, 8)
+    assert image_files.conversions_for(rgba, (40, 48, 4), ImageSpec(32, 32, 3)) == [
+        image_files.ALPHA_DROPPED, "resized from 40x48"]
+    grey = image_files.ImageInfo("JPEG", "L", 32, 32, 8)
+    assert image_files.conversions_for(grey, (32, 32, 1), ImageSpec(32, 32, 3)) == [image_files.GREY_TO_RGB]
+    palette = image_files.ImageInfo("PNG", "P", 32, 32, 8)
+    assert image_files.conversions_for(palette, (32, 32, 3), ImageSpec(32, 32, 3)) == [image_files.PALETTE_EXPANDED]
+    cmyk = image_files.ImageInfo("JPEG", "CMYK", 32, 32, 8)
+    assert image_files.conversions_for(cmyk, (32, 32, 3), ImageSpec(32, 32, 1)) == [
+        image_files.CMYK_TO_RGB, image_files.RGB_TO_GREY]
+    deep = image_files.ImageInfo("PNG", "I;16", 32, 32, 16)
+    assert image_files.conversions_for(deep, (32, 32, 1), ImageSpec(32, 32, 1)) == [image_files.SIXTEEN_BIT]
+    plain = image_files.ImageInfo("PNG", "RGB", 32, 32, 8)
+    assert image_files.conversions_for(plain, (32, 32, 3), ImageSpec(32, 32, 3)) == []
 
 
 def _parse(record: bytes) -> dict:
@@ -107,6 +108,6 @@ def test_array_shapes_and_labels_are_checked():
 
 
 def test_candidate_image_names():
-    assert encoding.is_candidate_image("/d/cat/1.JPG")
-    assert not encoding.is_candidate_image("/d/cat/.DS_Store")
-    assert not encoding.is_candidate_image("/d/cat/notes.txt")
+    assert image_files.is_candidate_image("/d/cat/1.JPG")
+    assert not image_files.is_candidate_image("/d/cat/.DS_Store")
+    assert not image_files.is_candidate_image("/d/cat/notes.txt")

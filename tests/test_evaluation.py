@@ -107,12 +107,23 @@ def test_a_drop_of_exactly_the_allowed_margin_passes():
 
 def test_champion_with_other_classes_or_shape_is_not_compared():
     from imgpipe.components.evaluation_gate.executor import compare_with_champion
-    settings = {"class_names": NAMES, "image_shape": [32, 32, 3], "max_accuracy_drop": 0.01}
+    from imgpipe.components.evaluation_gate.settings import EvaluationSettings
+    from imgpipe.contract import ImageSpec
+    settings = EvaluationSettings(
+        class_names=NAMES, f1_floors={}, accuracy_floor=0.5, split="eval",
+        image=ImageSpec(32, 32, 3), max_accuracy_gap=0.005, max_disagreement=0.005,
+        max_accuracy_drop=0.01)
     record = {"model_uid": "old", "version": 1, "artifact_path": "/nowhere",
-              "class_names": ["cat", "dog"], "image_shape": [32, 32, 3]}
+              "class_names": ["cat", "dog"], "image_spec": ImageSpec(32, 32, 3).to_dict()}
     assert compare_with_champion({"model_uid": None}, settings, None, GOOD_PARITY) is None
     other = compare_with_champion(record, settings, None, GOOD_PARITY)
     assert "a different label set needs its own registry.model_name" in other.failure
-    reshaped = compare_with_champion({**record, "class_names": NAMES, "image_shape": [64, 64, 3]},
+    reshaped = compare_with_champion({**record, "class_names": NAMES,
+                                      "image_spec": ImageSpec(64, 64, 3).to_dict()},
                                      settings, None, GOOD_PARITY)
-    assert "takes images of shape [64, 64, 3]" in reshaped.failure
+    assert "takes images of 64x64x3, this model 32x32x3" in reshaped.failure
+    # A champion pushed before the image spec existed recorded only its shape.
+    legacy = {key: value for key, value in record.items() if key != "image_spec"}
+    legacy_reshaped = compare_with_champion({**legacy, "class_names": NAMES, "image_shape": [64, 64, 3]},
+                                            settings, None, GOOD_PARITY)
+    assert "takes images of 64x64x3" in legacy_reshaped.failure

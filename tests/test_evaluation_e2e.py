@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import REPO, shapes_tree
 from imgpipe import quickstart_data
 from imgpipe.components.evaluation_gate import decisions, eval_config, executor, parity
-from imgpipe.components.image_example_gen import image_ops
+from imgpipe.contract import ImageSpec, image_ops
 from imgpipe.pipeline import cli
 
 pytestmark = pytest.mark.e2e
@@ -101,7 +101,7 @@ def _seed_bug_export(model_dir: Path, target: Path) -> Path:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def serving_bytes(self, image_bytes):
             return self._outputs(tf.map_fn(
-                lambda data: image_ops.decode_and_prepare(data, 32, 32, 3), image_bytes,
+                lambda data: image_ops.decode_and_prepare(data, ImageSpec(32, 32, 3)), image_bytes,
                 fn_output_signature=tf.TensorSpec([32, 32, 3], tf.uint8)))
 
         @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.uint8)])

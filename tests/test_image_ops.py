@@ -5,11 +5,11 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import encode, shape_image
-from imgpipe.components.image_example_gen import image_ops
+from imgpipe.contract import ImageSpec, image_ops
 
 
 def prepare(data: bytes, height=32, width=32, channels=3) -> np.ndarray:
-    return image_ops.decode_and_prepare(tf.constant(data), height, width, channels).numpy()
+    return image_ops.decode_and_prepare(tf.constant(data), ImageSpec(height, width, channels)).numpy()
 
 
 def test_png_rgb_round_trips_exactly_as_uint8():
@@ -96,7 +96,7 @@ def test_batch_decoder_matches_the_single_image_path():
     images = [encode(shape_image("circle", seed=20), "PNG"),
               encode(shape_image("cross", seed=21, size=48), "JPEG"),
               encode(shape_image("square", seed=22).convert("L"), "PNG")]
-    decoder = image_ops.make_batch_decoder(32, 32, 3)
+    decoder = image_ops.make_batch_decoder(ImageSpec(32, 32, 3))
     pixels, shapes = decoder(tf.constant(images))
     for data, batch_pixels in zip(images, pixels.numpy()):
         np.testing.assert_array_equal(batch_pixels, prepare(data))

@@ -8,6 +8,7 @@ from apache_beam.testing.util import assert_that
 from PIL import Image
 
 from conftest import encode, shape_image, write_class_tree
+from imgpipe.contract import ImageSpec
 from imgpipe.components.image_example_gen import ptransforms
 
 _COLLECTED = {}
@@ -38,7 +39,7 @@ def run_transform(build):
 
 def settings(root, classes=("circle", "square"), **kwargs):
     return ptransforms.IngestSettings(
-        height=32, width=32, channels=3, class_ids={c: i for i, c in enumerate(classes)},
+        image=ImageSpec(32, 32, 3), class_ids={c: i for i, c in enumerate(classes)},
         input_base=str(root), **kwargs)
 
 

@@ -15,7 +15,7 @@ from conftest import REPO
 from imgpipe.pipeline import cli
 from kfp_standin import KfpStandIn
 
-STAGES = {"ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate", "Transform",
+STAGES = {"ImageExampleGen", "CuratedSchema", "StatisticsGen", "ValidationGate", "Transform",
           "Trainer", "ChampionResolver", "Evaluator", "EvaluationGate", "RegistryPusher"}
 IMAGE = "europe-docker.pkg.dev/acme/ml/imgpipe:1.2.3"
 
@@ -92,7 +92,7 @@ def _constant(compiled, task, name):
 
 def test_parameters_and_paths_round_trip(compiled):
     from imgpipe.pipeline.config import load_config
-    from imgpipe.pipeline.pipeline import trainer_config
+    from imgpipe.pipeline.pipeline import trainer_settings
     config = load_config(REPO / "configs" / "quickstart.toml")
     root = compiled["spec"]["root"]
     data_root = root["inputDefinitions"]["parameters"]["data_root"]
@@ -100,13 +100,16 @@ def test_parameters_and_paths_round_trip(compiled):
     assert root["dag"]["tasks"]["ImageExampleGen"]["inputs"]["parameters"]["input_base"] == \
         {"componentInputParameter": "data_root"}
     custom = json.loads(_constant(compiled, "Trainer", "custom_config"))
-    assert custom == json.loads(json.dumps(trainer_config(config, ["circle", "cross", "square", "triangle"])))
-    assert _constant(compiled, "Trainer", "run_fn") == "imgpipe.modules.training.run_fn"
+    assert custom == trainer_settings(config, ["circle", "cross", "square", "triangle"]).to_dict()
+    assert _constant(compiled, "Trainer", "run_fn") == "imgpipe.components.trainer.module_files.run.run_fn"
     assert _constant(compiled, "Transform", "preprocessing_fn") == \
-        "imgpipe.modules.preprocessing.preprocessing_fn"
-    assert _constant(compiled, "ImportSchemaGen", "schema_file") == "/opt/imgpipe/schemas/quickstart.pbtxt"
-    assert _constant(compiled, "ValidationGate", "baseline_root") == \
-        "gs://acme-ml/imgpipe/baselines/imgpipe-quickstart"
+        "imgpipe.components.trainer.module_files.preprocessing.preprocessing_fn"
+    # The schema travels inside the spec: its text, not a path in an image.
+    schema = json.loads(_constant(compiled, "CuratedSchema", "settings"))
+    assert schema["schema_text"] == (REPO / "schemas" / "quickstart.pbtxt").read_text()
+    assert schema["origin"] == "builtin:quickstart"
+    gate = json.loads(_constant(compiled, "ValidationGate", "settings"))
+    assert gate["baseline_root"] == "gs://acme-ml/imgpipe/baselines/imgpipe-quickstart"
     pusher = json.loads(_constant(compiled, "RegistryPusher", "settings"))
     # Registry and MLflow come from the pods' environment (the secret).
     assert pusher["registry_url"] == "" and pusher["mlflow_tracking_uri"] == ""
@@ -177,8 +180,8 @@ def test_beam_runner_configs_parse_with_beams_own_options(name, check):
     (["--pipeline-root", "minio://mlpipeline/v2/artifacts"], "but not s3:// or minio://"),
     (["--pipeline-root", "gs://b/r", "--set", "pipeline.beam_args=['--runner=FlinkRunner','--flink_mastr=x']"],
      "Beam does not know --flink_mastr=x"),
-    (["--pipeline-root", "gs://b/r", "--set", "validation.schema_file='/tmp/mine.pbtxt'"],
-     "is a file on this machine"),
+    (["--pipeline-root", "gs://b/r", "--set", "validation.schema_file='/tmp/absent.pbtxt'"],
+     "validation.schema_file: /tmp/absent.pbtxt does not exist"),
 ])
 def test_compile_errors_say_what_to_do(tmp_path, args, message):
     result = invoke("compile", "--output", tmp_path / "p.yaml", *args)
@@ -286,6 +289,7 @@ def _run_like_kfp(spec, task, parameters, outputs, tmp_path, inputs=None, env=No
     return output
 
 
+@pytest.mark.e2e
 def test_ingestion_runs_on_kfp_without_tfx_driver_resolving_the_latest_span(tmp_path):
     """Open-source KFP never runs ExampleGen's driver: the executor resolves
     `{SPAN}` itself, records the span and tolerates a broken link."""
@@ -332,19 +336,22 @@ def test_a_bare_spec_without_platform_settings_is_submitted_as_is(tmp_path):
     assert run["runtime_config"].get("parameters", {}) == {}
 
 
-def test_a_schema_at_a_uri_is_read_from_there_and_compiled_as_is(tmp_path):
+def test_a_schema_at_a_uri_is_read_from_there_and_carried_in_the_spec(tmp_path):
     schema_uri = f"file://{REPO}/schemas/quickstart.pbtxt"   # stands in for gs://bucket/schemas/...
     out = tmp_path / "p.yaml"
     result = invoke("compile", "--output", out, "--image", IMAGE, "--pipeline-root", "gs://b/r",
                     "--set", f"validation.schema_file='{schema_uri}'")
     assert result.exit_code == 0, result.output
     spec = next(yaml.safe_load_all(out.read_text()))
-    assert _constant({"spec": spec}, "ImportSchemaGen", "schema_file") == schema_uri
+    carried = json.loads(_constant({"spec": spec}, "CuratedSchema", "settings"))
+    assert carried["origin"] == schema_uri
+    assert carried["schema_text"] == (REPO / "schemas" / "quickstart.pbtxt").read_text()
     missing = invoke("compile", "--output", tmp_path / "q.yaml", "--pipeline-root", "gs://b/r",
                      "--set", f"validation.schema_file='file://{tmp_path}/absent.pbtxt'")
     assert missing.exit_code == 1 and "absent.pbtxt does not exist" in missing.output
 
 
+@pytest.mark.e2e
 def test_the_compiled_pipeline_runs_task_by_task_as_kfp_runs_it(tmp_path):
     """Every task of the compiled spec, in dependency order, through TFX's
     container entrypoint with launcher-style inputs: each component's executor,
@@ -358,7 +365,6 @@ def test_the_compiled_pipeline_runs_task_by_task_as_kfp_runs_it(tmp_path):
     out = tmp_path / "p.yaml"
     result = invoke("compile", "--output", out, "--image", IMAGE, "--pipeline-root", "gs://b/r",
                     "--env-secret", "imgpipe-env",
-                    "--set", f"validation.schema_file='file://{REPO}/schemas/quickstart.pbtxt'",
                     "--set", f"validation.baseline_root='{bucket}/baselines'",
                     "--set", f"registry.serving_root='{bucket}/serving'",
                     "--set", f"registry.mlflow_artifact_root='{bucket}/mlflow'")

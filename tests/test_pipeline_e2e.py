@@ -200,3 +200,56 @@ def test_every_command_has_help(command):
 def test_bad_config_is_a_usage_error_naming_the_key(tmp_path):
     result = invoke("run", "--set", "image.channels=4", "--output-root", tmp_path)
     assert result.exit_code == 2 and "image.channels: Input should be 1 or 3" in result.output
+
+
+def test_trainer_epochs_reach_the_console_as_they_happen_and_quiet_hides_them(tmp_path):
+    """The real CLI in a subprocess: its stdout read line by line, with arrival times."""
+    import re
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    script = Path(sys.executable).with_name("imgpipe")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "imgpipe.pipeline.cli"]
+    env = {k: v for k, v in os.environ.items()    # the built-in quickstart, all under tmp_path
+           if k not in ("IMGPIPE_CONFIG", "IMGPIPE_REGISTRY_URL", "MLFLOW_TRACKING_URI",
+                        "IMGPIPE_PREDICTION_LOG_URL")}
+
+    def run_cli(*flags):
+        process = subprocess.Popen(
+            [*command, *flags, "run", "--set", "training.epochs=3", "--output-root",
+             str(tmp_path / "out"), *NO_FLOORS],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            bufsize=1)
+        watchdog = threading.Timer(240, process.kill)
+        watchdog.start()
+        try:
+            lines = [(time.monotonic(), line.rstrip("\n")) for line in process.stdout]
+        finally:
+            watchdog.cancel()
+        assert process.wait() == 0, "\n".join(text for _, text in lines)
+        return lines
+
+    epoch_line = re.compile(r"^\s+epoch (\d+)/3  loss \d\.\d{4}  accuracy \d\.\d{3}  "
+                            r"val_loss \d+\.\d{4}  val_accuracy \d\.\d{3}  \d+\.\ds  "
+                            r"best epoch [1-3] \(val_accuracy \d\.\d{3}\)$")
+    lines = run_cli()
+    output = "\n".join(text for _, text in lines)
+    texts = [text for _, text in lines]
+    start = texts.index("[start] Trainer")
+    done = next(i for i, text in enumerate(texts) if text.startswith("[done ] Trainer"))
+    epochs = [(i, int(match.group(1))) for i, text in enumerate(texts)
+              if (match := epoch_line.match(text))]
+    assert [n for _, n in epochs] == [1, 2, 3], output
+    assert start < epochs[0][0] < epochs[-1][0] < done, output
+    # Printed while the Trainer ran (it still saves the model afterwards), not at its end.
+    assert lines[done][0] - lines[epochs[0][0]][0] > 0.5, output
+    assert "Epoch 1/3" not in output          # Keras' own lines stay in the log file
+    assert "stages finished" in output
+
+    # --quiet (the cache now skips the Trainer): no stage or epoch lines, the summary stays.
+    quiet = "\n".join(text for _, text in run_cli("--quiet"))
+    assert "[start]" not in quiet and "[done" not in quiet, quiet
+    assert not re.search(r"epoch \d+/3", quiet), quiet
+    assert "Trained " in quiet and "stages finished" in quiet, quiet

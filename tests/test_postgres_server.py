@@ -1,5 +1,8 @@
 """The throwaway PostgreSQL server fixtures (tests/postgres_server.py)."""
+import pytest
 import sqlalchemy as sa
+
+pytestmark = pytest.mark.postgres
 
 
 def test_server_answers_version(postgres_server):

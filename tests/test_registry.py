@@ -13,7 +13,7 @@ from conftest import REPO
 from imgpipe.registry import ddl, mlflow_sync, publish, store
 from imgpipe.registry.models import Base, ModelVersion
 
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -102,6 +102,7 @@ def test_alembic_head_is_the_models(migrated):
         assert compare_metadata(context, Base.metadata) == []
 
 
+@pytest.mark.postgres
 def test_concurrent_migrations_of_a_fresh_postgresql_database(postgres_url):
     # Without the migration lock, the processes race on CREATE TABLE.
     processes = 6

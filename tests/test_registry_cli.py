@@ -14,7 +14,7 @@ from imgpipe.registry import mlflow_sync, publish, store
 from imgpipe.registry.models import COLUMNS
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def pushed(request, tmp_path, monkeypatch):
     """Three pushed versions of `tiny` (m1 < m2 champion, m3 not promoted) and one of `other`."""
     if request.param == "sqlite":

@@ -13,7 +13,9 @@ REPORT = {
 TRAINING = {
     "model": {"conv_filters": [32, 64], "dropout": 0.3}, "fit": {"epochs": 5, "seed": 0},
     "augmentation": {"horizontal_flip": True, "translation": 0.1, "rotation": 0.0},
-    "class_names": ["cat", "dog"], "image_shape": [32, 32, 3], "input": "uint8",
+    "class_names": ["cat", "dog"], "input": "uint8",
+    "image_spec": {"height": 32, "width": 32, "channels": 3, "resize_method": "bilinear",
+                   "antialias": True},
     "training_data_sha256": "d" * 64, "schema_sha256": "s" * 64,
     "library_versions": {"tfx": "1.16.0"}, "history": {"loss": [1.0]},
 }

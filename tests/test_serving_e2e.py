@@ -10,8 +10,8 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 from conftest import REPO, shapes_tree
-from imgpipe.components.image_example_gen import encoding
 from imgpipe.pipeline import cli
+from imgpipe.contract import FEATURES
 
 pytestmark = pytest.mark.e2e
 CONFIG = REPO / "configs" / "quickstart.toml"
@@ -51,7 +51,7 @@ def settings(run, log_name):
 
 def eval_files(run):
     features = [tf.train.Example.FromString(r).features.feature for r in run["records"]]
-    return [str(run["data"] / f[encoding.SOURCE_ID_FEATURE].bytes_list.value[0].decode())
+    return [str(run["data"] / f[FEATURES.source_id].bytes_list.value[0].decode())
             for f in features]
 
 

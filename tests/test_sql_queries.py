@@ -23,7 +23,7 @@ def queries(dialect: str) -> dict:
     return found
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def registry(request, tmp_path):
     url = (f"sqlite:///{tmp_path / 'registry.db'}" if request.param == "sqlite"
            else request.getfixturevalue("postgres_url"))

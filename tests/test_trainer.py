@@ -6,7 +6,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 from imgpipe.components.trainer import training, transform
-from imgpipe.components.trainer.model import ModelSettings, build_model
+from imgpipe.components.trainer.model import build_model
+from imgpipe.components.trainer.settings import ModelSettings, TrainerSettings
+from imgpipe.contract import ImageSpec
 
 
 def test_default_model_is_the_seed_cnn():
@@ -38,7 +40,7 @@ def test_inference_is_deterministic_and_augmentation_only_trains():
 
 def test_pixels_are_scaled_once_to_unit_range():
     image = tf.constant(np.arange(2 * 4 * 4 * 3).reshape(2, 48) % 256, tf.int64)
-    pixels = transform.scale_pixels(image, 4, 4, 3)
+    pixels = transform.scale_pixels(image, ImageSpec(4, 4, 3))
     assert pixels.dtype == tf.float32 and pixels.shape == (2, 4, 4, 3)
     np.testing.assert_allclose(pixels.numpy().reshape(2, 48), image.numpy() / 255.0, rtol=1e-6)
 
@@ -65,20 +67,24 @@ def test_early_stopping_restores_the_best_weights():
 
 
 def test_settings_and_training_record():
-    custom = {"model": {"conv_filters": [8, 16], "dense_units": 8, "dropout": 0.1,
+    custom = {"class_names": ["a", "b"], "image": {"height": 8, "width": 8, "channels": 3},
+              "model": {"conv_filters": [8, 16], "dense_units": 8, "dropout": 0.1,
                         "padding": "same", "batch_norm": True, "horizontal_flip": False,
                         "translation": 0.0, "rotation": 0.0},
               "fit": {"epochs": 2, "batch_size": 4, "learning_rate": 0.01, "optimizer": "sgd",
                       "lr_schedule": "cosine", "early_stopping_patience": 1,
                       "shuffle_buffer": 10, "seed": 3}}
-    model_settings, fit = training.settings_from_config(custom)
+    settings = TrainerSettings.from_dict(json.loads(json.dumps(custom)))  # as TFX passes it
+    model_settings, fit = settings.model, settings.fit
     assert model_settings.conv_filters == (8, 16) and fit.optimizer == "sgd"
+    assert TrainerSettings.from_json(settings.to_json()) == settings
     record = training.training_record(
-        model=model_settings, fit=fit, class_names=["a", "b"], image_shape=[8, 8, 3],
+        model=model_settings, fit=fit, class_names=["a", "b"], image=settings.image,
         schema_text="feature {}", data_fingerprint="abc", history={"loss": [1.0, 0.5]},
         best_epoch=2, parameters=100)
     assert record["augmentation"] == {"horizontal_flip": False, "translation": 0.0, "rotation": 0.0}
     assert record["class_names"] == ["a", "b"] and record["epochs_run"] == 2
+    assert ImageSpec.from_record(record) == ImageSpec(8, 8, 3)
     assert len(record["schema_sha256"]) == 64 and record["training_data_sha256"] == "abc"
     assert {"tensorflow", "tfx", "tf-keras", "python"} <= set(record["library_versions"])
     json.dumps(record)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from conftest import REPO, shapes_tree
 from imgpipe import quickstart_data
-from imgpipe.components.image_example_gen import image_ops
+from imgpipe.contract import ImageSpec, image_ops
 from imgpipe.pipeline import cli
 
 pytestmark = pytest.mark.e2e
@@ -96,7 +96,7 @@ def test_inference_is_deterministic(trained):
 
 def test_bytes_signature_decodes_like_ingestion(trained):
     data = trained["files"][0].read_bytes()
-    expected = image_ops.decode_and_prepare(tf.constant(data), 32, 32, 3).numpy()
+    expected = image_ops.decode_and_prepare(tf.constant(data), ImageSpec(32, 32, 3)).numpy()
     np.testing.assert_array_equal(expected, trained["pixels"][0])
 
 

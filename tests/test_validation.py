@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from conftest import encode
 from imgpipe import quickstart_data
-from imgpipe.components.image_example_gen import encoding, image_ops
+from imgpipe.components.image_example_gen import encoding
+from imgpipe.contract import ImageSpec, image_ops
 from imgpipe.components.validation_gate import checks, inprocess, schema_curation
 
 CLASSES = list(quickstart_data.CLASSES)
@@ -19,7 +20,7 @@ def decoded_images(per_class: int, seed: int):
     for label, shape in enumerate(CLASSES):
         for i in range(per_class):
             data = encode(quickstart_data.draw_shape(shape, rng), "JPEG" if i % 2 else "PNG")
-            pixels.append(image_ops.decode_and_prepare(tf.constant(data), 32, 32, 3).numpy())
+            pixels.append(image_ops.decode_and_prepare(tf.constant(data), ImageSpec(32, 32, 3)).numpy())
             labels.append(label)
     return np.stack(pixels), np.array(labels)
 

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from conftest import REPO, encode, shapes_tree
 from imgpipe import quickstart_data
-from imgpipe.components.image_example_gen import image_ops
+from imgpipe.contract import ImageSpec, image_ops
 from imgpipe.pipeline import cli
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +25,7 @@ def shapes_arrays(per_class=25, seed=0):
     for label, shape in enumerate(quickstart_data.CLASSES):
         for _ in range(per_class):
             data = encode(quickstart_data.draw_shape(shape, rng), "PNG")
-            x.append(image_ops.decode_and_prepare(tf.constant(data), 32, 32, 3).numpy())
+            x.append(image_ops.decode_and_prepare(tf.constant(data), ImageSpec(32, 32, 3)).numpy())
             y.append(label)
     return np.stack(x), np.array(y)
 

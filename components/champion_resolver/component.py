@@ -10,9 +10,11 @@ from __future__ import annotations
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
 from imgpipe.components.champion_resolver import executor
+from imgpipe.components.champion_resolver.settings import ResolverSettings
+from imgpipe.components.settings import settings_parameter
 
 
 class Champion(types.Artifact):
@@ -21,12 +23,7 @@ class Champion(types.Artifact):
 
 
 class ChampionResolverSpec(ComponentSpec):
-    PARAMETERS = {
-        # Without a password: the executor prefers IMGPIPE_REGISTRY_URL.
-        executor.REGISTRY_URL_KEY: ExecutionParameter(type=str),
-        executor.MODEL_NAME_KEY: ExecutionParameter(type=str),
-        executor.AUTO_MIGRATE_KEY: ExecutionParameter(type=int),
-    }
+    PARAMETERS = settings_parameter()
     INPUTS = {executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model)}
     OUTPUTS = {executor.CHAMPION_KEY: ChannelParameter(type=Champion)}
 
@@ -35,8 +32,6 @@ class ChampionResolver(base_component.BaseComponent):
     SPEC_CLASS = ChampionResolverSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, model: types.BaseChannel, registry_url: str, model_name: str,
-                 auto_migrate: bool):
+    def __init__(self, model: types.BaseChannel, settings: ResolverSettings):
         super().__init__(spec=ChampionResolverSpec(
-            model=model, registry_url=registry_url, model_name=model_name,
-            auto_migrate=int(auto_migrate), champion=types.Channel(type=Champion)))
+            model=model, settings=settings.to_json(), champion=types.Channel(type=Champion)))

@@ -11,13 +11,11 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from imgpipe.components.champion_resolver import resolve
+from imgpipe.components.champion_resolver.settings import ResolverSettings
 from imgpipe.registry import store
 
 MODEL_KEY = "model"
 CHAMPION_KEY = "champion"
-REGISTRY_URL_KEY = "registry_url"
-MODEL_NAME_KEY = "model_name"
-AUTO_MIGRATE_KEY = "auto_migrate"
 
 
 class Executor(base_executor.BaseExecutor):
@@ -25,9 +23,9 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
-        url = store.resolve_url(exec_properties[REGISTRY_URL_KEY])
-        record = resolve.champion_record(url, exec_properties[MODEL_NAME_KEY],
-                                         bool(exec_properties[AUTO_MIGRATE_KEY]))
+        settings = ResolverSettings.from_exec_properties(exec_properties)
+        url = store.resolve_url(settings.registry_url)
+        record = resolve.champion_record(url, settings.model_name, settings.auto_migrate)
         champion = artifact_utils.get_single_instance(output_dict[CHAMPION_KEY])
         fileio.makedirs(champion.uri)
         with fileio.open(os.path.join(champion.uri, resolve.CHAMPION_FILE), "w") as handle:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Optional
 
+from imgpipe.contract import ImageSpec
 from imgpipe.registry import store
 
 CHAMPION_FILE = "champion.json"
@@ -24,7 +25,7 @@ def champion_record(registry_url: str, model_name: str, auto_migrate: bool) -> D
     return {"model_name": model_name, "model_uid": row.model_uid, "version": row.version,
             "artifact_path": row.artifact_path, "val_accuracy": row.val_accuracy,
             "class_names": row.training_config.get("class_names"),
-            "image_shape": row.training_config.get("image_shape")}
+            ImageSpec.RECORD_KEY: ImageSpec.from_record(row.training_config).to_dict()}
 
 
 def read(path: str) -> Dict[str, Any]:

@@ -11,16 +11,17 @@ a result, recorded in ML Metadata; `imgpipe run` exits non-zero on it.
 """
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
 from imgpipe.components.champion_resolver.component import Champion
 from imgpipe.components.evaluation_gate import executor
+from imgpipe.components.evaluation_gate.settings import EvaluationSettings
+from imgpipe.components.settings import settings_parameter
 
 
 class EvaluationReport(types.Artifact):
@@ -29,7 +30,7 @@ class EvaluationReport(types.Artifact):
 
 
 class EvaluationGateSpec(ComponentSpec):
-    PARAMETERS = {executor.SETTINGS_KEY: ExecutionParameter(type=str)}
+    PARAMETERS = settings_parameter()
     INPUTS = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -48,10 +49,10 @@ class EvaluationGate(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
-                 evaluation: types.BaseChannel, settings: dict,
+                 evaluation: types.BaseChannel, settings: EvaluationSettings,
                  champion: Optional[types.BaseChannel] = None):
         super().__init__(spec=EvaluationGateSpec(
             model=model, examples=examples, evaluation=evaluation, champion=champion,
-            settings=json.dumps(settings, sort_keys=True),
+            settings=settings.to_json(),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
             report=types.Channel(type=EvaluationReport)))

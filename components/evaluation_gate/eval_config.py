@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from typing import Dict, Sequence
 
-from imgpipe.components.trainer import signatures
+from imgpipe.contract import OUTPUTS, SIGNATURES
 
 LABEL_KEY = "label"
-PREDICTION_KEY = "probabilities"
-SIGNATURE = signatures.SERVING_EXAMPLES
+PREDICTION_KEY = OUTPUTS.probabilities
+SIGNATURE = SIGNATURES.examples
 ACCURACY = "SparseCategoricalAccuracy"
 F1 = "F1Score"
 

@@ -13,6 +13,8 @@ from tfx.utils import path_utils
 
 from imgpipe.components.champion_resolver import resolve
 from imgpipe.components.evaluation_gate import decisions, parity, report, tfma_results
+from imgpipe.components.evaluation_gate.settings import EvaluationSettings
+from imgpipe.contract import ImageSpec
 
 MODEL_KEY = "model"
 EXAMPLES_KEY = "examples"
@@ -20,7 +22,6 @@ EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
 REPORT_KEY = "report"
 CHAMPION_KEY = "champion"
-SETTINGS_KEY = "settings"
 BLESSED_PROPERTY = "blessed"   # TFX's ModelBlessing convention: 1 or 0
 
 
@@ -29,18 +30,20 @@ def is_blessed(blessing: types.Artifact) -> bool:
     return bool(blessing.get_int_custom_property(BLESSED_PROPERTY))
 
 
-def compare_with_champion(record: Optional[dict], settings: dict, inputs: parity.ServingInputs,
+def compare_with_champion(record: Optional[dict], settings: EvaluationSettings,
+                          inputs: parity.ServingInputs,
                           candidate: decisions.Parity) -> Optional[decisions.ChampionComparison]:
     """The champion scored on the same inputs through the same serving path."""
     if not record or not record.get("model_uid"):
         return None
     problem, accuracy = "", None
-    if record.get("class_names") != settings["class_names"]:
-        problem = (f"it predicts {record.get('class_names')}, this model {settings['class_names']}; "
+    champion_spec = ImageSpec.from_record(record)
+    if record.get("class_names") != settings.class_names:
+        problem = (f"it predicts {record.get('class_names')}, this model {settings.class_names}; "
                    "a different label set needs its own registry.model_name")
-    elif list(record.get("image_shape") or []) != list(settings["image_shape"]):
-        problem = (f"it takes images of shape {record.get('image_shape')}, this model "
-                   f"{settings['image_shape']}")
+    elif champion_spec.shape != settings.image.shape:
+        problem = (f"it takes images of {champion_spec.describe()}, this model "
+                   f"{settings.image.describe()}")
     else:
         try:
             accuracy = parity.champion_accuracy(record["artifact_path"], inputs)
@@ -49,7 +52,7 @@ def compare_with_champion(record: Optional[dict], settings: dict, inputs: parity
                        f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
     return decisions.ChampionComparison(
         model_uid=record["model_uid"], version=record["version"], champion_accuracy=accuracy,
-        candidate_accuracy=candidate.served_accuracy, max_drop=settings["max_accuracy_drop"],
+        candidate_accuracy=candidate.served_accuracy, max_drop=settings.max_accuracy_drop,
         problem=problem)
 
 
@@ -58,28 +61,28 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
-        settings = json.loads(exec_properties[SETTINGS_KEY])
+        settings = EvaluationSettings.from_exec_properties(exec_properties)
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         evaluation = artifact_utils.get_single_instance(input_dict[EVALUATION_KEY])
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
         report_artifact = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
 
-        class_names = settings["class_names"]
+        class_names = settings.class_names
         measured = tfma_results.read(evaluation.uri, len(class_names))
         rows = decisions.class_rows(class_names, measured.confusion, measured.f1,
-                                    measured.precision, measured.recall, settings["f1_floors"])
-        split_dir = artifact_utils.get_split_uri([examples], settings["split"])
+                                    measured.precision, measured.recall, settings.f1_floors)
+        split_dir = artifact_utils.get_split_uri([examples], settings.split)
         inputs = parity.load_inputs(split_dir, examples.get_string_custom_property("input_base"),
-                                    tuple(settings["image_shape"]))
+                                    settings.image.shape)
         checked = parity.check(path_utils.serving_model_path(model.uri), inputs, measured.accuracy)
         champion_record = None
         if input_dict.get(CHAMPION_KEY):
             champion_artifact = artifact_utils.get_single_instance(input_dict[CHAMPION_KEY])
             champion_record = resolve.read(os.path.join(champion_artifact.uri, resolve.CHAMPION_FILE))
         comparison = compare_with_champion(champion_record, settings, inputs, checked)
-        decision = decisions.decide(measured.accuracy, settings["accuracy_floor"], rows, checked,
-                                    settings["max_accuracy_gap"], settings["max_disagreement"],
+        decision = decisions.decide(measured.accuracy, settings.accuracy_floor, rows, checked,
+                                    settings.max_accuracy_gap, settings.max_disagreement,
                                     comparison)
         baseline = decisions.serving_baseline(checked.served_class_ids, checked.served_confidences,
                                               class_names)

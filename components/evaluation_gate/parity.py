@@ -15,8 +15,7 @@ from typing import List, Tuple
 import numpy as np
 
 from imgpipe.components.evaluation_gate.decisions import Parity
-from imgpipe.components.image_example_gen import encoding
-from imgpipe.components.trainer import signatures
+from imgpipe.contract import FEATURES, OUTPUTS, SIGNATURES, image_files
 
 _BATCH = 64
 
@@ -37,19 +36,19 @@ class ServingInputs:
 
     @property
     def serving_path(self) -> str:
-        return signatures.SERVING_BYTES if self.files else signatures.SERVING_DEFAULT
+        return SIGNATURES.bytes if self.files else SIGNATURES.pixels
 
 
 def load_inputs(split_dir: str, input_base: str, image_shape: Tuple[int, int, int]) -> ServingInputs:
     import tensorflow as tf
     records = _eval_records(split_dir)
     parsed = [tf.train.Example.FromString(r).features.feature for r in records]
-    labels = np.array([p[encoding.LABEL_FEATURE].int64_list.value[0] for p in parsed])
-    source_ids = [p[encoding.SOURCE_ID_FEATURE].bytes_list.value[0].decode() for p in parsed]
+    labels = np.array([p[FEATURES.label].int64_list.value[0] for p in parsed])
+    source_ids = [p[FEATURES.source_id].bytes_list.value[0].decode() for p in parsed]
     files = [os.path.join(input_base, s) for s in source_ids]
-    if all(encoding.is_candidate_image(f) and tf.io.gfile.exists(f) for f in files):
+    if all(image_files.is_candidate_image(f) and tf.io.gfile.exists(f) for f in files):
         return ServingInputs(records, labels, files, [])
-    pixels = [np.array(p[encoding.IMAGE_FEATURE].int64_list.value, np.uint8).reshape(image_shape)
+    pixels = [np.array(p[FEATURES.image].int64_list.value, np.uint8).reshape(image_shape)
               for p in parsed]
     return ServingInputs(records, labels, [], pixels)
 
@@ -67,12 +66,12 @@ def served_predictions(model, inputs: ServingInputs):
         batch = slice(start, start + _BATCH)
         if inputs.files:
             data = [tf.io.gfile.GFile(f, "rb").read() for f in inputs.files[batch]]
-            outputs = model.signatures[signatures.SERVING_BYTES](image_bytes=tf.constant(data))
+            outputs = model.signatures[SIGNATURES.bytes](**{SIGNATURES.bytes_input: tf.constant(data)})
         else:
-            outputs = model.signatures[signatures.SERVING_DEFAULT](
-                images=tf.constant(np.stack(inputs.pixels[batch])))
-        served.append(outputs["class_id"].numpy())
-        confidence.append(outputs["probabilities"].numpy().max(axis=-1))
+            outputs = model.signatures[SIGNATURES.pixels](
+                **{SIGNATURES.pixels_input: tf.constant(np.stack(inputs.pixels[batch]))})
+        served.append(outputs[OUTPUTS.class_id].numpy())
+        confidence.append(outputs[OUTPUTS.probabilities].numpy().max(axis=-1))
     if not served:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     return np.concatenate(served), np.concatenate(confidence)
@@ -82,8 +81,9 @@ def check(model_dir: str, inputs: ServingInputs, evaluated_accuracy: float) -> P
     """The parity numbers, and the served predictions (the serving baseline)."""
     import tensorflow as tf
     model = tf.saved_model.load(model_dir)
-    evaluated = [model.signatures[signatures.SERVING_EXAMPLES](
-                     examples=tf.constant(inputs.records[start:start + _BATCH]))["class_id"].numpy()
+    evaluated = [model.signatures[SIGNATURES.examples](
+                     **{SIGNATURES.examples_input: tf.constant(inputs.records[start:start + _BATCH])}
+                 )[OUTPUTS.class_id].numpy()
                  for start in range(0, len(inputs.records), _BATCH)]
     evaluated_ids = np.concatenate(evaluated)
     served_ids, confidences = served_predictions(model, inputs)

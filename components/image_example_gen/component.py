@@ -8,7 +8,6 @@ ingestion report.
 """
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 from tfx import types
@@ -16,10 +15,12 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_artifacts, standard_component_specs
-from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter
 
 from imgpipe.components.image_example_gen import executor
+from imgpipe.components.image_example_gen.settings import IngestionSettings
 from imgpipe.components.image_example_gen.driver import ImageExampleGenDriver
+from imgpipe.components.settings import settings_parameter
 
 
 class IngestionReport(types.Artifact):
@@ -30,7 +31,7 @@ class IngestionReport(types.Artifact):
 class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
     PARAMETERS = {
         **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
-        executor.INGESTION_CONFIG_KEY: ExecutionParameter(type=str),
+        **settings_parameter(),
     }
     OUTPUTS = {
         **standard_component_specs.FileBasedExampleGenSpec.OUTPUTS,
@@ -44,10 +45,8 @@ class ImageExampleGen(FileBasedExampleGen):
     DRIVER_CLASS = ImageExampleGenDriver
 
     def __init__(self, input_base: str, input_config: example_gen_pb2.Input,
-                 output_config: example_gen_pb2.Output, ingestion_config: dict,
+                 output_config: example_gen_pb2.Output, settings: IngestionSettings,
                  range_config: Optional[range_config_pb2.RangeConfig] = None):
-        """ingestion_config: format, source, height, width, channels, classes,
-        max_bad_fraction, max_image_pixels, span_override."""
         spec = ImageExampleGenSpec(
             input_base=input_base,
             input_config=input_config,
@@ -55,7 +54,7 @@ class ImageExampleGen(FileBasedExampleGen):
             range_config=range_config,
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-            ingestion_config=json.dumps(ingestion_config, sort_keys=True),
+            settings=settings.to_json(),
             examples=types.Channel(type=standard_artifacts.Examples),
             report=types.Channel(type=IngestionReport))
         # FileBasedExampleGen.__init__ would build its own spec without the

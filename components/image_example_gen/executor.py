@@ -25,12 +25,13 @@ from tfx.utils import proto_utils
 
 from imgpipe.components import failed_outputs
 from imgpipe.components.image_example_gen import driver, ptransforms, report, sources
+from imgpipe.components.image_example_gen.settings import IngestionSettings
 
-INGESTION_CONFIG_KEY = "ingestion_config"
 REPORT_KEY = "report"
 _BEAM_OUTPUT_DIR = "beam_output"
 CLASS_NAMES_PROPERTY = "class_names"
-IMAGE_SHAPE_PROPERTY = "image_shape"
+# The stored pixels' [h, w, c]: the spec's for image files, an array source's own.
+STORED_SHAPE_PROPERTY = "image_shape"
 INPUT_BASE_PROPERTY = "input_base"
 
 
@@ -122,7 +123,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
-        config = json.loads(exec_properties[INGESTION_CONFIG_KEY])
+        config = IngestionSettings.from_exec_properties(exec_properties)
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
         report_artifact = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
@@ -138,23 +139,23 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                   input_config)
 
         span = exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME) or 0
-        if config.get("span_override") is not None:
+        if config.span_override is not None:
             # A fixed path ingested as an explicit data drop (`--span N`).
-            span = int(config["span_override"])
+            span = int(config.span_override)
             exec_properties[example_gen_utils.SPAN_PROPERTY_NAME] = span
             # TFX's driver records the span as a custom property; keep both in step.
             examples.span = span
             examples.set_int_custom_property(example_gen_utils.SPAN_PROPERTY_NAME, span)
 
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        image_shape = [config["height"], config["width"], config["channels"]]
-        plan: Dict[str, Any] = {"format": config["format"], "input_base": input_base,
+        image_shape = list(config.image.shape)
+        plan: Dict[str, Any] = {"format": config.format, "input_base": input_base,
                                 "report_uri": report_artifact.uri}
         prelisted: List[dict] = []
-        class_names: List[str] = list(config.get("classes") or [])
+        class_names: List[str] = list(config.classes)
         unknown: List[str] = []
         try:
-            if config["format"] == sources.FOLDERS:
+            if config.format == sources.FOLDERS:
                 roots = [sources.class_root_for(input_base, s.pattern) for s in input_config.splits]
                 folders = sources.scan_class_folders(roots, class_names)
                 class_names, unknown = folders.class_names, folders.unknown
@@ -164,7 +165,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                               for p in folders.ignored]
                 prelisted += [{"path": p, "reason": reason, "kind": kind}
                               for p, reason, kind in folders.skipped]
-            elif config["format"] == sources.NPZ:
+            elif config.format == sources.NPZ:
                 path = os.path.join(input_base, input_config.splits[0].pattern)
                 plan["npz"] = layout = sources.inspect_npz(path)
                 image_shape = list(layout.image_shape)
@@ -173,9 +174,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         except sources.SourceError as error:
             raise report.IngestionFailed(f"ingestion failed: {error}") from None
         plan["settings"] = ptransforms.IngestSettings(
-            height=config["height"], width=config["width"], channels=config["channels"],
-            class_ids={name: index for index, name in enumerate(class_names)},
-            max_image_pixels=config["max_image_pixels"], input_base=input_base)
+            image=config.image, class_ids={name: index for index, name in enumerate(class_names)},
+            max_image_pixels=config.max_image_pixels, input_base=input_base)
 
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
@@ -195,24 +195,24 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             split_counts.setdefault(row["split"], {})[int(row["label"])] = int(row["count"])
         for name in artifact_utils.decode_split_names(examples.split_names):
             split_counts.setdefault(name, {})
-        if config["format"] != sources.FOLDERS and not class_names:
+        if config.format != sources.FOLDERS and not class_names:
             labels = {label for counts in split_counts.values() for label in counts if label >= 0}
             class_names = [str(i) for i in range(max(labels) + 1)] if labels else []
         conversions = {row["name"]: int(row["count"])
                        for row in _read_json_lines(os.path.join(beam_dir, "Conversions*.jsonl"))}
         result = report.build_report(
-            source=sources.source_as_read(config["source"], config.get("compiled_input_base", ""),
+            source=sources.source_as_read(config.source, config.compiled_input_base,
                                           input_base),
-            source_format=config["format"], span=int(span),
+            source_format=config.format, span=int(span),
             image_shape=image_shape, class_names=class_names, unknown_classes=unknown,
             split_label_counts=split_counts,
             quarantine=prelisted + _read_json_lines(os.path.join(beam_dir, "Quarantine*.jsonl")),
-            conversions=conversions, max_bad_fraction=config["max_bad_fraction"])
+            conversions=conversions, max_bad_fraction=config.max_bad_fraction)
         fileio.rmtree(beam_dir)
         report.write_report(result, report_artifact.uri, writer=_write_text)
 
         examples.set_string_custom_property(CLASS_NAMES_PROPERTY, json.dumps(class_names))
-        examples.set_string_custom_property(IMAGE_SHAPE_PROPERTY, json.dumps(image_shape))
+        examples.set_string_custom_property(STORED_SHAPE_PROPERTY, json.dumps(image_shape))
         # source_id is relative to this: later stages find the original files.
         examples.set_string_custom_property(INPUT_BASE_PROPERTY, input_base)
         report_artifact.set_string_custom_property("status", result["status"])

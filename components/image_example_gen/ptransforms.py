@@ -28,7 +28,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.io.tfrecordio import _TFRecordUtil  # TFRecord framing (length, masked CRCs)
 
-from imgpipe.components.image_example_gen import encoding, image_ops, sources
+from imgpipe.components.image_example_gen import encoding, sources
+from imgpipe.contract import FEATURES, ImageSpec, image_files, image_ops
 
 RECORDS = "records"
 QUARANTINE = "quarantine"
@@ -40,11 +41,9 @@ IGNORED = "ignored"
 
 @dataclasses.dataclass(frozen=True)
 class IngestSettings:
-    height: int
-    width: int
-    channels: int
+    image: ImageSpec
     class_ids: Dict[str, int]
-    max_image_pixels: int = encoding.DEFAULT_MAX_IMAGE_PIXELS
+    max_image_pixels: int = image_files.DEFAULT_MAX_IMAGE_PIXELS
     input_base: str = ""
 
 
@@ -74,12 +73,12 @@ class _DecodesImages(beam.DoFn):
 
     def setup(self):
         s = self._settings
-        self._decoder = image_ops.make_batch_decoder(s.height, s.width, s.channels)
+        self._decoder = image_ops.make_batch_decoder(s.image)
 
     def _decode(self, items: List[tuple]):
         """(key, bytes, info) items -> (decoded, failures, conversion counts)."""
         s = self._settings
-        return image_ops.decode_items(self._decoder, items, s.height, s.width, s.channels)
+        return image_ops.decode_items(self._decoder, items, s.image)
 
 
 class DecodeImageFiles(_DecodesImages):
@@ -89,7 +88,7 @@ class DecodeImageFiles(_DecodesImages):
         s = self._settings
         items = []
         for path in paths:
-            if not encoding.is_candidate_image(path):
+            if not image_files.is_candidate_image(path):
                 yield _bad(path, "not an image file (expected .jpg, .jpeg or .png)", IGNORED)
                 continue
             try:
@@ -99,8 +98,8 @@ class DecodeImageFiles(_DecodesImages):
                 yield _bad(path, f"unreadable ({type(error).__name__}: {error})")
                 continue
             try:
-                info = encoding.probe_image(data, s.max_image_pixels)
-            except encoding.BadInput as error:
+                info = image_files.probe_image(data, s.max_image_pixels)
+            except image_files.BadInput as error:
                 yield _bad(path, str(error))
                 continue
             items.append((path, data, info))
@@ -207,28 +206,28 @@ class ParseTFRecordExamples(_DecodesImages):
                 continue
             features = example.features.feature
             label = NO_LABEL
-            if encoding.LABEL_FEATURE in features:
-                values = features[encoding.LABEL_FEATURE].int64_list.value
+            if FEATURES.label in features:
+                values = features[FEATURES.label].int64_list.value
                 if len(values) == 1:
                     label = int(values[0])
-            image = features.get(encoding.IMAGE_FEATURE)
+            image = features.get(FEATURES.image)
             if image is not None and image.WhichOneof("kind") == "bytes_list":
                 if len(image.bytes_list.value) != 1:
                     yield _bad(source_id, "image bytes feature must hold exactly one encoded image")
                     continue
                 data = image.bytes_list.value[0]
                 try:
-                    info = encoding.probe_image(data, s.max_image_pixels)
-                except encoding.BadInput as error:
+                    info = image_files.probe_image(data, s.max_image_pixels)
+                except image_files.BadInput as error:
                     yield _bad(source_id, str(error))
                     continue
                 to_decode.append((source_id, data, info))
                 labels_by_path[source_id] = label
                 continue
-            if encoding.SOURCE_ID_FEATURE not in features:
-                features[encoding.SOURCE_ID_FEATURE].bytes_list.value.append(source_id.encode())
+            if FEATURES.source_id not in features:
+                features[FEATURES.source_id].bytes_list.value.append(source_id.encode())
             else:
-                source_id = features[encoding.SOURCE_ID_FEATURE].bytes_list.value[0].decode(
+                source_id = features[FEATURES.source_id].bytes_list.value[0].decode(
                     "utf-8", "replace")
             passed.append((source_id, label, example.SerializeToString()))
 

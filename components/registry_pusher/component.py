@@ -6,24 +6,23 @@ protocol that keeps the three stores consistent is in imgpipe.registry.publish.
 """
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
 from imgpipe.components.champion_resolver.component import Champion
 from imgpipe.components.evaluation_gate.component import EvaluationReport
 from imgpipe.components.registry_pusher import executor
+from imgpipe.components.registry_pusher.settings import PushSettings
+from imgpipe.components.settings import settings_parameter
 from imgpipe.components.validation_gate.component import ValidationReport
 
 
 class RegistryPusherSpec(ComponentSpec):
-    # Locations without passwords; the executor prefers IMGPIPE_REGISTRY_URL
-    # and MLFLOW_TRACKING_URI from its environment.
-    PARAMETERS = {executor.SETTINGS_KEY: ExecutionParameter(type=str)}
+    PARAMETERS = settings_parameter()
     INPUTS = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
@@ -43,7 +42,7 @@ class RegistryPusher(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, blessing: types.BaseChannel,
-                 evaluation_report: types.BaseChannel, settings: dict,
+                 evaluation_report: types.BaseChannel, settings: PushSettings,
                  schema: Optional[types.BaseChannel] = None,
                  validation_report: Optional[types.BaseChannel] = None,
                  champion: Optional[types.BaseChannel] = None,
@@ -51,5 +50,5 @@ class RegistryPusher(base_component.BaseComponent):
         super().__init__(spec=RegistryPusherSpec(
             model=model, blessing=blessing, evaluation_report=evaluation_report, schema=schema,
             validation_report=validation_report, champion=champion, statistics=statistics,
-            settings=json.dumps(settings, sort_keys=True),
+            settings=settings.to_json(),
             pushed_model=types.Channel(type=standard_artifacts.PushedModel)))

@@ -12,6 +12,7 @@ import hashlib
 import os
 from typing import Any, Dict, Iterable, Optional, Tuple
 
+from imgpipe.contract import ImageSpec
 from imgpipe.registry import mlflow_sync, store
 
 ARCHITECTURE = "Sequential-CNN"
@@ -53,7 +54,7 @@ def new_version(*, uid: str, model_name: str, report: Dict[str, Any], training: 
         blessed=bool(report["blessed"]),
         data_fingerprint=training["training_data_sha256"], schema_hash=training["schema_sha256"],
         training_config={key: training[key] for key in
-                         ("model", "fit", "class_names", "image_shape", "input",
+                         ("model", "fit", "class_names", ImageSpec.RECORD_KEY, "input",
                           "epochs_run", "best_epoch") if key in training},
         augmentation_config=training["augmentation"],
         library_versions=training["library_versions"], pipeline_run_id=pipeline_run_id,
@@ -81,7 +82,7 @@ def run_record(*, new: store.NewVersion, report: Dict[str, Any], experiment: str
     config = new.training_config
     params = {**_flatten("model", config.get("model", {})), **_flatten("fit", config.get("fit", {})),
               **_flatten("augmentation", new.augmentation_config),
-              "image_shape": str(config.get("image_shape")),
+              **_flatten("image", ImageSpec.from_record(config).to_dict()),
               "class_names": ",".join(config.get("class_names", [])),
               "data_fingerprint": new.data_fingerprint, "schema_hash": new.schema_hash}
     metrics = {"accuracy": new.val_accuracy}

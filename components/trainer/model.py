@@ -7,29 +7,17 @@ active only when Keras calls it with training=True.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Sequence, Tuple
+from typing import Sequence
 
 import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras as keras
 
-
-@dataclasses.dataclass(frozen=True)
-class ModelSettings:
-    conv_filters: Tuple[int, ...] = (32, 64, 64)
-    dense_units: int = 64
-    dropout: float = 0.3
-    # "valid" with pooling after all but the last conv is the seed's CNN;
-    # "same" pools after every conv (keeps the dense layer small).
-    padding: str = "valid"
-    batch_norm: bool = False
-    horizontal_flip: bool = True
-    translation: float = 0.0
-    rotation: float = 0.0
+from imgpipe.components.trainer.settings import ModelSettings
+from imgpipe.contract import FEATURES
 
 
 def build_model(settings: ModelSettings, image_shape: Sequence[int], num_classes: int,
-                input_name: str = "image_xf") -> keras.Model:
+                input_name: str = FEATURES.image_transformed) -> keras.Model:
     layers = keras.layers
     inputs = keras.Input(shape=tuple(image_shape), name=input_name, dtype="float32")
     x = inputs

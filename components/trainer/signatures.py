@@ -12,57 +12,50 @@ from typing import Dict, Sequence
 import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
-from imgpipe.components.image_example_gen import encoding, image_ops
-from imgpipe.components.trainer.transform import IMAGE_XF
-
-SERVING_DEFAULT = "serving_default"
-SERVING_BYTES = "serving_bytes"
-SERVING_EXAMPLES = "serving_examples"
-TRANSFORM_FEATURES = "transform_features"
+from imgpipe.contract import FEATURES, OUTPUTS, SIGNATURES, ImageSpec, image_ops
 
 
-def make_signatures(model, tft_output, image_shape: Sequence[int],
+def make_signatures(model, tft_output, image: ImageSpec,
                     class_names: Sequence[str]) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-    height, width, channels = (int(v) for v in image_shape)
     # Tracked on the model so that the transform graph is saved with it.
     model.tft_layer = tft_output.transform_features_layer()
     names = tf.constant(list(class_names))
     raw_spec = tft_output.raw_feature_spec()
-    serving_spec = {k: v for k, v in raw_spec.items() if k == encoding.IMAGE_FEATURE}
+    serving_spec = {k: v for k, v in raw_spec.items() if k == FEATURES.image}
 
     def predict(raw_features):
         transformed = model.tft_layer(raw_features)
-        probabilities = model(transformed[IMAGE_XF], training=False)
+        probabilities = model(transformed[FEATURES.image_transformed], training=False)
         class_id = tf.argmax(probabilities, axis=-1)
-        return {"probabilities": probabilities, "class_id": class_id,
-                "class_name": tf.gather(names, class_id)}
+        return {OUTPUTS.probabilities: probabilities, OUTPUTS.class_id: class_id,
+                OUTPUTS.class_name: tf.gather(names, class_id)}
 
     def from_pixels(images):
-        return predict({encoding.IMAGE_FEATURE: tf.cast(images, tf.int64)})
+        return predict({FEATURES.image: tf.cast(images, tf.int64)})
 
-    @tf.function(input_signature=[tf.TensorSpec([None, height, width, channels], tf.uint8,
-                                                name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None, *image.shape], tf.uint8,
+                                                name=SIGNATURES.pixels_input)])
     def serve_pixels(images):
         return from_pixels(images)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SIGNATURES.bytes_input)])
     def serve_bytes(image_bytes):
         images = tf.map_fn(
-            lambda data: image_ops.decode_and_prepare(data, height, width, channels), image_bytes,
-            fn_output_signature=tf.TensorSpec([height, width, channels], tf.uint8))
+            lambda data: image_ops.decode_and_prepare(data, image), image_bytes,
+            fn_output_signature=tf.TensorSpec(list(image.shape), tf.uint8))
         return from_pixels(images)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SIGNATURES.examples_input)])
     def serve_examples(examples):
         return predict(tf.io.parse_example(examples, serving_spec))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SIGNATURES.examples_input)])
     def transform_features(examples):
         return model.tft_layer(tf.io.parse_example(examples, raw_spec))
 
     return {
-        SERVING_DEFAULT: serve_pixels.get_concrete_function(),
-        SERVING_BYTES: serve_bytes.get_concrete_function(),
-        SERVING_EXAMPLES: serve_examples.get_concrete_function(),
-        TRANSFORM_FEATURES: transform_features.get_concrete_function(),
+        SIGNATURES.pixels: serve_pixels.get_concrete_function(),
+        SIGNATURES.bytes: serve_bytes.get_concrete_function(),
+        SIGNATURES.examples: serve_examples.get_concrete_function(),
+        SIGNATURES.transform: transform_features.get_concrete_function(),
     }

@@ -18,31 +18,10 @@ import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 import tf_keras as keras
 
-from imgpipe.components.image_example_gen import encoding
-from imgpipe.components.trainer import signatures
-from imgpipe.components.trainer.model import ModelSettings, build_model
-from imgpipe.components.trainer.transform import IMAGE_XF
-
-TRAINING_RECORD = "training_config.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class FitSettings:
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    lr_schedule: str = "constant"       # constant | cosine
-    early_stopping_patience: int = 5
-    shuffle_buffer: int = 10_000
-    seed: int = 0
-
-
-def settings_from_config(custom_config: Dict[str, Any]):
-    """(ModelSettings, FitSettings) from the Trainer's custom_config."""
-    model = ModelSettings(**{**custom_config["model"],
-                             "conv_filters": tuple(custom_config["model"]["conv_filters"])})
-    return model, FitSettings(**custom_config["fit"])
+from imgpipe.components.trainer import progress, signatures
+from imgpipe.components.trainer.model import build_model
+from imgpipe.components.trainer.settings import FitSettings, ModelSettings, TrainerSettings
+from imgpipe.contract import ARTIFACTS, FEATURES, ImageSpec
 
 
 def make_optimizer(fit: FitSettings, steps_per_epoch: int):
@@ -55,8 +34,14 @@ def make_optimizer(fit: FitSettings, steps_per_epoch: int):
 
 
 def make_callbacks(fit: FitSettings, log_dir: str = "") -> List[keras.callbacks.Callback]:
+    """Early stopping (keeps the lowest val_loss), a console line per epoch, TensorBoard.
+
+    The epoch lines go to the `imgpipe.progress` logger (progress.py); Keras'
+    own per-epoch output (fit's verbose=2) goes to stdout, the run's log file.
+    """
     callbacks = [keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=fit.early_stopping_patience, restore_best_weights=True)]
+        monitor="val_loss", patience=fit.early_stopping_patience, restore_best_weights=True),
+        progress.EpochProgress(monitor="val_loss")]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     return callbacks
@@ -85,7 +70,7 @@ def library_versions() -> Dict[str, str]:
 
 
 def training_record(*, model: ModelSettings, fit: FitSettings, class_names: Sequence[str],
-                    image_shape: Sequence[int], schema_text: str, data_fingerprint: str,
+                    image: ImageSpec, schema_text: str, data_fingerprint: str,
                     history: Dict[str, List[float]], best_epoch: int, parameters: int) -> dict:
     """What the model was trained with; saved beside it and written to the registry later."""
     return {
@@ -94,7 +79,7 @@ def training_record(*, model: ModelSettings, fit: FitSettings, class_names: Sequ
         "augmentation": {"horizontal_flip": model.horizontal_flip,
                          "translation": model.translation, "rotation": model.rotation},
         "class_names": list(class_names),
-        "image_shape": list(image_shape),
+        ImageSpec.RECORD_KEY: image.to_dict(),
         "input": "uint8 pixels [H, W, C], scaled by 1/255 inside the exported graph",
         "schema_sha256": hashlib.sha256(schema_text.encode()).hexdigest(),
         "training_data_sha256": data_fingerprint,
@@ -109,12 +94,12 @@ def _dataset(fn_args, tft_output, files, fit: FitSettings, training: bool) -> tf
     from tfx_bsl.public import tfxio
     raw = fn_args.data_accessor.tf_dataset_factory(
         files, tfxio.TensorFlowDatasetOptions(batch_size=fit.batch_size, num_epochs=1,
-                                              shuffle=False, label_key=encoding.LABEL_FEATURE),
+                                              shuffle=False, label_key=FEATURES.label),
         tft_output.raw_metadata.schema)
     layer = tft_output.transform_features_layer()
 
     def transform(features, label):
-        return layer(features)[IMAGE_XF], label
+        return layer(features)[FEATURES.image_transformed], label
 
     # Transformed once, then cached: the preprocessing is the transform graph.
     dataset = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
@@ -125,9 +110,9 @@ def _dataset(fn_args, tft_output, files, fit: FitSettings, training: bool) -> tf
 
 def run(fn_args) -> None:
     import tensorflow_transform as tft
-    config = fn_args.custom_config
-    model_settings, fit = settings_from_config(config)
-    class_names, image_shape = config["class_names"], config["image_shape"]
+    settings = TrainerSettings.from_dict(fn_args.custom_config)
+    model_settings, fit = settings.model, settings.fit
+    class_names, image = settings.class_names, settings.image
     tf.keras.utils.set_random_seed(fit.seed)
     keras.utils.set_random_seed(fit.seed)
 
@@ -136,7 +121,8 @@ def run(fn_args) -> None:
     validation = _dataset(fn_args, tft_output, fn_args.eval_files, fit, training=False)
     steps = int(train.reduce(0, lambda count, _: count + 1).numpy())  # also fills the cache
 
-    model = build_model(model_settings, image_shape, len(class_names), input_name=IMAGE_XF)
+    model = build_model(model_settings, image.shape, len(class_names),
+                        input_name=FEATURES.image_transformed)
     model.compile(optimizer=make_optimizer(fit, steps), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     history = model.fit(train, validation_data=validation, epochs=fit.epochs, verbose=2,
@@ -145,16 +131,16 @@ def run(fn_args) -> None:
     best_epoch = int(min(range(len(val_losses)), key=val_losses.__getitem__)) + 1 if val_losses else 0
 
     tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures.make_signatures(
-        model, tft_output, image_shape, class_names))
+        model, tft_output, image, class_names))
     with open(fn_args.schema_path, encoding="utf-8") as handle:
         schema_text = handle.read()
     record = training_record(
-        model=model_settings, fit=fit, class_names=class_names, image_shape=image_shape,
+        model=model_settings, fit=fit, class_names=class_names, image=image,
         schema_text=schema_text, data_fingerprint=files_fingerprint(fn_args.train_files),
         history=history.history, best_epoch=best_epoch, parameters=model.count_params())
-    assets = os.path.join(fn_args.serving_model_dir, "assets")
-    tf.io.gfile.makedirs(assets)
-    with tf.io.gfile.GFile(os.path.join(assets, TRAINING_RECORD), "w") as handle:
+    record_path = ARTIFACTS.training_record_path(fn_args.serving_model_dir)
+    tf.io.gfile.makedirs(os.path.dirname(record_path))
+    with tf.io.gfile.GFile(record_path, "w") as handle:
         handle.write(json.dumps(record, indent=2))
     print(json.dumps({"best_epoch": best_epoch, "epochs_run": record["epochs_run"],
                       "val_accuracy": max(history.history.get("val_accuracy", [0.0]))}),

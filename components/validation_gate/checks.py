@@ -13,8 +13,8 @@ from typing import Dict, List, Optional
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from imgpipe.components.image_example_gen import encoding
 from imgpipe.components.validation_gate import schema_curation
+from imgpipe.contract import FEATURES
 
 ERROR = "ERROR"
 WARNING = "WARNING"
@@ -79,13 +79,13 @@ def _fmt(value: float) -> str:
 
 
 def _pixel_dtypes(dataset) -> str:
-    values = _values(_feature_stats(dataset, encoding.PIXEL_DTYPE_FEATURE))
+    values = _values(_feature_stats(dataset, FEATURES.pixel_dtype))
     return ", ".join(values) if values else "unknown"
 
 
 def _explain_image(anomaly_kinds: List[str], dataset, expected: schema_curation.SchemaExpectations
                    ) -> List[str]:
-    image = _feature_stats(dataset, encoding.IMAGE_FEATURE)
+    image = _feature_stats(dataset, FEATURES.image)
     messages = []
     expected_text = "INT pixels in [0, 255] (uint8)"
     if image is not None and image.type == statistics_pb2.FeatureNameStatistics.FLOAT:
@@ -143,24 +143,24 @@ def _explain(feature: str, info: anomalies_pb2.AnomalyInfo, dataset,
     stats = _feature_stats(dataset, feature)
     if stats is None:
         return [f"{feature}: missing from every example ({info.description})"]
-    if feature == encoding.IMAGE_FEATURE:
+    if feature == FEATURES.image:
         messages = _explain_image(kinds, dataset, expected)
         if messages:
             return messages
-    if feature in (encoding.HEIGHT_FEATURE, encoding.WIDTH_FEATURE, encoding.CHANNELS_FEATURE):
-        want = {encoding.HEIGHT_FEATURE: expected.height, encoding.WIDTH_FEATURE: expected.width,
-                encoding.CHANNELS_FEATURE: expected.channels}[feature]
+    if feature in (FEATURES.height, FEATURES.width, FEATURES.channels):
+        want = {FEATURES.height: expected.height, FEATURES.width: expected.width,
+                FEATURES.channels: expected.channels}[feature]
         low, high = _range(stats) or (float("nan"), float("nan"))
         got = _fmt(low) if low == high else f"{_fmt(low)}..{_fmt(high)}"
         cause = ""
-        if feature == encoding.CHANNELS_FEATURE and want == 3 and high == 1:
+        if feature == FEATURES.channels and want == 3 and high == 1:
             cause = " — grayscale images where RGB is expected."
-        elif feature == encoding.CHANNELS_FEATURE and want == 3 and high == 4:
+        elif feature == FEATURES.channels and want == 3 and high == 4:
             cause = " — RGBA images: drop the alpha channel."
-        elif feature != encoding.CHANNELS_FEATURE:
+        elif feature != FEATURES.channels:
             cause = " — images of the wrong size (resize them, or fix image.height/width)."
         return [f"{feature}: expected {want}; got {got}{cause}"]
-    if feature == encoding.LABEL_FEATURE:
+    if feature == FEATURES.label:
         messages = []
         common = _common(stats) if stats is not None else None
         if common is not None and common.num_missing:
@@ -183,17 +183,17 @@ def _explain(feature: str, info: anomalies_pb2.AnomalyInfo, dataset,
                 "or labels misaligned with the images.")
         if messages:
             return messages
-    if feature == encoding.PIXEL_DTYPE_FEATURE:
+    if feature == FEATURES.pixel_dtype:
         return [f"pixel_dtype: expected uint8 pixels; got {_pixel_dtypes(dataset)}."]
     return [f"{feature}: {info.short_description}: {info.description}"]
 
 
 def _scaled_integer_pixels(dataset) -> Optional[Finding]:
-    image = _feature_stats(dataset, encoding.IMAGE_FEATURE)
+    image = _feature_stats(dataset, FEATURES.image)
     value_range = _range(image)
     if (image is not None and image.type == statistics_pb2.FeatureNameStatistics.INT
             and value_range and value_range[1] <= 1):
-        return Finding(encoding.IMAGE_FEATURE, ERROR,
+        return Finding(FEATURES.image, ERROR,
                        f"image: expected INT pixels in [0, 255] (uint8); got INT only in "
                        f"[{_fmt(value_range[0])}, {_fmt(value_range[1])}] — the pixels look "
                        "scaled to [0,1] and then cast to integers; the picture is lost.",
@@ -206,7 +206,7 @@ def class_names_mismatch(data_names: List[str], schema_names: List[str]) -> Opti
     if not data_names or not schema_names:
         return None
     if list(data_names[:len(schema_names)]) != list(schema_names):
-        return Finding(encoding.LABEL_FEATURE, ERROR,
+        return Finding(FEATURES.label, ERROR,
                        f"label: the data's classes are {list(data_names)} but the schema's are "
                        f"{list(schema_names)} — label ids would mean other classes (set "
                        "data.classes in the config, or draft the schema from this data).",
@@ -241,7 +241,7 @@ def judge(anomalies: anomalies_pb2.Anomalies, statistics: statistics_pb2.Dataset
             drift[feature] = {"measure": measure, "value": measurement.value,
                               "threshold": measurement.threshold}
             if measurement.value > measurement.threshold:
-                what = "pixel" if feature == encoding.IMAGE_FEATURE else "label"
+                what = "pixel" if feature == FEATURES.image else "label"
                 name = ("Jensen-Shannon divergence" if "JENSEN" in measure else "L-infinity distance")
                 findings.append(Finding(
                     feature, ERROR,

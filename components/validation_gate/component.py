@@ -6,15 +6,14 @@ Pusher) runs on data that would reproduce a training/serving skew.
 """
 from __future__ import annotations
 
-import json
-
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
 from imgpipe.components.validation_gate import executor
-from imgpipe.components.validation_gate.schema_curation import DriftThresholds
+from imgpipe.components.settings import settings_parameter
+from imgpipe.components.validation_gate.settings import ValidationSettings
 
 
 class ValidationReport(types.Artifact):
@@ -23,10 +22,7 @@ class ValidationReport(types.Artifact):
 
 
 class ValidationGateSpec(ComponentSpec):
-    PARAMETERS = {
-        executor.THRESHOLDS_KEY: ExecutionParameter(type=str),
-        executor.BASELINE_ROOT_KEY: ExecutionParameter(type=str),
-    }
+    PARAMETERS = settings_parameter()
     INPUTS = {
         executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics),
         executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema),
@@ -42,9 +38,8 @@ class ValidationGate(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, statistics: types.BaseChannel, schema: types.BaseChannel,
-                 examples: types.BaseChannel, thresholds: DriftThresholds, baseline_root: str):
+                 examples: types.BaseChannel, settings: ValidationSettings):
         super().__init__(spec=ValidationGateSpec(
             statistics=statistics, schema=schema, examples=examples,
-            drift_thresholds=json.dumps(thresholds.__dict__, sort_keys=True),
-            baseline_root=baseline_root,
+            settings=settings.to_json(),
             report=types.Channel(type=ValidationReport)))

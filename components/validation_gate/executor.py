@@ -12,13 +12,13 @@ from tfx.types import artifact_utils
 
 from imgpipe.components import failed_outputs
 from imgpipe.components.validation_gate import baselines, checks, schema_curation
+from imgpipe.components.validation_gate.settings import ValidationSettings
+from imgpipe.contract import ARTIFACTS
 
 STATISTICS_KEY = "statistics"
 SCHEMA_KEY = "schema"
 EXAMPLES_KEY = "examples"
 REPORT_KEY = "report"
-THRESHOLDS_KEY = "drift_thresholds"
-BASELINE_ROOT_KEY = "baseline_root"
 REPORT_JSON = "validation_report.json"
 REPORT_TEXT = "validation_report.txt"
 STATISTICS_HTML = "statistics.html"
@@ -35,45 +35,62 @@ def _write(path: str, text: str) -> None:
         handle.write(text)
 
 
+def _judge_splits(statistics: types.Artifact, schema, previous):
+    """Per split: its statistics file, statistics, the drift baseline's and the verdict."""
+    import tensorflow_data_validation as tfdv
+    split_files, verdicts, current_stats, baseline_stats = {}, [], {}, {}
+    for split in artifact_utils.decode_split_names(statistics.split_names):
+        path = os.path.join(artifact_utils.get_split_uri([statistics], split), baselines.STATS_FILE)
+        split_files[split] = path
+        current_stats[split] = tfdv.load_stats_binary(path)
+        baseline = None
+        # Drift is measured on the training split only: it is the largest,
+        # and a small eval split's label mix varies by chance alone.
+        if previous and split == DRIFT_SPLIT:
+            baseline_path = os.path.join(previous[1], f"Split-{split}", baselines.STATS_FILE)
+            if fileio.exists(baseline_path):
+                baseline = baseline_stats[split] = tfdv.load_stats_binary(baseline_path)
+        anomalies = tfdv.validate_statistics(current_stats[split], schema,
+                                             environment=schema_curation.TRAINING,
+                                             previous_statistics=baseline)
+        verdicts.append(checks.judge(anomalies, current_stats[split], schema,
+                                     schema_curation.TRAINING, split=split))
+    return split_files, verdicts, current_stats, baseline_stats
+
+
+def _write_views(report_uri: str, current_stats, baseline_stats, span: int, previous) -> None:
+    """TFDV's HTML views: the splits side by side, and this span against the previous one."""
+    from tensorflow_data_validation.utils import display_util
+    splits = list(current_stats)
+    html = display_util.get_statistics_html(
+        current_stats[splits[0]],
+        current_stats[splits[1]] if len(splits) > 1 else None,
+        lhs_name=splits[0], rhs_name=splits[1] if len(splits) > 1 else "None")
+    _write(os.path.join(report_uri, STATISTICS_HTML), html)
+    if DRIFT_SPLIT in baseline_stats:
+        _write(os.path.join(report_uri, PREVIOUS_SPAN_HTML), display_util.get_statistics_html(
+            current_stats[DRIFT_SPLIT], baseline_stats[DRIFT_SPLIT],
+            lhs_name=f"span {span}", rhs_name=f"span {previous[0]}"))
+
+
 class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
         import tensorflow_data_validation as tfdv
-        from tensorflow_data_validation.utils import display_util
-
+        settings = ValidationSettings.from_exec_properties(exec_properties)
         statistics = artifact_utils.get_single_instance(input_dict[STATISTICS_KEY])
         schema_artifact = artifact_utils.get_single_instance(input_dict[SCHEMA_KEY])
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
 
-        schema = tfdv.load_schema_text(os.path.join(schema_artifact.uri, "schema.pbtxt"))
-        schema_curation.apply_thresholds(
-            schema, schema_curation.DriftThresholds(**json.loads(exec_properties[THRESHOLDS_KEY])))
+        schema = tfdv.load_schema_text(os.path.join(schema_artifact.uri, ARTIFACTS.schema))
+        schema_curation.apply_thresholds(schema, settings.thresholds)
         span = int(examples.get_int_custom_property("span") or 0)
-        baseline_root = exec_properties.get(BASELINE_ROOT_KEY) or ""
-        previous = baselines.previous_span(baseline_root, span)
-
-        split_files, verdicts = {}, []
-        current_stats, baseline_stats = {}, {}
-        for split in artifact_utils.decode_split_names(statistics.split_names):
-            path = os.path.join(artifact_utils.get_split_uri([statistics], split),
-                                baselines.STATS_FILE)
-            split_files[split] = path
-            current_stats[split] = tfdv.load_stats_binary(path)
-            baseline = None
-            # Drift is measured on the training split only: it is the largest,
-            # and a small eval split's label mix varies by chance alone.
-            if previous and split == DRIFT_SPLIT:
-                baseline_path = os.path.join(previous[1], f"Split-{split}", baselines.STATS_FILE)
-                if fileio.exists(baseline_path):
-                    baseline = baseline_stats[split] = tfdv.load_stats_binary(baseline_path)
-            anomalies = tfdv.validate_statistics(current_stats[split], schema,
-                                                 environment=schema_curation.TRAINING,
-                                                 previous_statistics=baseline)
-            verdicts.append(checks.judge(anomalies, current_stats[split], schema,
-                                         schema_curation.TRAINING, split=split))
+        previous = baselines.previous_span(settings.baseline_root, span)
+        split_files, verdicts, current_stats, baseline_stats = _judge_splits(
+            statistics, schema, previous)
 
         data_names = json.loads(examples.get_string_custom_property("class_names") or "[]")
         mismatch = checks.class_names_mismatch(
@@ -89,22 +106,12 @@ class Executor(base_executor.BaseExecutor):
         _write(os.path.join(report.uri, REPORT_TEXT), text + "\n")
         _write(os.path.join(report.uri, REPORT_JSON), checks.verdicts_json(
             verdicts, span=span, baseline_span=previous[0] if previous else None) + "\n")
-
-        splits = list(current_stats)
-        html = display_util.get_statistics_html(
-            current_stats[splits[0]],
-            current_stats[splits[1]] if len(splits) > 1 else None,
-            lhs_name=splits[0], rhs_name=splits[1] if len(splits) > 1 else "None")
-        _write(os.path.join(report.uri, STATISTICS_HTML), html)
-        if DRIFT_SPLIT in baseline_stats:
-            _write(os.path.join(report.uri, PREVIOUS_SPAN_HTML), display_util.get_statistics_html(
-                current_stats[DRIFT_SPLIT], baseline_stats[DRIFT_SPLIT],
-                lhs_name=f"span {span}", rhs_name=f"span {previous[0]}"))
+        _write_views(report.uri, current_stats, baseline_stats, span, previous)
 
         report.set_string_custom_property("status", "passed" if passed else "failed")
         if not passed:
             kept = failed_outputs.preserve(report.uri)
             raise ValidationFailed(
                 f"{text}\nThe pipeline stopped before training. Report and statistics views: {kept}")
-        if baseline_root:
-            baselines.record(baseline_root, span, split_files)
+        if settings.baseline_root:
+            baselines.record(settings.baseline_root, span, split_files)

@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from imgpipe.components.image_example_gen import encoding
+from imgpipe.contract import FEATURES
 
 TRAINING = "TRAINING"
 SERVING = "SERVING"
@@ -80,7 +80,7 @@ def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, chan
     curated.ClearField("default_environment")
     curated.default_environment.extend([TRAINING, SERVING])
 
-    image = _feature(curated, encoding.IMAGE_FEATURE)
+    image = _feature(curated, FEATURES.image)
     image.type = schema_pb2.INT
     image.ClearField("domain_info")
     image.int_domain.min = 0
@@ -91,11 +91,11 @@ def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, chan
         image.shape.dim.add(size=size)
     image.ClearField("value_count")
 
-    for name, value in ((encoding.HEIGHT_FEATURE, height), (encoding.WIDTH_FEATURE, width),
-                        (encoding.CHANNELS_FEATURE, channels)):
+    for name, value in ((FEATURES.height, height), (FEATURES.width, width),
+                        (FEATURES.channels, channels)):
         _fixed_int(_feature(curated, name), value)
 
-    label = _feature(curated, encoding.LABEL_FEATURE)
+    label = _feature(curated, FEATURES.label)
     label.type = schema_pb2.INT
     label.ClearField("domain_info")
     label.int_domain.name = "label"
@@ -109,7 +109,7 @@ def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, chan
     label.not_in_environment.append(SERVING)
     label.annotation.comment[:] = [f"classes: {', '.join(class_names)}"]
 
-    dtype = _feature(curated, encoding.PIXEL_DTYPE_FEATURE)
+    dtype = _feature(curated, FEATURES.pixel_dtype)
     dtype.type = schema_pb2.BYTES
     dtype.ClearField("domain_info")
     dtype.domain = PIXEL_DTYPE_DOMAIN
@@ -119,7 +119,7 @@ def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, chan
     curated.string_domain.add(name=PIXEL_DTYPE_DOMAIN, value=["uint8"])
     _optional(dtype)
 
-    source = _feature(curated, encoding.SOURCE_ID_FEATURE)
+    source = _feature(curated, FEATURES.source_id)
     source.type = schema_pb2.BYTES
     source.ClearField("domain_info")
     source.ClearField("distribution_constraints")
@@ -131,10 +131,10 @@ def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, chan
 
 def apply_thresholds(schema: schema_pb2.Schema, thresholds: DriftThresholds) -> None:
     """Sets the drift comparators (the config's thresholds are authoritative)."""
-    image = _feature(schema, encoding.IMAGE_FEATURE)
+    image = _feature(schema, FEATURES.image)
     image.drift_comparator.Clear()
     image.drift_comparator.jensen_shannon_divergence.threshold = thresholds.pixel_js_divergence
-    label = _feature(schema, encoding.LABEL_FEATURE)
+    label = _feature(schema, FEATURES.label)
     label.drift_comparator.Clear()
     label.drift_comparator.infinity_norm.threshold = thresholds.label_linf
 
@@ -150,14 +150,14 @@ def expectations(schema: schema_pb2.Schema) -> SchemaExpectations:
         return None
 
     num_classes, names = None, []
-    label = features.get(encoding.LABEL_FEATURE)
+    label = features.get(FEATURES.label)
     if label is not None and label.HasField("int_domain"):
         num_classes = int(label.int_domain.max) + 1
         for comment in label.annotation.comment:
             if comment.startswith("classes: "):
                 names = [n.strip() for n in comment[len("classes: "):].split(",")]
-    return SchemaExpectations(fixed(encoding.HEIGHT_FEATURE), fixed(encoding.WIDTH_FEATURE),
-                              fixed(encoding.CHANNELS_FEATURE), num_classes, names)
+    return SchemaExpectations(fixed(FEATURES.height), fixed(FEATURES.width),
+                              fixed(FEATURES.channels), num_classes, names)
 
 
 def mismatches(schema: schema_pb2.Schema, *, height: int, width: int, channels: int,

@@ -1,0 +1,1 @@
+"""CuratedSchema: the reviewed TFDV schema, carried inside the pipeline definition."""

@@ -1,0 +1,18 @@
+"""EvaluationGate's parameters."""
+from __future__ import annotations
+
+from typing import Dict, List
+
+from imgpipe.components.settings import ComponentSettings
+from imgpipe.contract import ImageSpec
+
+
+class EvaluationSettings(ComponentSettings):
+    class_names: List[str]
+    f1_floors: Dict[str, float]          # per class, overrides applied
+    accuracy_floor: float
+    split: str                           # the evaluation split
+    image: ImageSpec
+    max_accuracy_gap: float              # serving parity
+    max_disagreement: float
+    max_accuracy_drop: float             # no regression against the champion

@@ -1,0 +1,17 @@
+"""The image contract: everything training and serving must agree on, in one place.
+
+- `FEATURES`, `SIGNATURES`, `OUTPUTS`, `ARTIFACTS` (names.py): feature,
+  signature and output names, and the artifact file names more than one
+  stage opens.
+- `ImageSpec` (image_spec.py): the size and resize policy of model inputs;
+  its JSON form travels in the training record and the registry row.
+- `image_files` (Pillow header probe: which files are images, and which are
+  refused and why) and `image_ops` (the TensorFlow decode, channel and resize
+  ops run at ingestion, in Transform's inputs and in the serving signatures).
+
+Serving imports only this package and the registry.
+"""
+from imgpipe.contract.image_spec import ImageSpec
+from imgpipe.contract.names import ARTIFACTS, FEATURES, OUTPUTS, SIGNATURES
+
+__all__ = ["ARTIFACTS", "FEATURES", "ImageSpec", "OUTPUTS", "SIGNATURES"]

@@ -1,0 +1,59 @@
+"""Names both sides of the model must spell the same: features, signatures, artifact files.
+
+Every other module imports these objects; none spells the strings itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureNames:
+    """tf.Example features written by ingestion and read by Transform, TFDV and serving."""
+    image: str = "image"              # pixels (int64 or float list, H*W*C values)
+    height: str = "height"
+    width: str = "width"
+    channels: str = "channels"
+    label: str = "label"
+    source_id: str = "source_id"      # lineage only: file path or "<file>[<index>]"
+    pixel_dtype: str = "pixel_dtype"  # the source's dtype, e.g. "uint8", "float64"
+    image_transformed: str = "image_xf"  # Transform's output: float32 [H, W, C]
+
+
+@dataclasses.dataclass(frozen=True)
+class SignatureNames:
+    """The exported SavedModel's signatures and their input names."""
+    pixels: str = "serving_default"      # uint8 [n, H, W, C]
+    bytes: str = "serving_bytes"         # encoded JPEG/PNG [n]
+    examples: str = "serving_examples"   # serialized tf.Examples [n]
+    transform: str = "transform_features"
+    pixels_input: str = "images"
+    bytes_input: str = "image_bytes"
+    examples_input: str = "examples"
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputNames:
+    """Outputs of every serving signature."""
+    probabilities: str = "probabilities"
+    class_id: str = "class_id"
+    class_name: str = "class_name"
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactFiles:
+    """File and folder names inside artifacts that more than one stage opens."""
+    serving_model: str = "Format-Serving"             # the SavedModel inside TFX's Model artifact
+    training_record: str = "training_config.json"     # in <SavedModel>/assets/
+    push_record: str = "push.json"                    # in the PushedModel artifact
+    schema: str = "schema.pbtxt"                      # in a Schema artifact
+
+    def training_record_path(self, saved_model_dir: str) -> str:
+        import os
+        return os.path.join(saved_model_dir, "assets", self.training_record)
+
+
+FEATURES = FeatureNames()
+SIGNATURES = SignatureNames()
+OUTPUTS = OutputNames()
+ARTIFACTS = ArtifactFiles()
