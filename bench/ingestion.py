@@ -63,7 +63,6 @@ def pillow_rate(tree: Path) -> dict:
 
 def breakdown(tree: Path, limit: int = 5000) -> dict:
     """Per-image cost of each ingestion step in isolation (microseconds)."""
-    import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
     import zlib
 
     import tensorflow as tf
@@ -71,6 +70,7 @@ def breakdown(tree: Path, limit: int = 5000) -> dict:
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.io.tfrecordio import _TFRecordUtil
 
+    import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
     from imgpipe.components.image_example_gen import encoding
     from imgpipe.contract import ImageSpec, image_files, image_ops
 
@@ -140,7 +140,8 @@ def write_results(path: Path, results: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="class-folder tree (CIFAR-10 train)")
     parser.add_argument("--sizes", default="10000,50000",
                         help="comma-separated dataset sizes; empty for none")

@@ -88,15 +88,21 @@ def load(url: str, bodies: list, clients: int, requests: int) -> dict:
 
 def in_process(model_dir: str, images: list) -> dict:
     import tensorflow as tf
+
+    from imgpipe.contract import SIGNATURES
     model = tf.saved_model.load(model_dir)
-    call = model.signatures["serving_bytes"]
+    signature = model.signatures[SIGNATURES.bytes]
+
+    def call(data):
+        return signature(**{SIGNATURES.bytes_input: data})
+
     results = {}
     for batch in (1, 32):
         data = tf.constant((images * 32)[:batch])
-        call(image_bytes=data)
+        call(data)
         count, started = 0, time.perf_counter()
         while time.perf_counter() - started < 5:
-            call(image_bytes=data)
+            call(data)
             count += 1
         results[f"batch_{batch}_images_per_s"] = round(count * batch / (time.perf_counter() - started), 1)
     return results

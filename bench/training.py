@@ -35,7 +35,8 @@ def throughput(call, batch, seconds=3.0) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--output-root", type=Path, default=None,
                         help="Reuse an output root (cached stages are reused); default: fresh.")
@@ -46,39 +47,45 @@ def main() -> None:
     try:
         run = run_cli(["run", "--config", "builtin:cifar10", "--data", str(args.data),
                        "--output-root", str(root)])
-        import imgpipe  # noqa: F401
         import numpy as np
         import tensorflow as tf
 
-        model_dir = max(glob.glob(str(root / "pipelines/imgpipe-cifar10/Trainer/model/*/Format-Serving")),
+        import imgpipe  # noqa: F401
+        from imgpipe.contract import ARTIFACTS, FEATURES, OUTPUTS, SIGNATURES
+
+        model_dir = max(glob.glob(str(root / "pipelines/imgpipe-cifar10/Trainer/model/*"
+                                      / ARTIFACTS.serving_model)),
                         key=lambda p: int(Path(p).parent.name))
-        record = json.loads(Path(model_dir, "assets", "training_config.json").read_text())
+        record = json.loads(Path(ARTIFACTS.training_record_path(model_dir)).read_text())
         loaded = tf.saved_model.load(model_dir)
         examples_dir = max(glob.glob(str(root / "pipelines/imgpipe-cifar10/ImageExampleGen/examples/*")),
                            key=lambda p: int(Path(p).name))
         records = list(tf.data.TFRecordDataset(glob.glob(f"{examples_dir}/Split-eval/*.gz"),
                                                compression_type="GZIP").as_numpy_iterator())
-        labels = np.array([tf.train.Example.FromString(r).features.feature["label"].int64_list.value[0]
-                           for r in records])
+        labels = np.array([tf.train.Example.FromString(r).features.feature[FEATURES.label]
+                           .int64_list.value[0] for r in records])
+        by_examples = loaded.signatures[SIGNATURES.examples]
         predicted = np.concatenate([
-            loaded.signatures["serving_examples"](examples=tf.constant(records[i:i + 512]))["class_id"].numpy()
-            for i in range(0, len(records), 512)])
+            by_examples(**{SIGNATURES.examples_input: tf.constant(records[i:i + 512])})[OUTPUTS.class_id]
+            .numpy() for i in range(0, len(records), 512)])
         accuracy = float((predicted == labels).mean())
         trainer_s = run["stages"]["Trainer"]
         epochs = record["epochs_run"]
         train_examples = sum(1 for _ in tf.data.TFRecordDataset(
             glob.glob(f"{examples_dir}/Split-train/*.gz"), compression_type="GZIP"))
 
-        pixels = np.stack([tf.train.Example.FromString(r).features.feature["image"].int64_list.value
+        pixels = np.stack([tf.train.Example.FromString(r).features.feature[FEATURES.image].int64_list.value
                            for r in records[:64]]).reshape(-1, 32, 32, 3).astype(np.uint8)
         jpegs = [tf.io.encode_jpeg(p, quality=95).numpy() for p in pixels]
-        serving = loaded.signatures["serving_default"]
-        bytes_fn = loaded.signatures["serving_bytes"]
+        serving = loaded.signatures[SIGNATURES.pixels]
+        bytes_fn = loaded.signatures[SIGNATURES.bytes]
         speed = {}
         for batch in (1, 64):
             speed[f"batch_{batch}"] = {
-                "serving_default_uint8": throughput(lambda b: serving(**b), {"images": tf.constant(pixels[:batch])}),
-                "serving_bytes_jpeg": throughput(lambda b: bytes_fn(**b), {"image_bytes": tf.constant(jpegs[:batch])}),
+                "serving_default_uint8": throughput(
+                    lambda b: serving(**b), {SIGNATURES.pixels_input: tf.constant(pixels[:batch])}),
+                "serving_bytes_jpeg": throughput(
+                    lambda b: bytes_fn(**b), {SIGNATURES.bytes_input: tf.constant(jpegs[:batch])}),
                 "bare_model_prescaled_float": throughput(
                     lambda b: loaded(b["x"], training=False),
                     {"x": tf.constant(pixels[:batch].astype(np.float32) / 255.0)}),

@@ -38,9 +38,9 @@ def timed(args, runs=3) -> dict:
 
 def in_process(source: Path, runs: int = 3) -> dict:
     """The work of `imgpipe validate` without process start-up and imports."""
-    import imgpipe  # noqa: F401
     import tensorflow_data_validation as tfdv
 
+    import imgpipe  # noqa: F401
     from imgpipe.components.validation_gate import inprocess
 
     schema = tfdv.load_schema_text(str(REPO / "schemas" / "cifar10.pbtxt"))
@@ -56,7 +56,8 @@ def in_process(source: Path, runs: int = 3) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "validation.json")
     args = parser.parse_args()

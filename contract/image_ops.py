@@ -8,9 +8,9 @@ or resize kernel at serving time is itself a training/serving skew).
 
 All functions work eagerly and inside a traced tf.function/SavedModel graph.
 """
-import imgpipe  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
+import imgpipe  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from imgpipe.contract.image_spec import SUPPORTED_CHANNELS, ImageSpec
 
 

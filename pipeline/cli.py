@@ -11,8 +11,8 @@ from typing import Optional, Tuple
 
 import click
 
-from imgpipe.pipeline import cli_options, kubeflow_cli, project_cli, registry_cli, serving_cli
 from imgpipe.contract import ARTIFACTS, SIGNATURES, ImageSpec
+from imgpipe.pipeline import cli_options, kubeflow_cli, project_cli, registry_cli, serving_cli
 from imgpipe.pipeline.config import Config
 
 
@@ -159,12 +159,12 @@ def _run(config: Config, until: Optional[str], verbose: bool,
     `quiet` (default: the main group's --quiet) leaves only errors and the
     summary: what was trained, the push verdict, the closing line.
     """
+    import datetime
+
     from imgpipe.components.image_example_gen.report import IngestionFailed
     from imgpipe.components.validation_gate.executor import ValidationFailed
     from imgpipe.pipeline.local_runner import StageFailed, run_local
     from imgpipe.pipeline.pipeline import PipelineError
-
-    import datetime
     log_path = None
     if not verbose:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -319,10 +319,10 @@ def schema_infer(source, output, config_path, sets):
     domain, fixed shapes, label domain, TRAINING/SERVING environments, drift
     comparators with the config's thresholds). Review it before committing.
     """
+    import tensorflow_data_validation as tfdv
     from google.protobuf import text_format
 
     from imgpipe.components.validation_gate import inprocess, schema_curation
-    import tensorflow_data_validation as tfdv
 
     config = _load(config_path, {}, sets)
     try:

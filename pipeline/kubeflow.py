@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import urllib.parse
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import yaml

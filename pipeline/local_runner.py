@@ -166,7 +166,7 @@ def progress_to(show: Optional[Callable[[str], None]]):
     With `show` None the records are dropped (--quiet); otherwise they stay
     off the other handlers (no second copy with --verbose's root handler).
     """
-    from imgpipe.components.trainer.progress import LOGGER_NAME
+    from imgpipe.components.progress import LOGGER_NAME
     progress_logger = logging.getLogger(LOGGER_NAME)
     saved = progress_logger.level, progress_logger.propagate
     handler = _ProgressListener(show) if show else logging.NullHandler()

@@ -21,10 +21,9 @@ from tfx.components.evaluator.component import Evaluator
 from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.components.trainer.component import Trainer
 from tfx.components.transform.component import Transform
-from tfx.proto import trainer_pb2
 from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
-from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.proto import example_gen_pb2, range_config_pb2, trainer_pb2
 
 from imgpipe.components.champion_resolver.component import ChampionResolver
 from imgpipe.components.champion_resolver.settings import ResolverSettings
@@ -38,8 +37,7 @@ from imgpipe.components.image_example_gen.component import ImageExampleGen
 from imgpipe.components.image_example_gen.settings import IngestionSettings
 from imgpipe.components.registry_pusher.component import RegistryPusher
 from imgpipe.components.registry_pusher.settings import PushSettings
-from imgpipe.components.trainer.settings import (FitSettings, ModelSettings, TrainerSettings,
-                                                 TransformSettings)
+from imgpipe.components.trainer.settings import FitSettings, ModelSettings, TrainerSettings, TransformSettings
 from imgpipe.components.validation_gate import schema_curation
 from imgpipe.components.validation_gate.component import ValidationGate
 from imgpipe.components.validation_gate.settings import ValidationSettings

@@ -11,9 +11,9 @@ from typing import List, Optional, Tuple
 
 import click
 
+from imgpipe.contract import ImageSpec, image_files
 from imgpipe.pipeline import cli_options
 from imgpipe.pipeline.config import Config
-from imgpipe.contract import ImageSpec, image_files
 
 
 def _config(config_path: Optional[str], sets: Tuple[str, ...]) -> Config:
@@ -72,6 +72,7 @@ def _expand(paths: Tuple[str, ...]) -> List[_Input]:
 def _read(item: _Input, limits, image_shape, npz_cache):
     """Encoded bytes or uint8 pixels, checked; raises InputRejected or OSError."""
     import numpy as np
+
     from imgpipe.serving import model as served
     if item.problem:
         raise served.InputRejected(400, f"{item.name}: {item.problem}")
@@ -205,6 +206,7 @@ def _print_predictions(rows: List[dict], output_format: str, model) -> None:
 def serve_command(host, port, model_name, config_path, sets):
     """Serve the champion over HTTP (TF Serving's REST shape; /metrics, /healthz)."""
     import uvicorn
+
     from imgpipe.registry import store
     from imgpipe.serving import app as serving_app
     config = _config(config_path, sets)
@@ -231,12 +233,12 @@ def serve_command(host, port, model_name, config_path, sets):
 @_common
 def monitor_command(since, uid, output_format, model_name, config_path, sets):
     """Confidence, class mix and input skew of served predictions; exit 1 on an alert."""
-    from imgpipe.components.validation_gate import inprocess
+    import tensorflow_data_validation as tfdv
+
+    from imgpipe.components.validation_gate import inprocess, serving_skew
     from imgpipe.registry import store
     from imgpipe.serving import model as served
-    from imgpipe.components.validation_gate import serving_skew
     from imgpipe.serving import monitor, predlog
-    import tensorflow_data_validation as tfdv
 
     config = _config(config_path, sets)
     name = model_name or config.registry.model_name

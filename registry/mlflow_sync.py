@@ -144,8 +144,9 @@ def _signature():
 
 
 def _log_batch(mlflow_client, run_id: str, record: RunRecord) -> None:
-    from mlflow.entities import Metric, Param
     import time
+
+    from mlflow.entities import Metric, Param
     now = int(time.time() * 1000)
     params = [Param(key, str(value)[:6000]) for key, value in sorted(record.params.items())]
     metrics = [Metric(key, float(value), now, 0) for key, value in sorted(record.metrics.items())]

@@ -9,8 +9,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Dict, Optional
 
-from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Index, Integer,
-                        MetaData, String, Text, UniqueConstraint, func, text)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 

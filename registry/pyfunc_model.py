@@ -17,7 +17,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
-
 # The contract's names (imgpipe.contract SIGNATURES/OUTPUTS), spelled here
 # because this file runs without imgpipe; a test keeps them equal.
 BYTES_SIGNATURE = "serving_bytes"

@@ -13,11 +13,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-# One input as the model takes it: encoded image bytes or uint8 pixels [h, w, c].
-ModelInput = Union[bytes, np.ndarray]
-
 from imgpipe.contract import OUTPUTS, SIGNATURES, ImageSpec, image_files
 from imgpipe.registry import store
+
+# One input as the model takes it: encoded image bytes or uint8 pixels [h, w, c].
+ModelInput = Union[bytes, np.ndarray]
 
 
 class InputRejected(ValueError):

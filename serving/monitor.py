@@ -17,12 +17,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-import os
 import re
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from imgpipe.contract import FEATURES
 
 OK, ALERT, SKIPPED = "OK", "ALERT", "SKIPPED"
 

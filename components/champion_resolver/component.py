@@ -19,7 +19,8 @@ from imgpipe.components.settings import settings_parameter
 
 class Champion(types.Artifact):
     """champion.json: the champion's uid, version, serving path and accuracy (or none)."""
-    TYPE_NAME = "imgpipe.Champion"  # <namespace>.<Title> (KFP compiler); imgpipe re-exports it (imgpipe/__init__.py)
+    # <namespace>.<Title>, as the KFP compiler requires; imgpipe re-exports it (imgpipe/__init__.py).
+    TYPE_NAME = "imgpipe.Champion"
 
 
 class ChampionResolverSpec(ComponentSpec):

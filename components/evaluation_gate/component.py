@@ -26,7 +26,8 @@ from imgpipe.components.settings import settings_parameter
 
 class EvaluationReport(types.Artifact):
     """evaluation_report.txt/.json, confusion_matrix.png, per_class_f1.png."""
-    TYPE_NAME = "imgpipe.EvaluationReport"  # <namespace>.<Title> (KFP compiler); imgpipe re-exports it (imgpipe/__init__.py)
+    # <namespace>.<Title>, as the KFP compiler requires; imgpipe re-exports it (imgpipe/__init__.py).
+    TYPE_NAME = "imgpipe.EvaluationReport"
 
 
 class EvaluationGateSpec(ComponentSpec):

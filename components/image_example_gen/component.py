@@ -18,14 +18,15 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 
 from imgpipe.components.image_example_gen import executor
-from imgpipe.components.image_example_gen.settings import IngestionSettings
 from imgpipe.components.image_example_gen.driver import ImageExampleGenDriver
+from imgpipe.components.image_example_gen.settings import IngestionSettings
 from imgpipe.components.settings import settings_parameter
 
 
 class IngestionReport(types.Artifact):
     """ingestion_report.json/.txt and quarantine.csv of one ingestion."""
-    TYPE_NAME = "imgpipe.IngestionReport"  # <namespace>.<Title> (KFP compiler); imgpipe re-exports it (imgpipe/__init__.py)
+    # <namespace>.<Title>, as the KFP compiler requires; imgpipe re-exports it (imgpipe/__init__.py).
+    TYPE_NAME = "imgpipe.IngestionReport"
 
 
 class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):

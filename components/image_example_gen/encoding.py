@@ -18,7 +18,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
+
 from imgpipe.contract import FEATURES, image_files
+
 
 def _list_column(values: np.ndarray, row_length: int, arrow_type) -> pa.Array:
     rows = len(values) // row_length if row_length else 0

@@ -22,12 +22,13 @@ from typing import Dict, List, Optional
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io import fileio as beam_fileio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.value_provider import StaticValueProvider
 from apache_beam.io.tfrecordio import _TFRecordUtil  # TFRecord framing (length, masked CRCs)
+from apache_beam.options.value_provider import StaticValueProvider
 
+from imgpipe.components import progress
 from imgpipe.components.image_example_gen import encoding, sources
 from imgpipe.contract import FEATURES, ImageSpec, image_files, image_ops
 
@@ -70,14 +71,18 @@ class _DecodesImages(beam.DoFn):
     def __init__(self, settings: IngestSettings):
         self._settings = settings
         self._decoder = None
+        self._decoded = None
 
     def setup(self):
         s = self._settings
         self._decoder = image_ops.make_batch_decoder(s.image)
+        # Per worker: a local run has one, so these are the run's totals.
+        self._decoded = progress.Counter("ImageExampleGen: {count:,} images decoded")
 
     def _decode(self, items: List[tuple]):
         """(key, bytes, info) items -> (decoded, failures, conversion counts)."""
         s = self._settings
+        self._decoded.add(len(items))
         return image_ops.decode_items(self._decoder, items, s.image)
 
 

@@ -18,7 +18,6 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-
 FOLDERS = "folders"
 NPZ = "npz"
 TFRECORD = "tfrecord"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras as keras
 
+import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from imgpipe.components.trainer.settings import ModelSettings
 from imgpipe.contract import FEATURES
 

@@ -17,23 +17,14 @@ import math
 import time
 from typing import Mapping, Optional, Tuple
 
-import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras as keras
 
-LOGGER_NAME = "imgpipe.progress"
-logger = logging.getLogger(LOGGER_NAME)
-# INFO gets through whatever the root logger's level is; where the records go
-# is up to the handlers (the local runner's, or the root's on Kubeflow).
-logger.setLevel(logging.INFO)
+import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from imgpipe.components.progress import LOGGER_NAME, logger, report  # noqa: F401 (re-exported)
 
 # (log key, label, decimals), in the order they are shown.
 _METRICS = (("loss", "loss", 4), ("accuracy", "accuracy", 3), ("val_loss", "val_loss", 4),
             ("val_accuracy", "val_accuracy", 3))
-
-
-def report(message: str) -> None:
-    """A progress line for the console (any stage may call it)."""
-    logger.info(message)
 
 
 def _number(value, decimals: int) -> Optional[str]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Dict, Sequence
 
-import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
+import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from imgpipe.contract import FEATURES, OUTPUTS, SIGNATURES, ImageSpec, image_ops
 
 

@@ -12,12 +12,12 @@ import json
 import os
 import platform
 import sys
-from typing import Any, Dict, List, Sequence
+from typing import Dict, List, Sequence
 
-import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 import tf_keras as keras
 
+import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from imgpipe.components.trainer import progress, signatures
 from imgpipe.components.trainer.model import build_model
 from imgpipe.components.trainer.settings import FitSettings, ModelSettings, TrainerSettings

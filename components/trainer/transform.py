@@ -6,9 +6,9 @@ evaluation and serving share one implementation of it.
 """
 from __future__ import annotations
 
-import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
+import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from imgpipe.components.trainer.settings import TransformSettings
 from imgpipe.contract import FEATURES, ImageSpec
 

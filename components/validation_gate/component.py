@@ -11,14 +11,15 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
-from imgpipe.components.validation_gate import executor
 from imgpipe.components.settings import settings_parameter
+from imgpipe.components.validation_gate import executor
 from imgpipe.components.validation_gate.settings import ValidationSettings
 
 
 class ValidationReport(types.Artifact):
     """validation_report.json/.txt and statistics HTML views of one validation."""
-    TYPE_NAME = "imgpipe.ValidationReport"  # <namespace>.<Title> (KFP compiler); imgpipe re-exports it (imgpipe/__init__.py)
+    # <namespace>.<Title>, as the KFP compiler requires; imgpipe re-exports it (imgpipe/__init__.py).
+    TYPE_NAME = "imgpipe.ValidationReport"
 
 
 class ValidationGateSpec(ComponentSpec):
