@@ -152,6 +152,11 @@ def _print_ingestion_report(result) -> None:
         click.echo(report.format_report(loaded))
 
 
+def _quiet_from_context() -> bool:
+    context = click.get_current_context(silent=True)
+    return bool(context and (context.find_root().obj or {}).get("quiet"))
+
+
 def _run(config: Config, until: Optional[str], verbose: bool,
          quiet: Optional[bool] = None) -> None:
     """Runs the pipeline here, showing stages (and the Trainer's epochs) as they go.
@@ -160,22 +165,31 @@ def _run(config: Config, until: Optional[str], verbose: bool,
     summary: what was trained, the push verdict, the closing line.
     """
     import datetime
-
-    from imgpipe.components.image_example_gen.report import IngestionFailed
-    from imgpipe.components.validation_gate.executor import ValidationFailed
-    from imgpipe.pipeline.local_runner import StageFailed, run_local
-    from imgpipe.pipeline.pipeline import PipelineError
+    quiet = _quiet_from_context() if quiet is None else quiet
     log_path = None
     if not verbose:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         log_path = config.output_root / "logs" / f"{config.pipeline.name}-{stamp}.log"
-    if quiet is None:
-        context = click.get_current_context(silent=True)
-        quiet = bool(context and (context.find_root().obj or {}).get("quiet"))
     if not quiet:
         click.echo(f"imgpipe: pipeline {config.pipeline.name!r}, output root "
                    f"{_rel(str(config.output_root))}"
                    + (f"; log {_rel(str(log_path))}" if log_path else ""))
+    result = _run_stages(config, until, verbose, quiet, log_path)
+    evaluation = _print_results(result, until, quiet)
+    total = sum(s.seconds for s in result.stages)
+    click.echo(f"\nimgpipe: {len(result.stages)} stages finished in {total:.1f}s; "
+               f"data {_rel(result.source)}; metadata {_rel(str(config.metadata_path))}")
+    if evaluation is not None and not evaluation["blessed"]:
+        raise click.ClickException("the model is NOT BLESSED; nothing was pushed:\n  "
+                                   + "\n  ".join(evaluation["failures"]))
+
+
+def _run_stages(config: Config, until: Optional[str], verbose: bool, quiet: bool, log_path):
+    """run_local with the console callbacks; a stage's failure becomes a readable error."""
+    from imgpipe.components.image_example_gen.report import IngestionFailed
+    from imgpipe.components.validation_gate.executor import ValidationFailed
+    from imgpipe.pipeline.local_runner import StageFailed, run_local
+    from imgpipe.pipeline.pipeline import PipelineError
 
     def echo_stage(stage, event, stream):
         if not quiet or event == "failed":
@@ -185,8 +199,8 @@ def _run(config: Config, until: Optional[str], verbose: bool,
         click.echo(f"          {message}", file=stream)
 
     try:
-        result = run_local(config, echo_stage, until=until, log_path=log_path,
-                           progress=None if quiet else echo_progress)
+        return run_local(config, echo_stage, until=until, log_path=log_path,
+                         progress=None if quiet else echo_progress)
     except StageFailed as failure:
         error = failure.error
         if isinstance(error, ValidationFailed):
@@ -203,6 +217,10 @@ def _run(config: Config, until: Optional[str], verbose: bool,
             f"(the run's log: {_rel(str(log_path))}; --verbose prints it as it runs)") from None
     except (PipelineError, IngestionFailed, ValueError) as error:
         raise click.ClickException(str(error)) from None
+
+
+def _print_results(result, until: Optional[str], quiet: bool) -> Optional[dict]:
+    """Each stage's summary (quiet: training and push only); the evaluation report, if any."""
     if not quiet or until == "ImageExampleGen":   # `imgpipe ingest`: the report is its result
         _print_ingestion_report(result)
     if not quiet:
@@ -218,12 +236,7 @@ def _run(config: Config, until: Optional[str], verbose: bool,
             with open(os.path.join(evaluation_dir, report.REPORT_JSON), encoding="utf-8") as handle:
                 evaluation = json.load(handle)
     _print_push(result)
-    total = sum(s.seconds for s in result.stages)
-    click.echo(f"\nimgpipe: {len(result.stages)} stages finished in {total:.1f}s; "
-               f"data {_rel(result.source)}; metadata {_rel(str(config.metadata_path))}")
-    if evaluation is not None and not evaluation["blessed"]:
-        raise click.ClickException("the model is NOT BLESSED; nothing was pushed:\n  "
-                                   + "\n  ".join(evaluation["failures"]))
+    return evaluation
 
 
 _config_option = cli_options.config_option
@@ -362,6 +375,20 @@ def schema_show(file):
     click.echo(schema_curation.describe(_load_schema(file)))
 
 
+def _print_validation_inputs(loaded, baseline, against, bad) -> None:
+    """What `imgpipe validate` read: the baseline, conversions, unreadable inputs."""
+    if against:
+        click.echo(f"  drift baseline: {baseline} ({against.description}, "
+                   f"{against.examples} examples)")
+    if loaded.conversions:
+        click.echo("  conversions (as ingestion does them): " + ", ".join(
+            f"{name} x{count}" for name, count in sorted(loaded.conversions.items())))
+    if bad:
+        click.echo(f"  unreadable inputs: {len(bad)}")
+        for row in bad[:10]:
+            click.echo(f"    {row['path']}: {row['reason']}")
+
+
 @main.command()
 @click.argument("source")
 @click.option("--schema", "schema_path", type=click.Path(dir_okay=False), default=None,
@@ -418,16 +445,7 @@ def validate(source, schema_path, environment, baseline, output_format, config_p
                                         quarantine=loaded.quarantine, **described))
     else:
         click.echo(f"{source} ({loaded.format}, {environment}) against {schema_file}")
-        if against:
-            click.echo(f"  drift baseline: {baseline} ({against.description}, "
-                       f"{against.examples} examples)")
-        if loaded.conversions:
-            click.echo("  conversions (as ingestion does them): " + ", ".join(
-                f"{name} x{count}" for name, count in sorted(loaded.conversions.items())))
-        if bad:
-            click.echo(f"  unreadable inputs: {len(bad)}")
-            for row in bad[:10]:
-                click.echo(f"    {row['path']}: {row['reason']}")
+        _print_validation_inputs(loaded, baseline, against, bad)
         click.echo(checks.format_verdicts([verdict]))
     if not verdict.passed or bad:
         sys.exit(1)

@@ -238,22 +238,29 @@ class ParseTFRecordExamples(_DecodesImages):
 
         decoded, failures, events = self._decode(to_decode)
         yield from _side_outputs(failures, events)
-        good_ids = [source_id for source_id, _, _ in decoded]
-        good_pixels = [pixels for _, pixels, _ in decoded]
-        labels = [labels_by_path[source_id] for source_id in good_ids]
-        # Records with and without a label are encoded apart: a missing label
-        # stays missing (validation reports it) rather than becoming a value.
-        for with_label in (True, False):
-            chosen = [i for i, label in enumerate(labels) if (label != NO_LABEL) == with_label]
-            if not chosen:
-                continue
-            serialized = encoding.encode_examples(
-                np.stack([good_pixels[i] for i in chosen]),
-                [labels[i] for i in chosen] if with_label else None,
-                [good_ids[i] for i in chosen], "uint8")
-            passed.extend((good_ids[i], labels[i], record) for i, record in zip(chosen, serialized))
+        passed.extend(_encode_decoded(decoded, labels_by_path))
         if passed:
             yield passed
+
+
+def _encode_decoded(decoded: List[tuple], labels_by_path: Dict[str, int]) -> List[tuple]:
+    """(source_id, pixels, conversions) -> (source_id, label, serialized tf.Example)."""
+    good_ids = [source_id for source_id, _, _ in decoded]
+    good_pixels = [pixels for _, pixels, _ in decoded]
+    labels = [labels_by_path[source_id] for source_id in good_ids]
+    out = []
+    # Records with and without a label are encoded apart: a missing label
+    # stays missing (validation reports it) rather than becoming a value.
+    for with_label in (True, False):
+        chosen = [i for i, label in enumerate(labels) if (label != NO_LABEL) == with_label]
+        if not chosen:
+            continue
+        serialized = encoding.encode_examples(
+            np.stack([good_pixels[i] for i in chosen]),
+            [labels[i] for i in chosen] if with_label else None,
+            [good_ids[i] for i in chosen], "uint8")
+        out.extend((good_ids[i], labels[i], record) for i, record in zip(chosen, serialized))
+    return out
 
 
 @beam.ptransform_fn

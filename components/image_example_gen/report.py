@@ -33,6 +33,42 @@ def label_name(label: int, class_names: List[str]) -> str:
     return f"label {label} (outside the {len(class_names)} known classes)"
 
 
+def _errors(examples: int, bad: int, candidates: int, max_bad_fraction: float,
+            all_labels: Counter, class_names: List[str]) -> List[str]:
+    """Why the ingested data is refused (empty, too many bad inputs, one class)."""
+    errors = []
+    bad_fraction = bad / candidates if candidates else 0.0
+    if examples == 0:
+        errors.append(f"the source produced no examples ({bad} inputs could not be read)"
+                      if bad else "the source is empty: no images or records were found")
+    elif bad_fraction > max_bad_fraction:
+        errors.append(
+            f"{bad} of {candidates} inputs ({bad_fraction:.2%}) could not be read, above the "
+            f"allowed fraction {max_bad_fraction:.2%} (--max-bad-fraction)")
+    labelled = [label for label in all_labels if label >= 0]
+    if examples and len(labelled) == 1:
+        errors.append(f"all examples have one class ({label_name(labelled[0], class_names)}); "
+                      "a classifier needs at least two")
+    return errors
+
+
+def _warnings(all_labels: Counter, class_names: List[str], unknown_classes: List[str],
+              quarantine: List[dict]) -> List[str]:
+    warnings = []
+    if unknown_classes:
+        warnings.append(
+            f"class folders not in the configured classes: {', '.join(unknown_classes)}; "
+            f"they were labelled {len(class_names) - len(unknown_classes)} and up, outside the "
+            "configured label domain")
+    empty = [row["path"] for row in quarantine if row["kind"] == EMPTY_CLASS]
+    if empty:
+        warnings.append(f"empty class folders: {', '.join(empty)}")
+    unlabelled = all_labels.get(-1, 0)
+    if unlabelled:
+        warnings.append(f"{unlabelled} examples carry no label")
+    return warnings
+
+
 def build_report(*, source: str, source_format: str, span: int, image_shape: List[int],
                  class_names: List[str], unknown_classes: List[str],
                  split_label_counts: Dict[str, Dict[int, int]],
@@ -53,30 +89,8 @@ def build_report(*, source: str, source_format: str, span: int, image_shape: Lis
         splits[split] = {"examples": sum(counts.values()), "per_class": per_class}
         all_labels.update(counts)
 
-    errors, warnings = [], []
-    if examples == 0:
-        errors.append(f"the source produced no examples ({bad} inputs could not be read)"
-                      if bad else "the source is empty: no images or records were found")
-    elif bad_fraction > max_bad_fraction:
-        errors.append(
-            f"{bad} of {candidates} inputs ({bad_fraction:.2%}) could not be read, above the "
-            f"allowed fraction {max_bad_fraction:.2%} (--max-bad-fraction)")
-    labelled = [label for label in all_labels if label >= 0]
-    if examples and len(labelled) == 1:
-        errors.append(f"all examples have one class ({label_name(labelled[0], class_names)}); "
-                      "a classifier needs at least two")
-    if unknown_classes:
-        warnings.append(
-            f"class folders not in the configured classes: {', '.join(unknown_classes)}; "
-            f"they were labelled {len(class_names) - len(unknown_classes)} and up, outside the "
-            "configured label domain")
-    empty = [row["path"] for row in quarantine if row["kind"] == EMPTY_CLASS]
-    if empty:
-        warnings.append(f"empty class folders: {', '.join(empty)}")
-    unlabelled = all_labels.get(-1, 0)
-    if unlabelled:
-        warnings.append(f"{unlabelled} examples carry no label")
-
+    errors = _errors(examples, bad, candidates, max_bad_fraction, all_labels, class_names)
+    warnings = _warnings(all_labels, class_names, unknown_classes, quarantine)
     return {
         "status": "failed" if errors else "ok",
         "errors": errors,

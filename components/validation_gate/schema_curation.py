@@ -79,7 +79,15 @@ def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, chan
         curated.CopyFrom(schema)
     curated.ClearField("default_environment")
     curated.default_environment.extend([TRAINING, SERVING])
+    _curate_image(curated, height, width, channels)
+    _curate_label(curated, class_names)
+    _curate_lineage(curated)
+    apply_thresholds(curated, thresholds)
+    return curated
 
+
+def _curate_image(curated: schema_pb2.Schema, height: int, width: int, channels: int) -> None:
+    """uint8 pixels, always present, of the fixed shape; height/width/channels fixed values."""
     image = _feature(curated, FEATURES.image)
     image.type = schema_pb2.INT
     image.ClearField("domain_info")
@@ -90,11 +98,13 @@ def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, chan
     for size in (height, width, channels):
         image.shape.dim.add(size=size)
     image.ClearField("value_count")
-
     for name, value in ((FEATURES.height, height), (FEATURES.width, width),
                         (FEATURES.channels, channels)):
         _fixed_int(_feature(curated, name), value)
 
+
+def _curate_label(curated: schema_pb2.Schema, class_names: Sequence[str]) -> None:
+    """A categorical int in [0, classes), required in training, absent at serving."""
     label = _feature(curated, FEATURES.label)
     label.type = schema_pb2.INT
     label.ClearField("domain_info")
@@ -109,6 +119,9 @@ def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, chan
     label.not_in_environment.append(SERVING)
     label.annotation.comment[:] = [f"classes: {', '.join(class_names)}"]
 
+
+def _curate_lineage(curated: schema_pb2.Schema) -> None:
+    """pixel_dtype (uint8 only) and source_id: optional, never drift-checked."""
     dtype = _feature(curated, FEATURES.pixel_dtype)
     dtype.type = schema_pb2.BYTES
     dtype.ClearField("domain_info")
@@ -118,15 +131,11 @@ def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, chan
             curated.string_domain.remove(domain)
     curated.string_domain.add(name=PIXEL_DTYPE_DOMAIN, value=["uint8"])
     _optional(dtype)
-
     source = _feature(curated, FEATURES.source_id)
     source.type = schema_pb2.BYTES
     source.ClearField("domain_info")
     source.ClearField("distribution_constraints")
     _optional(source)
-
-    apply_thresholds(curated, thresholds)
-    return curated
 
 
 def apply_thresholds(schema: schema_pb2.Schema, thresholds: DriftThresholds) -> None:
