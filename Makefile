@@ -3,20 +3,31 @@ VENV ?= .venv
 PYTHON ?=
 export PYTHON
 STAMP := $(VENV)/.imgpipe-installed
+PYTEST_ARGS ?=
 SHARED_DATA ?= ../shared/datasets
 
-.PHONY: run test test-fast venv lock bench bench-serving cifar10-data clean image
-IMAGE ?= imgpipe:0.1.0
+.PHONY: run test test-fast lint venv lock bench bench-serving cifar10-data clean image
+IMAGE ?= imgpipe:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' imgpipe/__init__.py)
 
 run: $(STAMP)
 	$(VENV)/bin/imgpipe run
 
+# Everything, as CI runs it; installs the PostgreSQL server when it is missing.
+# Extra pytest arguments: make test PYTEST_ARGS='-k registry'
 test: $(STAMP)
-	VENV=$(VENV) bash scripts/run-tests.sh
+	VENV=$(VENV) bash scripts/run-tests.sh $(PYTEST_ARGS)
+
+# No Beam pipeline, no PostgreSQL (pytest -m "not e2e and not postgres"): a few minutes.
+test-fast: $(STAMP)
+	VENV=$(VENV) bash scripts/run-tests.sh --fast $(PYTEST_ARGS)
+
+# ruff, configured in pyproject.toml ([tool.ruff]); CI runs it before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock scripts/bootstrap-venv.sh
+$(STAMP): setup.py pyproject.toml requirements.lock scripts/bootstrap-venv.sh
 	bash scripts/bootstrap-venv.sh $(VENV)
 
 # Re-pin after changing dependencies in pyproject.toml.

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import imgpipe  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 REPO = Path(__file__).resolve().parents[1]
 IMGPIPE = str(Path(sys.executable).parent / "imgpipe")
 STAGE_LINE = re.compile(r"^\[done \] (\S+)\s+([\d.]+)s")
@@ -70,7 +72,6 @@ def breakdown(tree: Path, limit: int = 5000) -> dict:
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.io.tfrecordio import _TFRecordUtil
 
-    import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
     from imgpipe.components.image_example_gen import encoding
     from imgpipe.contract import ImageSpec, image_files, image_ops
 

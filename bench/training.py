@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import imgpipe  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from ingestion import run_cli, write_results  # noqa: E402
@@ -50,7 +52,6 @@ def main() -> None:
         import numpy as np
         import tensorflow as tf
 
-        import imgpipe  # noqa: F401
         from imgpipe.contract import ARTIFACTS, FEATURES, OUTPUTS, SIGNATURES
 
         model_dir = max(glob.glob(str(root / "pipelines/imgpipe-cifar10/Trainer/model/*"

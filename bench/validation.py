@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import imgpipe  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from ingestion import IMGPIPE, run_cli, subset, write_results  # noqa: E402
@@ -40,7 +42,6 @@ def in_process(source: Path, runs: int = 3) -> dict:
     """The work of `imgpipe validate` without process start-up and imports."""
     import tensorflow_data_validation as tfdv
 
-    import imgpipe  # noqa: F401
     from imgpipe.components.validation_gate import inprocess
 
     schema = tfdv.load_schema_text(str(REPO / "schemas" / "cifar10.pbtxt"))

@@ -6,14 +6,14 @@ set -euo pipefail
 VENV="${1:-.venv}"
 cd "$(dirname "$0")/.."
 
-python_ok() {  # a Python that TFX 1.16 supports (3.9 or 3.10) and that runs
-  "$1" -c 'import sys; sys.exit(0 if sys.version_info[:2] in ((3, 9), (3, 10)) else 1)' >/dev/null 2>&1
+python_ok() {  # Python 3.10 (what requirements.lock is resolved for) and that runs
+  "$1" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 10) else 1)' >/dev/null 2>&1
 }
 
 find_python() {
   if [ -n "${PYTHON:-}" ]; then
     if python_ok "$PYTHON"; then echo "$PYTHON"; return; fi
-    echo "error: PYTHON=$PYTHON is not a working Python 3.9 or 3.10" >&2; exit 1
+    echo "error: PYTHON=$PYTHON is not a working Python 3.10" >&2; exit 1
   fi
   if command -v python3.10 >/dev/null 2>&1 && python_ok python3.10; then
     command -v python3.10; return
@@ -25,7 +25,7 @@ find_python() {
     done
   fi
   cat >&2 <<'MSG'
-error: no Python 3.10 found. TFX 1.16 needs Python 3.9-3.10.
+error: no Python 3.10 found. TFX 1.16 needs Python 3.9-3.10, and requirements.lock is resolved for 3.10.
   Install one (e.g. `pyenv install 3.10.13`, or your distribution's python3.10
   package) and run again, or point to it: make PYTHON=/path/to/python3.10
 MSG

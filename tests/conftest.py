@@ -1,15 +1,15 @@
-"""Shared fixtures. Importing imgpipe first fixes TF_USE_LEGACY_KERAS for the run."""
+"""Shared fixtures. Importing imgpipe before TensorFlow fixes TF_USE_LEGACY_KERAS for the run."""
 import io
 import os
 import tarfile
 import uuid
 from pathlib import Path
 
-import imgpipe  # noqa: F401  (must precede TensorFlow)
 import numpy as np
 import pytest
 from PIL import Image
 
+import imgpipe  # noqa: F401  (must precede TensorFlow)
 from imgpipe import quickstart_data
 from postgres_server import TemporaryPostgres
 
@@ -79,14 +79,42 @@ def cifar_subset(tmp_path_factory):
     return target / "train"
 
 
+# -- PostgreSQL: tests that use it are marked `postgres` (`make test-fast` deselects them) --
+
+POSTGRES_FIXTURES = {"postgres_server", "postgres_url"}
+NO_POSTGRES_ENV = "IMGPIPE_TESTS_NO_POSTGRES"  # set by `scripts/run-tests.sh --fast`
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+    """A test that takes a PostgreSQL fixture as an argument is a `postgres` test,
+    marked or not. (One that reaches it through request.getfixturevalue, as the
+    parametrized SQLite/PostgreSQL backends do, must be marked by hand:
+    `postgres_url` fails it otherwise.)"""
+    for item in items:
+        if POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())) \
+                and item.get_closest_marker("postgres") is None:
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A real PostgreSQL server for the session (needs scripts/ensure-postgres.sh)."""
+    """A real PostgreSQL server for the session (needs scripts/ensure-postgres.sh).
+
+    Never skips: without the server binaries the tests that need it fail."""
+    if os.environ.get(NO_POSTGRES_ENV):
+        pytest.fail(f"{NO_POSTGRES_ENV} is set (make test-fast): this run starts no PostgreSQL; "
+                    "a test that needs it must be marked `postgres`", pytrace=False)
     with TemporaryPostgres() as server:
         yield server
 
 
 @pytest.fixture
-def postgres_url(postgres_server):
+def postgres_url(request):
     """SQLAlchemy URL of a fresh, empty database for this test."""
-    return postgres_server.create_database(f"test_{uuid.uuid4().hex[:16]}")
+    if request.node.get_closest_marker("postgres") is None:
+        pytest.fail(f"{request.node.nodeid} uses PostgreSQL but is not marked `postgres`: mark it "
+                    "(a parametrized backend: pytest.param(\"postgresql\", marks=pytest.mark.postgres))",
+                    pytrace=False)
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database(f"test_{uuid.uuid4().hex[:16]}")

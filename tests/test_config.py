@@ -87,7 +87,7 @@ def test_unknown_builtin_names_the_ones_that_exist(tmp_path):
         load_config("builtin:flowers")
     config = load_config(write(tmp_path, "[validation]\nschema_file = 'builtin:flowers'\n"))
     with pytest.raises(ConfigError, match="built-in schemas: cifar10, quickstart"):
-        config.schema_location
+        _ = config.schema_location
 
 
 @pytest.mark.parametrize("text, message", [

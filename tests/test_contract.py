@@ -56,13 +56,14 @@ def test_records_written_before_the_spec_existed_still_read():
 
 
 def test_every_component_takes_one_settings_parameter():
+    from tfx.types import standard_component_specs
+
     from imgpipe.components.champion_resolver.component import ChampionResolverSpec
     from imgpipe.components.curated_schema.component import CuratedSchemaSpec
     from imgpipe.components.evaluation_gate.component import EvaluationGateSpec
     from imgpipe.components.image_example_gen.component import ImageExampleGenSpec
     from imgpipe.components.registry_pusher.component import RegistryPusherSpec
     from imgpipe.components.validation_gate.component import ValidationGateSpec
-    from tfx.types import standard_component_specs
     for spec in (ChampionResolverSpec, CuratedSchemaSpec, EvaluationGateSpec, RegistryPusherSpec,
                  ValidationGateSpec):
         assert set(spec.PARAMETERS) == {"settings"}, spec.__name__

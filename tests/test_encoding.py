@@ -6,8 +6,8 @@ from PIL import Image
 
 from conftest import encode, shape_image
 from imgpipe.components.image_example_gen import encoding
-from imgpipe.contract.image_files import BadInput
 from imgpipe.contract import ImageSpec, image_files
+from imgpipe.contract.image_files import BadInput
 
 
 def test_probe_reads_format_mode_and_size():
@@ -49,7 +49,8 @@ def test_conversions_are_named():
     grey = image_files.ImageInfo("JPEG", "L", 32, 32, 8)
     assert image_files.conversions_for(grey, (32, 32, 1), ImageSpec(32, 32, 3)) == [image_files.GREY_TO_RGB]
     palette = image_files.ImageInfo("PNG", "P", 32, 32, 8)
-    assert image_files.conversions_for(palette, (32, 32, 3), ImageSpec(32, 32, 3)) == [image_files.PALETTE_EXPANDED]
+    assert image_files.conversions_for(palette, (32, 32, 3), ImageSpec(32, 32, 3)) == [
+        image_files.PALETTE_EXPANDED]
     cmyk = image_files.ImageInfo("JPEG", "CMYK", 32, 32, 8)
     assert image_files.conversions_for(cmyk, (32, 32, 3), ImageSpec(32, 32, 1)) == [
         image_files.CMYK_TO_RGB, image_files.RGB_TO_GREY]

@@ -59,7 +59,8 @@ def test_accuracy_floor_and_parity():
     failures = decide(rows([0.9] * 4), parity=broken).failures
     assert failures[0].startswith("parity: serving_bytes scores 0.2500 on the original inputs but "
                                   "evaluation measured 0.9500 (gap 70.0 points, allowed 0.5)")
-    assert failures[1] == "parity: serving_bytes and the evaluated path disagree on 71.0% of 200 images (allowed 0.5%)"
+    assert failures[1] == ("parity: serving_bytes and the evaluated path disagree on 71.0% of 200 images "
+                           "(allowed 0.5%)")
     assert not decide(rows([0.9] * 4), parity=None).blessed
     json.dumps(decide(rows([0.9] * 4)).as_dict())
 

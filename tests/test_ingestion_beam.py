@@ -3,14 +3,16 @@ import os
 
 import apache_beam as beam
 import numpy as np
+import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that
 from PIL import Image
 
 from conftest import encode, shape_image, write_class_tree
-from imgpipe.contract import ImageSpec
 from imgpipe.components.image_example_gen import ptransforms
+from imgpipe.contract import ImageSpec
 
+pytestmark = pytest.mark.e2e  # Beam pipelines: not in `make test-fast`
 _COLLECTED = {}
 
 

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 import httpx
 import pytest

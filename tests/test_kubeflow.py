@@ -72,7 +72,8 @@ def test_every_artifact_type_resolves_to_its_class_in_the_pod(compiled):
     for component in compiled["spec"]["components"].values():
         for side in ("inputDefinitions", "outputDefinitions"):
             for artifact in component.get(side, {}).get("artifacts", {}).values():
-                schema = json_format.ParseDict(artifact["artifactType"], pipeline_spec_pb2.ArtifactTypeSchema())
+                schema = json_format.ParseDict(artifact["artifactType"],
+                                               pipeline_spec_pb2.ArtifactTypeSchema())
                 titles[yaml.safe_load(schema.instance_schema)["title"]] = schema
     assert {"imgpipe.IngestionReport", "imgpipe.ValidationReport", "imgpipe.EvaluationReport",
             "imgpipe.Champion", "tfx.Examples", "tfx.Model"} <= set(titles)
@@ -87,7 +88,8 @@ def _as_spec(document):
 
 
 def _constant(compiled, task, name):
-    return compiled["spec"]["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
+    parameters = compiled["spec"]["root"]["dag"]["tasks"][task]["inputs"]["parameters"]
+    return parameters[name]["runtimeValue"]["constant"]
 
 
 def test_parameters_and_paths_round_trip(compiled):
@@ -123,12 +125,17 @@ def test_ingestion_is_never_cached_by_kfp(compiled):
     """Without ingestion's driver KFP cannot see new files under the same data_root."""
     tasks = compiled["spec"]["root"]["dag"]["tasks"]
     assert tasks["ImageExampleGen"]["cachingOptions"] == {"enableCache": False}
-    assert all(t["cachingOptions"] == {"enableCache": True} for n, t in tasks.items() if n != "ImageExampleGen")
+    assert all(t["cachingOptions"] == {"enableCache": True}
+               for n, t in tasks.items() if n != "ImageExampleGen")
 
 
 def test_dataflow_layer_hands_beam_work_to_dataflow_workers_running_the_image(tmp_path):
-    from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
-                                                      StandardOptions, WorkerOptions)
+    from apache_beam.options.pipeline_options import (
+        GoogleCloudOptions,
+        PipelineOptions,
+        StandardOptions,
+        WorkerOptions,
+    )
     out = tmp_path / "p.yaml"
     result = invoke("compile", "--config", REPO / "configs" / "quickstart.toml",
                     "--config", REPO / "configs" / "beam" / "dataflow.toml", "--output", out,
@@ -154,6 +161,7 @@ def test_dataflow_layer_hands_beam_work_to_dataflow_workers_running_the_image(tm
 def test_beam_runner_configs_parse_with_beams_own_options(name, check):
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
     from apache_beam.runners.portability import flink_runner, spark_runner
+
     from imgpipe.pipeline import kubeflow
     from imgpipe.pipeline.config import load_config
     config = load_config([REPO / "configs" / "quickstart.toml", REPO / "configs" / "beam" / f"{name}.toml"])
@@ -178,7 +186,8 @@ def test_beam_runner_configs_parse_with_beams_own_options(name, check):
     ([], "no pipeline root: pass --pipeline-root"),
     (["--pipeline-root", "/mnt/artifacts"], "give a gs:// URI"),
     (["--pipeline-root", "minio://mlpipeline/v2/artifacts"], "but not s3:// or minio://"),
-    (["--pipeline-root", "gs://b/r", "--set", "pipeline.beam_args=['--runner=FlinkRunner','--flink_mastr=x']"],
+    (["--pipeline-root", "gs://b/r",
+      "--set", "pipeline.beam_args=['--runner=FlinkRunner','--flink_mastr=x']"],
      "Beam does not know --flink_mastr=x"),
     (["--pipeline-root", "gs://b/r", "--set", "validation.schema_file='/tmp/absent.pbtxt'"],
      "validation.schema_file: /tmp/absent.pbtxt does not exist"),

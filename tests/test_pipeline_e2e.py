@@ -50,7 +50,7 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     # without evaluation examples, so the model is (rightly) not blessed.
     assert result.exit_code == 1, result.output
     assert "class triangle: no examples in the evaluation split" in result.output
-    for stage in ("ImageExampleGen", "ImportSchemaGen", "StatisticsGen", "ValidationGate",
+    for stage in ("ImageExampleGen", "CuratedSchema", "StatisticsGen", "ValidationGate",
                   "Transform", "Trainer", "Evaluator", "ChampionResolver", "EvaluationGate",
                   "RegistryPusher"):
         assert f"[start] {stage}" in result.output and f"[done ] {stage}" in result.output
@@ -74,7 +74,7 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     assert report["examples"] == 91 and report["bad"] == 2
     assert report["class_names"] == ["circle", "cross", "square", "triangle"]
     assert sum(s["examples"] for s in report["splits"].values()) == 91
-    assert (artifact_dir(out, "e2e", "ImportSchemaGen", "schema") / "schema.pbtxt").exists()
+    assert (artifact_dir(out, "e2e", "CuratedSchema", "schema") / "schema.pbtxt").exists()
     stats = artifact_dir(out, "e2e", "StatisticsGen", "statistics")
     assert (stats / "Split-train" / "FeatureStats.pb").exists()
     gate = artifact_dir(out, "e2e", "ValidationGate", "report")

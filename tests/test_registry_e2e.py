@@ -43,6 +43,7 @@ def _registry(out: Path):
 
 def test_a_blessed_run_pushes_to_serving_registry_and_mlflow(first):
     import tensorflow as tf
+
     from imgpipe.registry import mlflow_sync, store
 
     result, out = first["result"], first["out"]

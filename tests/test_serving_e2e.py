@@ -10,8 +10,8 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 from conftest import REPO, shapes_tree
-from imgpipe.pipeline import cli
 from imgpipe.contract import FEATURES
+from imgpipe.pipeline import cli
 
 pytestmark = pytest.mark.e2e
 CONFIG = REPO / "configs" / "quickstart.toml"

@@ -158,7 +158,9 @@ def _example_gen_properties(input_base, pattern):
 def test_without_a_driver_the_latest_span_is_resolved_and_recorded(tmp_path):
     """What the executor does on open-source Kubeflow, where no driver runs."""
     import json
+
     from tfx.types import standard_artifacts
+
     from imgpipe.components.image_example_gen import driver
     for span in (1, 2):
         write_class_tree(tmp_path / f"span-{span}", per_class=2)
@@ -167,7 +169,8 @@ def test_without_a_driver_the_latest_span_is_resolved_and_recorded(tmp_path):
     assert driver.resolve_without_driver(properties, examples) == (2, None)
     assert json.loads(properties["input_config"])["splits"][0]["pattern"] == "span-2/*/*"
     assert examples.span == 2 and properties["span"] == 2
-    assert "num_files:5" in properties["input_fingerprint"] and "unstatable:1" in properties["input_fingerprint"]
+    fingerprint = properties["input_fingerprint"]
+    assert "num_files:5" in fingerprint and "unstatable:1" in fingerprint
     # After TFX's driver (local runs) it changes nothing.
     assert driver.resolve_without_driver(dict(properties), standard_artifacts.Examples()) is None
     with pytest.raises(ValueError, match="Cannot find matching"):

@@ -6,8 +6,8 @@ import tensorflow as tf
 from conftest import encode
 from imgpipe import quickstart_data
 from imgpipe.components.image_example_gen import encoding
-from imgpipe.contract import ImageSpec, image_ops
 from imgpipe.components.validation_gate import checks, inprocess, schema_curation
+from imgpipe.contract import ImageSpec, image_ops
 
 CLASSES = list(quickstart_data.CLASSES)
 THRESHOLDS = schema_curation.DriftThresholds(pixel_js_divergence=0.1, label_linf=0.1)
@@ -196,6 +196,7 @@ def test_schema_mismatches_with_the_config(schema):
 
 def test_checked_in_schemas_are_curated():
     import tensorflow_data_validation as tfdv
+
     from conftest import REPO
     quick = schema_curation.expectations(tfdv.load_schema_text(str(REPO / "schemas" / "quickstart.pbtxt")))
     assert (quick.height, quick.width, quick.channels, quick.num_classes) == (32, 32, 3, 4)
