@@ -6,7 +6,7 @@ STAMP := $(VENV)/.imgpipe-installed
 PYTEST_ARGS ?=
 SHARED_DATA ?= ../shared/datasets
 
-.PHONY: run test test-fast lint venv lock bench bench-serving cifar10-data clean image
+.PHONY: run test test-fast lint venv lock bench bench-package bench-serving cifar10-data clean image
 IMAGE ?= imgpipe:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' imgpipe/__init__.py)
 
 run: $(STAMP)
@@ -49,6 +49,12 @@ bench: $(STAMP) cifar10-data
 # cluster can pull it and compile with --image $(IMAGE).
 image:
 	docker build -f docker/Dockerfile -t $(IMAGE) .
+
+# The installed package from an empty folder (wheel, install, start-up, init + run at two
+# sizes) and validate --baseline with a data vs a statistics baseline at two sizes.
+bench-package: $(STAMP)
+	$(VENV)/bin/python bench/package.py
+	$(VENV)/bin/python bench/baseline.py
 
 # Prediction service throughput/latency against the quickstart champion.
 bench-serving: run

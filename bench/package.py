@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import site
 import statistics
@@ -30,20 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 from ingestion import write_results  # noqa: E402
-
-
-def timed(command, cwd, env=None) -> dict:
-    """Wall seconds and peak RSS (MB) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, command))} failed:\n{proc.stdout[-3000:]}\n"
-                         f"{proc.stderr[-3000:]}")
-    # ru_maxrss of children is the largest child so far: only a new maximum is this one's.
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(peak / 1024) if peak > before else None}
+from measure import measure  # noqa: E402
 
 
 def median_wall(command, cwd, runs=5) -> float:
@@ -76,13 +62,13 @@ def fresh_install(root: Path) -> tuple:
 def quickstart_run(bin_dir: Path, root: Path, per_class: int) -> dict:
     project = root / f"project-{per_class}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IMGPIPE_", "MLFLOW_"))}
-    init = timed([bin_dir / "imgpipe", "init", project.name], cwd=root, env=env)
+    init = measure([bin_dir / "imgpipe", "init", project.name], cwd=root, env=env)
     # The built-in generator's images at this size, as the project's own data folder.
     subprocess.run([bin_dir / "python", "-c",
                     "import sys; from imgpipe import quickstart_data as q; "
                     "q.generate(sys.argv[1], images_per_class=int(sys.argv[2]))",
                     str(project / "shapes"), str(per_class)], check=True, env=env)
-    run = timed([bin_dir / "imgpipe", "run", "--data", "shapes"], cwd=project, env=env)
+    run = measure([bin_dir / "imgpipe", "run", "--data", "shapes"], cwd=project, env=env)
     return {"images": per_class * 4, "init_s": init["wall_s"], "run": run}
 
 

@@ -108,6 +108,13 @@ class ValidationSection(_Section):
     label_drift_threshold: float = Field(0.1, gt=0.0, le=1.0)
     baseline_root: str = ""           # default: <output_root>/baselines/<pipeline name>
 
+    @field_validator("schema_file")
+    @classmethod
+    def _known_builtin(cls, value: str) -> str:
+        if value.startswith(BUILTIN_PREFIX):
+            resolve_schema_file(value)   # an unknown name fails here, naming the known ones
+        return value
+
 
 class AugmentationSection(_Section):
     horizontal_flip: bool = True

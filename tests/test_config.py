@@ -85,9 +85,9 @@ def test_lookup_order_env_then_project_file_then_builtin_preset(tmp_path, monkey
 def test_unknown_builtin_names_the_ones_that_exist(tmp_path):
     with pytest.raises(ConfigError, match="built-in presets: cifar10, quickstart"):
         load_config("builtin:flowers")
-    config = load_config(write(tmp_path, "[validation]\nschema_file = 'builtin:flowers'\n"))
-    with pytest.raises(ConfigError, match="built-in schemas: cifar10, quickstart"):
-        _ = config.schema_location
+    with pytest.raises(ConfigError, match="validation.schema_file: builtin:flowers: no built-in "
+                                          "schema of that name; built-in schemas: cifar10, quickstart"):
+        load_config(write(tmp_path, "[validation]\nschema_file = 'builtin:flowers'\n"))
 
 
 @pytest.mark.parametrize("text, message", [
