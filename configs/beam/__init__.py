@@ -1,0 +1,1 @@
+"""Beam runner layers (TOML), package data: `imgpipe compile --config <preset> --config <layer>`."""
