@@ -114,3 +114,29 @@ def test_missing_file_and_bad_set_syntax(tmp_path):
         load_config(tmp_path / "none.toml")
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_set_options(["training.epochs"])
+
+
+def _config_keys(model=None, prefix=""):
+    from pydantic import BaseModel
+
+    from imgpipe.pipeline.config import Config
+    for name, field in (model or Config).model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _config_keys(field.annotation, f"{prefix}{name}.")
+        else:
+            yield prefix + name
+
+
+@pytest.mark.parametrize("preset", ["quickstart", "cifar10"])
+def test_every_preset_documents_every_key(preset):
+    """`imgpipe init` writes a preset: each key appears, set or commented with its default."""
+    import re
+    text = (REPO / "configs" / f"{preset}.toml").read_text()
+    missing = []
+    for dotted in _config_keys():
+        section, key = dotted.rsplit(".", 1)
+        body = text.split(f"[{section}]\n", 1)[-1].split("\n[", 1)[0] if f"[{section}]\n" in text else ""
+        if not re.search(rf"^#? ?{key} *=", body, re.M):
+            missing.append(dotted)
+    assert missing == []
+
