@@ -1,19 +1,22 @@
-"""`imgpipe registry ...`: list, show, promote, roll back, migrate.
+"""`imgpipe registry ...`: list, show, promote, roll back, repair, migrate.
 
 The registry location comes from IMGPIPE_REGISTRY_URL, else the config's
 registry.url, else sqlite:///<output_root>/registry.db (MLflow likewise with
-MLFLOW_TRACKING_URI). Every filter is a bound parameter; URLs are printed
-with passwords masked.
+MLFLOW_TRACKING_URI). Every filter is a bound parameter; URLs, and error
+texts that may carry one, are printed with passwords masked; expected errors
+(database, MLflow, network, a refused move) are one line and exit 1.
 """
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import json
 import sys
 from typing import List, Optional, Tuple
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from imgpipe.pipeline import cli_options
 from imgpipe.pipeline.config import Config
@@ -35,11 +38,44 @@ def _common(function):
     return cli_options.config_option(cli_options.set_option(function))
 
 
+# MLflow's HTTP client retries for minutes by default; a person is waiting
+# (the environment's MLFLOW_HTTP_REQUEST_* settings win).
+_MLFLOW_WRITE_BOUNDS = {"timeout_s": 30, "retries": 2}
+_MLFLOW_CHECK_BOUNDS = {"timeout_s": 10, "retries": 0}
+
+
 def _engine(config: Config):
-    try:
-        return store.require_schema(config.registry_url)
-    except store.RegistryError as error:
-        raise click.ClickException(str(error)) from None
+    return store.require_schema(config.registry_url)
+
+
+def _message(error: BaseException) -> str:
+    """The one-line, password-masked text of an error."""
+    if isinstance(error, (store.RegistryError, click.ClickException)):
+        return store.mask_text(str(error))
+    return store.describe_error(error)
+
+
+def _expected(error: BaseException) -> bool:
+    """Errors of the registry, its database, MLflow or the network: reported
+    in one line. Anything else is a bug and keeps its traceback."""
+    return (isinstance(error, (store.RegistryError, SQLAlchemyError, OSError, ValueError))
+            or type(error).__module__.split(".")[0] in ("mlflow", "requests", "urllib3"))
+
+
+def _reported(command):
+    """The command's expected errors become one masked line and exit 1."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except click.ClickException as error:
+            error.message = store.mask_text(error.message)
+            raise
+        except Exception as error:  # noqa: BLE001 - filtered by _expected
+            if not _expected(error):
+                raise
+            raise click.ClickException(_message(error)) from None
+    return run
 
 
 def _plain(value):
@@ -93,12 +129,34 @@ def registry():
               default="table", show_default=True,
               help="json and csv carry every column under its column name.")
 @_common
+@_reported
 def list_command(model_name, status, min_accuracy, output_format, config_path, sets):
-    """Model versions, newest first."""
-    engine = _engine(_config(config_path, sets))
+    """Model versions, newest first; warns (on stderr) where MLflow's champion
+    alias disagrees with the registry's champion."""
+    config = _config(config_path, sets)
+    engine = _engine(config)
     rows = store.list_versions(engine, model_name=model_name, status=status,
                                min_accuracy=min_accuracy)
     _print_rows([row.as_dict() for row in rows], output_format)
+    _warn_disagreements(config, engine, model_name)
+
+
+def _warn_disagreements(config: Config, engine, model_name: Optional[str]) -> None:
+    from imgpipe.registry import mlflow_sync, publish
+    tracking = config.mlflow_tracking_uri
+    if not mlflow_sync.store_exists(tracking):
+        return
+    try:
+        with mlflow_sync.bounded_requests(**_MLFLOW_CHECK_BOUNDS):
+            found = publish.disagreements(engine, tracking, model_name)
+    except Exception as error:  # noqa: BLE001 - a check: reported, not fatal
+        click.echo(f"note: champion aliases not checked, MLflow at {store.mask_url(tracking)}: "
+                   f"{_message(error)}", err=True)
+        return
+    for line in found:
+        click.echo(f"warning: MLflow disagrees with the registry: {line}", err=True)
+    if found:
+        click.echo("  the registry is the source of truth: imgpipe registry repair", err=True)
 
 
 @registry.command("show")
@@ -106,13 +164,11 @@ def list_command(model_name, status, min_accuracy, output_format, config_path, s
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @_common
+@_reported
 def show_command(uid, output_format, config_path, sets):
     """Every column of one model version."""
     engine = _engine(_config(config_path, sets))
-    try:
-        row = store.get(engine, uid).as_dict()
-    except store.RegistryError as error:
-        raise click.ClickException(str(error)) from None
+    row = store.get(engine, uid).as_dict()
     if output_format == "json":
         click.echo(json.dumps({k: _plain(v) for k, v in row.items()}, indent=2))
         return
@@ -132,20 +188,29 @@ def _moved(config: Config, verb: str, new_champion, previous=None) -> None:
                f"({store.mask_url(config.mlflow_tracking_uri)})")
 
 
+def _follow(config: Config, engine, model_name: str) -> None:
+    """MLflow's alias follows the committed champion (no registry lock held)."""
+    from imgpipe.registry import mlflow_sync, publish
+    with mlflow_sync.bounded_requests(**_MLFLOW_WRITE_BOUNDS):
+        publish.follow_champion(engine, config.mlflow_tracking_uri, model_name)
+
+
 @registry.command("promote")
 @click.argument("uid")
 @_common
+@_reported
 def promote_command(uid, config_path, sets):
-    """Make UID its model's champion (the MLflow alias moves with it)."""
+    """Make UID its model's champion (the MLflow alias moves with it).
+
+    Refused when UID's SavedModel is missing or lacks a serving signature."""
     from imgpipe.registry import publish
     config = _config(config_path, sets)
     engine = _engine(config)
-    try:
-        before = store.champion(engine, store.get(engine, uid).model_name)
-        store.promote(engine, uid, in_step=publish.alias_mover(config.mlflow_tracking_uri))
-        row = store.get(engine, uid)
-    except store.RegistryError as error:
-        raise click.ClickException(str(error)) from None
+    model_name = store.get(engine, uid).model_name
+    before = store.champion(engine, model_name)
+    store.promote(engine, uid, check=publish.promotable(config.serving_root))
+    _follow(config, engine, model_name)
+    row = store.get(engine, uid)
     previous = store.get(engine, before.model_uid) if before and before.model_uid != uid else None
     _moved(config, "promoted", row, previous)
 
@@ -156,18 +221,33 @@ def promote_command(uid, config_path, sets):
 @click.option("--to", "to_uid", default=None,
               help="The version to restore (default: the previous champion).")
 @_common
+@_reported
 def rollback_command(model_name, to_uid, config_path, sets):
     """Mark the champion rolled_back and restore the previous (or given) one."""
     from imgpipe.registry import publish
     config = _config(config_path, sets)
     engine = _engine(config)
-    try:
-        rolled_back, restored = store.rollback(
-            engine, model_name or config.registry.model_name, to_uid,
-            in_step=publish.alias_mover(config.mlflow_tracking_uri))
-    except store.RegistryError as error:
-        raise click.ClickException(str(error)) from None
+    rolled_back, restored = store.rollback(
+        engine, model_name or config.registry.model_name, to_uid,
+        check=publish.promotable(config.serving_root))
+    _follow(config, engine, restored.model_name)
     _moved(config, "rolled back", restored, rolled_back)
+
+
+@registry.command("repair")
+@click.option("--model", "model_name", default=None, help="Only this model name.")
+@_common
+@_reported
+def repair_command(model_name, config_path, sets):
+    """Point MLflow's champion alias at the registry's champion (the source of
+    truth) wherever they disagree, e.g. after a crash between the two."""
+    from imgpipe.registry import mlflow_sync, publish
+    config = _config(config_path, sets)
+    engine = _engine(config)
+    with mlflow_sync.bounded_requests(**_MLFLOW_WRITE_BOUNDS):
+        lines = publish.repair(engine, config.mlflow_tracking_uri, model_name)
+    for line in lines or ["no champion in the registry: nothing to repair"]:
+        click.echo(line)
 
 
 @registry.command("migrate")
@@ -176,12 +256,14 @@ def rollback_command(model_name, to_uid, config_path, sets):
 @click.option("--downgrade-to", default=None, metavar="REVISION",
               help="Downgrade instead, e.g. to 'base' (drops the registry's tables).")
 @_common
+@_reported
 def migrate_command(revision, downgrade_to, config_path, sets):
     """Create or upgrade the registry schema (Alembic migrations), and MLflow's.
 
     MLflow's own SQLite store breaks when several processes create its schema
     at once: migrating it here, once, makes concurrent pushes safe.
     """
+    from imgpipe.registry import mlflow_sync
     config = _config(config_path, sets)
     url = config.registry_url
     try:
@@ -192,15 +274,15 @@ def migrate_command(revision, downgrade_to, config_path, sets):
             after = store.migrate(url, revision)
     except Exception as error:  # noqa: BLE001 - any database error, reported with a masked URL
         raise click.ClickException(f"migrating {store.mask_url(url)} failed: "
-                                   f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+                                   f"{_message(error)}") from None
     click.echo(f"registry {store.mask_url(url)}: schema revision {before or 'none'} -> "
                f"{after or 'none'}")
     if not downgrade_to:
-        from imgpipe.registry import mlflow_sync
         tracking = config.mlflow_tracking_uri
         try:
-            mlflow_sync.ensure_store(tracking)
+            with mlflow_sync.bounded_requests(**_MLFLOW_WRITE_BOUNDS):
+                mlflow_sync.ensure_store(tracking)
         except Exception as error:  # noqa: BLE001 - reported with a masked URI
             raise click.ClickException(f"MLflow at {store.mask_url(tracking)}: "
-                                       f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+                                       f"{_message(error)}") from None
         click.echo(f"MLflow {store.mask_url(tracking)}: store ready")

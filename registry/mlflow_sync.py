@@ -10,6 +10,7 @@ stages) follows the registry's champion.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+TIMEOUT_ENV = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 UID_TAG = "imgpipe.model_uid"
 VERSION_TAG = "imgpipe.registry_version"
 CHAMPION_ALIAS = "champion"
@@ -160,11 +163,40 @@ def set_champion(tracking_uri: str, model_name: str, mlflow_version: int) -> Non
 
 
 def champion_version(tracking_uri: str, model_name: str) -> Optional[int]:
+    """The MLflow version the `champion` alias points at; None when there is
+    no alias (or no such model). Other MLflow errors (unreachable) raise."""
     from mlflow.exceptions import MlflowException
     try:
         return int(client(tracking_uri).get_model_version_by_alias(model_name, CHAMPION_ALIAS).version)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def store_exists(tracking_uri: str) -> bool:
+    """False for a local sqlite:/// store whose file is not there (a check
+    must not create it); True otherwise."""
+    prefix = "sqlite:///"
+    return not tracking_uri.startswith(prefix) or os.path.exists(tracking_uri[len(prefix):])
+
+
+@contextlib.contextmanager
+def bounded_requests(timeout_s: int = 10, retries: int = 0):
+    """MLflow's HTTP client with a short timeout and few retries (its default
+    retries for minutes) where a person waits; values already set in the
+    environment win. MLflow reads these variables on every request."""
+    saved = {name: os.environ.get(name) for name in (TIMEOUT_ENV, RETRIES_ENV)}
+    os.environ.setdefault(TIMEOUT_ENV, str(timeout_s))
+    os.environ.setdefault(RETRIES_ENV, str(retries))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def versions_with_uid(tracking_uri: str, model_name: str) -> List[Tuple[int, str]]:

@@ -17,10 +17,14 @@ interrupted one and never duplicates it):
 4. Registry: record the MLflow run id and version on the row.
 5. Champion: promote in the registry (only a `registered` row, so a re-push
    never re-promotes a version that was archived or rolled back, and only if
-   the champion is still the one the model was evaluated against) and,
-   inside the same transaction, move MLflow's `champion` alias to the same
-   version; if MLflow fails the promotion rolls back. Re-running makes the
-   alias agree again.
+   the champion is still the one the model was evaluated against; only a
+   SavedModel that exists with its serving signatures), commit, and then,
+   outside the transaction, point MLflow's `champion` alias at the
+   registry's champion (`follow_champion`). No registry lock is held across
+   an MLflow call, so an unreachable MLflow blocks no other writer. If
+   MLflow fails there, the registry (the source of truth) has moved and the
+   alias lags: `imgpipe registry list` flags it, and `imgpipe registry
+   repair` or the next push of that model name moves the alias.
 
 A failure anywhere leaves at most a row without MLflow ids and/or an MLflow
 version without a row pointing at it; re-running the same push finds both
@@ -31,8 +35,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from typing import Any
+from typing import Any, Callable, List, Optional
 
+from imgpipe.contract import SIGNATURES
 from imgpipe.registry import mlflow_sync, store
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -90,19 +95,131 @@ def publish(registry_url: str, tracking_uri: str, serving_root: str, saved_model
     if promote:
         is_champion, why_not = store.promote(
             engine, new.model_uid, expected_champion=expected_champion,
-            in_step=alias_mover(tracking_uri))
+            check=promotable(serving_root))
         if not is_champion:
             note = f"{why_not}; to promote it anyway: imgpipe registry promote {new.model_uid}"
+    follow_champion(engine, tracking_uri, new.model_name)
     return PushResult(new.model_uid, new.model_name, row.version, created, row.artifact_path,
                       run_id, mlflow_version, is_champion, note)
 
 
-def alias_mover(tracking_uri: str):
-    """`in_step` for store.promote/rollback: MLflow's alias follows the champion."""
-    def move(row) -> None:
+# -- the champion's checks and MLflow's alias ---------------------------------
+
+# The signatures a server and the MLflow pyfunc call: a champion must declare them.
+SERVING_SIGNATURES = (SIGNATURES.pixels, SIGNATURES.bytes)
+
+
+def artifact_dir(row, serving_root: Optional[str]) -> str:
+    """Where the row's SavedModel is: its recorded path, or, when that is gone
+    (runs/ copied or restored elsewhere), the same <model_name>/<version> under
+    `serving_root` if a SavedModel is there. The recorded path otherwise."""
+    import tensorflow as tf
+    if tf.io.gfile.exists(os.path.join(row.artifact_path, SAVED_MODEL_FILE)) or not serving_root:
+        return row.artifact_path
+    moved = serving_dir(serving_root, row.model_name, row.version)
+    if tf.io.gfile.exists(os.path.join(moved, SAVED_MODEL_FILE)):
+        return moved
+    return row.artifact_path
+
+
+def verify_saved_model(path: str, what: str) -> None:
+    """Refuses (RegistryError naming the path) a SavedModel that is missing or
+    lacks a serving signature; reads saved_model.pb only, loads nothing."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+    graph_file = os.path.join(path, SAVED_MODEL_FILE)
+    if not tf.io.gfile.exists(graph_file):
+        raise store.RegistryError(f"{what}: no SavedModel at {path} ({SAVED_MODEL_FILE} is "
+                                  "missing); restore it there or push the model again")
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        with tf.io.gfile.GFile(graph_file, "rb") as handle:
+            saved_model.ParseFromString(handle.read())
+    except Exception as error:  # noqa: BLE001 - a truncated or foreign file
+        raise store.RegistryError(f"{what}: {graph_file} is not a readable SavedModel "
+                                  f"({store.describe_error(error)})") from None
+    declared = {key for graph in saved_model.meta_graphs for key in graph.signature_def}
+    missing = [name for name in SERVING_SIGNATURES if name not in declared]
+    if missing:
+        raise store.RegistryError(f"{what}: the SavedModel at {path} lacks the serving "
+                                  f"signature(s) {', '.join(missing)} (it declares "
+                                  f"{', '.join(sorted(declared)) or 'none'})")
+
+
+def promotable(serving_root: Optional[str]) -> Callable[[Any], None]:
+    """`check` for store.promote/rollback: the new champion has an MLflow
+    version and a SavedModel a server can load."""
+    import tensorflow  # noqa: F401 - imported now, not while holding the registry lock
+
+    def check(row) -> None:
+        what = f"{row.model_uid} ({row.model_name} version {row.version}) cannot be champion"
         if row.mlflow_model_version is None:
+            raise store.RegistryError(f"{what}: it has no MLflow model version yet (its push "
+                                      "did not finish); re-run the push before promoting it")
+        verify_saved_model(artifact_dir(row, serving_root), what)
+    return check
+
+
+def follow_champion(engine, tracking_uri: str, model_name: str) -> Optional[int]:
+    """Points MLflow's alias at the registry's champion (the source of truth),
+    outside any registry transaction. Re-reads the champion after moving the
+    alias and moves it again if a concurrent promotion changed it meanwhile,
+    so the last writer leaves the alias on the last committed champion.
+    Returns the alias's MLflow version (None: no champion with one)."""
+    for _ in range(_FOLLOW_ROUNDS):
+        row = store.champion(engine, model_name)
+        target = row.mlflow_model_version if row is not None else None
+        if target is None:
+            return None
+        try:
+            mlflow_sync.set_champion(tracking_uri, model_name, target)
+        except Exception as error:  # noqa: BLE001 - MLflow/network: reported masked
             raise store.RegistryError(
-                f"{row.model_uid} has no MLflow model version yet (its push did not finish); "
-                "re-run the push before promoting it")
-        mlflow_sync.set_champion(tracking_uri, row.model_name, row.mlflow_model_version)
-    return move
+                f"{row.model_uid} is {model_name}'s champion in the registry, but MLflow's alias "
+                f"{model_name}@{mlflow_sync.CHAMPION_ALIAS} could not follow it "
+                f"({store.describe_error(error)}); once MLflow at "
+                f"{store.mask_url(tracking_uri)} is reachable: imgpipe registry repair") from None
+        after = store.champion(engine, model_name)
+        if after is not None and after.model_uid == row.model_uid:
+            return target
+    raise store.RegistryError(f"{model_name}'s champion kept moving while MLflow's alias "
+                              "followed it; run imgpipe registry repair")
+
+
+_FOLLOW_ROUNDS = 5
+
+
+def _champions(engine, model_name: Optional[str]):
+    return store.list_versions(engine, model_name=model_name, status=store.CHAMPION)
+
+
+def disagreements(engine, tracking_uri: str, model_name: Optional[str] = None) -> List[str]:
+    """One line per model name whose MLflow alias is not on the registry's champion."""
+    found = []
+    for row in _champions(engine, model_name):
+        alias = mlflow_sync.champion_version(tracking_uri, row.model_name)
+        if row.mlflow_model_version is not None and alias != row.mlflow_model_version:
+            found.append(f"{row.model_name}: registry champion {row.model_uid} (version "
+                         f"{row.version}) is MLflow version {row.mlflow_model_version}, but "
+                         f"{row.model_name}@{mlflow_sync.CHAMPION_ALIAS} -> "
+                         f"{'nothing' if alias is None else f'version {alias}'}")
+    return found
+
+
+def repair(engine, tracking_uri: str, model_name: Optional[str] = None) -> List[str]:
+    """Moves every lagging MLflow alias to the registry's champion; says what it did."""
+    done = []
+    for row in _champions(engine, model_name):
+        before = mlflow_sync.champion_version(tracking_uri, row.model_name)
+        after = follow_champion(engine, tracking_uri, row.model_name)
+        alias = f"{row.model_name}@{mlflow_sync.CHAMPION_ALIAS}"
+        if after is None:
+            done.append(f"{row.model_name}: champion {row.model_uid} has no MLflow version "
+                        "(its push did not finish): re-run its push")
+        elif before == after:
+            done.append(f"{row.model_name}: {alias} -> version {after}, already in agreement")
+        else:
+            done.append(f"{row.model_name}: {alias} moved to version {after} (was "
+                        f"{'nothing' if before is None else f'version {before}'}), "
+                        f"the registry's champion {row.model_uid}")
+    return done

@@ -11,17 +11,21 @@ read a snapshot instead of queueing for the write lock.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import logging
 import os
+import re
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, create_engine, event, func, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session
 
 from imgpipe.registry.models import CHAMPION, STATUSES, ModelVersion
@@ -29,8 +33,12 @@ from imgpipe.registry.models import CHAMPION, STATUSES, ModelVersion
 # Secrets stay out of pipeline definitions: components read the URL from
 # this variable first, then fall back to the configured one.
 REGISTRY_URL_ENV = "IMGPIPE_REGISTRY_URL"
+_log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 60
+# A write that still finds the lock taken after the busy timeout is retried
+# this many times before it is reported (a writer stuck elsewhere).
+LOCK_RETRIES = 2
 # Execution option marking read-only connections (see engine_for's "begin").
 _READ_ONLY = "imgpipe_read_only"
 # Fixed advisory-lock key text for schema migrations on PostgreSQL (model
@@ -60,21 +68,55 @@ def has_password(url: str) -> bool:
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ***, for output and logs."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+        return mask_text(make_url(url).render_as_string(hide_password=True))
+    except (ArgumentError, ValueError):
+        return mask_text(url)
+
+
+# scheme://user:password@ anywhere in a text; the password runs to the last
+# '@' before the host (a stray unencoded '@' in it is masked too).
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'\"]*):[^\s/'\"]*@")
+
+
+def mask_text(text: str) -> str:
+    """`text` (an error message, a log line) with every URL's password replaced by ***."""
+    return _URL_CREDENTIALS.sub(r"\1:***@", text)
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for an exception from a database, MLflow or the network, passwords masked."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return mask_text(f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": "))
+
+
+@contextlib.contextmanager
+def masked_errors(what: str):
+    """Re-raises any error inside as one RegistryError line, `what: <error>`,
+    passwords masked and without the chained original (whose text, e.g.
+    MLflow's, may carry a URL in clear)."""
+    try:
+        yield
+    except RegistryError as error:
+        raise RegistryError(mask_text(str(error))) from None
+    except Exception as error:  # noqa: BLE001 - re-raised, masked
+        raise RegistryError(f"{what}: {describe_error(error)}") from None
+
+
+def _parse_url(url: str):
+    """The SQLAlchemy URL, or a RegistryError naming the setting (URL masked)."""
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as error:
+        raise RegistryError(
+            f"the registry URL {mask_url(url)!r} ({REGISTRY_URL_ENV} or registry.url) "
+            f"cannot be parsed: {describe_error(error)}; expected e.g. sqlite:////path/registry.db "
+            "or postgresql+psycopg2://user@host/db") from None
 
 
 @functools.lru_cache(maxsize=None)
 def engine_for(url: str) -> Engine:
     """One engine per URL and process, with the locking described above."""
-    parsed = make_url(url)
+    parsed = _parse_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
@@ -152,7 +194,7 @@ def current_revision(url: str) -> Optional[str]:
 
 def require_schema(url: str) -> Engine:
     """The engine, once the database is at the code's schema revision."""
-    parsed = make_url(url)
+    parsed = _parse_url(url)
     if (parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
             and not Path(parsed.database).exists()):
         raise RegistryError(f"no registry at {mask_url(url)} yet: the first push creates it "
@@ -161,7 +203,7 @@ def require_schema(url: str) -> Engine:
         revision = current_revision(url)
     except Exception as error:  # noqa: BLE001 - connection problems are reported as such
         raise RegistryError(f"cannot reach the registry at {mask_url(url)}: "
-                            f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+                            f"{describe_error(error)}") from None
     if revision != head_revision():
         raise RegistryError(f"the registry at {mask_url(url)} is at schema revision "
                             f"{revision or 'none'}, this code needs {head_revision()}; "
@@ -170,6 +212,34 @@ def require_schema(url: str) -> Engine:
 
 
 # -- writes -------------------------------------------------------------------
+
+def _is_lock_timeout(error: OperationalError) -> bool:
+    # SQLite: busy timeout over; PostgreSQL: lock_timeout (55P03) if a DBA set one.
+    return ("database is locked" in str(error)
+            or getattr(error.orig, "pgcode", None) == "55P03")
+
+
+def _retry_locked(write: Callable) -> Callable:
+    """Retries a write whose lock wait timed out (LOCK_RETRIES times), then
+    reports it as a RegistryError instead of an OperationalError traceback."""
+    @functools.wraps(write)
+    def retrying(engine: Engine, *args, **kwargs):
+        for attempt in range(LOCK_RETRIES + 1):
+            try:
+                return write(engine, *args, **kwargs)
+            except OperationalError as error:
+                if not _is_lock_timeout(error):
+                    raise
+                _log.warning("the registry at %s is locked by another writer; %s",
+                             mask_url(str(engine.url)),
+                             "retrying" if attempt < LOCK_RETRIES else "giving up")
+            time.sleep(min(1.0, 0.1 * (attempt + 1)))
+        raise RegistryError(
+            f"the registry at {mask_url(str(engine.url))} stayed locked by another writer "
+            f"({LOCK_RETRIES + 1} waits of up to {SQLITE_BUSY_TIMEOUT_S} s on SQLite); "
+            "another push or promotion is stuck: try again once it finished") from None
+    return retrying
+
 
 def _lock_model_name(session: Session, model_name: str) -> None:
     """Serialises writers of one model name (SQLite already holds its write lock)."""
@@ -214,6 +284,7 @@ class NewVersion:
     statistics_path: Optional[str] = None
 
 
+@_retry_locked
 def register(engine: Engine, new: NewVersion,
              artifact_path_for: Callable[[int], str]) -> Tuple[ModelVersion, bool]:
     """Inserts the row with the next version, or returns the existing one.
@@ -236,6 +307,7 @@ def register(engine: Engine, new: NewVersion,
     return row, True
 
 
+@_retry_locked
 def attach_mlflow(engine: Engine, model_uid: str, run_id: str, model_version: int) -> None:
     with _session(engine) as session, session.begin():
         session.execute(update(ModelVersion).where(ModelVersion.model_uid == model_uid)
@@ -245,8 +317,9 @@ def attach_mlflow(engine: Engine, model_uid: str, run_id: str, model_version: in
 _UNSET = object()
 
 
+@_retry_locked
 def promote(engine: Engine, model_uid: str, expected_champion: Any = _UNSET,
-            in_step: Optional[Callable[[ModelVersion], None]] = None) -> Tuple[bool, str]:
+            check: Optional[Callable[[ModelVersion], None]] = None) -> Tuple[bool, str]:
     """Makes the model its name's champion; the previous champion is archived.
 
     With `expected_champion` (a uid or None; the pusher's automatic
@@ -254,10 +327,11 @@ def promote(engine: Engine, model_uid: str, expected_champion: Any = _UNSET,
     champion before and archived or rolled back — and only if that is still
     the champion: a pusher evaluated against it; someone else may have moved
     it since. Without it (`imgpipe registry promote`) any blessed row is
-    promoted. `in_step(row)` runs inside the transaction, under the model
-    name's lock (MLflow's alias moves there, so concurrent promotions cannot
-    leave it on another version); if it raises, nothing changes. Returns
-    (whether the model is champion afterwards, why not). Idempotent.
+    promoted. `check(row)` runs inside the transaction, under the model
+    name's lock, before the champion moves (publish.promotable: the
+    SavedModel is there); if it raises, nothing changes. Keep network calls
+    out of it: MLflow's alias follows after the commit (publish.follow_champion).
+    Returns (whether the model is champion afterwards, why not). Idempotent.
     """
     with _session(engine) as session, session.begin():
         row = _get(session, model_uid)
@@ -266,8 +340,6 @@ def promote(engine: Engine, model_uid: str, expected_champion: Any = _UNSET,
         current = session.scalar(select(ModelVersion).where(
             ModelVersion.model_name == row.model_name, ModelVersion.status == CHAMPION))
         if current is not None and current.model_uid == model_uid:
-            if in_step is not None:
-                in_step(current)
             return True, ""
         if expected_champion is not _UNSET:
             if row.status != "registered":
@@ -280,18 +352,19 @@ def promote(engine: Engine, model_uid: str, expected_champion: Any = _UNSET,
                                f"{current_uid or 'none'} now)")
         if not row.blessed:
             raise RegistryError(f"{model_uid} is not blessed and cannot be champion")
+        if check is not None:
+            check(row)
         _move_champion(session, current, row, previous_status="archived")
-        if in_step is not None:
-            in_step(row)
     return True, ""
 
 
+@_retry_locked
 def rollback(engine: Engine, model_name: str, to_uid: Optional[str] = None,
-             in_step: Optional[Callable[[ModelVersion], None]] = None
+             check: Optional[Callable[[ModelVersion], None]] = None
              ) -> Tuple[ModelVersion, ModelVersion]:
     """Marks the champion rolled_back and restores `to_uid` or the previous champion.
 
-    `in_step(new champion)` as in `promote`. Returns (rolled back row, new
+    `check(new champion)` as in `promote`. Returns (rolled back row, new
     champion row).
     """
     with _session(engine) as session, session.begin():
@@ -318,9 +391,9 @@ def rollback(engine: Engine, model_name: str, to_uid: Optional[str] = None,
             if target is None:
                 raise RegistryError(f"model {model_name!r} has no earlier champion to roll back "
                                     "to; name one with --to UID")
+        if check is not None:
+            check(target)
         _move_champion(session, current, target, previous_status="rolled_back")
-        if in_step is not None:
-            in_step(target)
     return current, target
 
 

@@ -202,8 +202,8 @@ def test_publish_promotes_and_rollback_restores_in_both_stores(migrated, trackin
     engine = store.engine_for(migrated)
     assert mlflow_sync.champion_version(tracking_uri, "tiny") == second.mlflow_version
 
-    rolled_back, restored = store.rollback(engine, "tiny",
-                                           in_step=publish.alias_mover(tracking_uri))
+    rolled_back, restored = store.rollback(engine, "tiny")
+    publish.follow_champion(engine, tracking_uri, "tiny")
     assert (rolled_back.model_uid, restored.model_uid) == ("m2", "m1")
     statuses = {r.model_uid: r.status for r in store.list_versions(engine)}
     assert statuses == {"m1": "champion", "m2": "rolled_back", "m3": "registered"}
@@ -212,7 +212,8 @@ def test_publish_promotes_and_rollback_restores_in_both_stores(migrated, trackin
     # A rollback with no earlier champion left names what to do.
     with pytest.raises(store.RegistryError, match="--to UID"):
         store.rollback(engine, "tiny")
-    store.rollback(engine, "tiny", to_uid="m3", in_step=publish.alias_mover(tracking_uri))
+    store.rollback(engine, "tiny", to_uid="m3")
+    publish.follow_champion(engine, tracking_uri, "tiny")
     assert store.champion(engine, "tiny").model_uid == "m3"
     assert mlflow_sync.champion_version(tracking_uri, "tiny") == stale.mlflow_version
 
@@ -227,7 +228,8 @@ def test_a_re_push_never_re_promotes_an_archived_or_rolled_back_version(
 
     engine = store.engine_for(migrated)
     first, second = push("m1", None), push("m2", "m1")
-    store.rollback(engine, "tiny", in_step=publish.alias_mover(tracking_uri))
+    store.rollback(engine, "tiny")
+    publish.follow_champion(engine, tracking_uri, "tiny")
     # m2's pipeline run retried: it was evaluated against m1, the champion again.
     again = push("m2", "m1")
     assert not again.champion and again.note.startswith("not promoted: rolled_back")
@@ -236,7 +238,8 @@ def test_a_re_push_never_re_promotes_an_archived_or_rolled_back_version(
     assert mlflow_sync.champion_version(tracking_uri, "tiny") == first.mlflow_version
 
     # By hand (no expected champion) it is still promoted: the override.
-    assert store.promote(engine, "m2", in_step=publish.alias_mover(tracking_uri)) == (True, "")
+    assert store.promote(engine, "m2") == (True, "")
+    publish.follow_champion(engine, tracking_uri, "tiny")
     again = push("m1", "m2")
     assert not again.champion and again.note.startswith("not promoted: archived")
     assert {r.model_uid: r.status for r in store.list_versions(engine)} == \
@@ -264,27 +267,103 @@ def test_sqlite_reads_do_not_wait_for_the_write_lock(tmp_path, monkeypatch):
         assert store.version_of(engine, "tiny", 1).model_uid == "a"
         assert store.current_revision(url) == store.head_revision()
         assert store.require_schema(url) is engine
-        # Writers still take the lock, so they wait (and here give up).
-        with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+        # Writers still take the lock, so they wait, retry, and give up with
+        # a clear error (not an OperationalError traceback).
+        with pytest.raises(store.RegistryError, match="stayed locked by another writer"):
             store.register(engine, helpers.new_version("b"), lambda v: "/serve/2")
     finally:
         writer.execute("ROLLBACK")
         writer.close()
 
 
-def test_failed_alias_move_rolls_the_promotion_back(migrated, tracking_uri, tiny_model,
-                                                    tmp_path, monkeypatch):
-    serving, artifacts = str(tmp_path / "serving"), str(tmp_path / "mlartifacts")
-    publish.publish(migrated, tracking_uri, serving, tiny_model, helpers.new_version("m1"),
-                    helpers.run_record("m1", artifacts))
+def test_a_lock_timeout_is_retried(tmp_path, monkeypatch):
+    import sqlite3
+    import threading
+    monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT_S", 1)
+    path = tmp_path / "registry.db"
+    url = f"sqlite:///{path}"
+    store.migrate(url)
+    engine = store.engine_for(url)
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    # The other writer finishes after the first busy timeout: the retry succeeds.
+    release = threading.Timer(1.5, lambda: writer.execute("ROLLBACK"))
+    release.start()
+    try:
+        row, created = store.register(engine, helpers.new_version("b"), lambda v: "/serve/1")
+        assert created and row.version == 1
+    finally:
+        release.join()
+        writer.close()
 
-    def broken(*_args):
-        raise RuntimeError("MLflow unreachable")
-    monkeypatch.setattr(mlflow_sync, "set_champion", broken)
-    with pytest.raises(RuntimeError, match="unreachable"):
+
+def test_crash_between_commit_and_alias_move_is_flagged_and_repaired(
+        migrated, tracking_uri, tiny_model, tmp_path, monkeypatch):
+    serving, artifacts = str(tmp_path / "serving"), str(tmp_path / "mlartifacts")
+    first = publish.publish(migrated, tracking_uri, serving, tiny_model,
+                            helpers.new_version("m1"), helpers.run_record("m1", artifacts))
+    engine = store.engine_for(migrated)
+    real_set_champion = mlflow_sync.set_champion
+
+    def crash(*_args):
+        raise ConnectionError("MLflow went away at http://u:pw-9@mlflow.example/")
+    monkeypatch.setattr(mlflow_sync, "set_champion", crash)
+    with pytest.raises(store.RegistryError, match="registry repair") as failed:
         publish.publish(migrated, tracking_uri, serving, tiny_model, helpers.new_version("m2"),
                         helpers.run_record("m2", artifacts), expected_champion="m1")
-    assert store.champion(store.engine_for(migrated), "tiny").model_uid == "m1"
+    assert "pw-9" not in str(failed.value) and "u:***@mlflow.example" in str(failed.value)
+    # The registry (the source of truth) moved; MLflow's alias lags, visibly.
+    assert store.champion(engine, "tiny").model_uid == "m2"
+    assert mlflow_sync.champion_version(tracking_uri, "tiny") == first.mlflow_version
+    [flagged] = publish.disagreements(engine, tracking_uri)
+    assert flagged.startswith("tiny: registry champion m2") and "version 1" in flagged
+
+    monkeypatch.setattr(mlflow_sync, "set_champion", real_set_champion)
+    [done] = publish.repair(engine, tracking_uri)
+    assert "moved to version 2 (was version 1)" in done
+    assert mlflow_sync.champion_version(tracking_uri, "tiny") == 2
+    assert publish.disagreements(engine, tracking_uri) == []
+    assert "already in agreement" in publish.repair(engine, tracking_uri)[0]
+
+
+def test_an_alias_moved_without_its_commit_is_reconciled_by_the_next_write(
+        migrated, tracking_uri, tiny_model, tmp_path):
+    serving, artifacts = str(tmp_path / "serving"), str(tmp_path / "mlartifacts")
+    for uid, expected in (("m1", None), ("m2", "m1")):
+        publish.publish(migrated, tracking_uri, serving, tiny_model, helpers.new_version(uid),
+                        helpers.run_record(uid, artifacts), expected_champion=expected)
+    engine = store.engine_for(migrated)
+    # A promotion of m1 died after moving MLflow's alias, before its commit.
+    mlflow_sync.set_champion(tracking_uri, "tiny", 1)
+    assert len(publish.disagreements(engine, tracking_uri)) == 1
+    # The next push of that model name (not promoted) puts the alias back on m2.
+    late = publish.publish(migrated, tracking_uri, serving, tiny_model, helpers.new_version("m3"),
+                           helpers.run_record("m3", artifacts), expected_champion="m1")
+    assert not late.champion
+    assert mlflow_sync.champion_version(tracking_uri, "tiny") == 2
+    assert publish.disagreements(engine, tracking_uri) == []
+
+
+def test_follow_champion_ends_on_the_last_committed_champion(migrated, tracking_uri, tiny_model,
+                                                             tmp_path, monkeypatch):
+    serving, artifacts = str(tmp_path / "serving"), str(tmp_path / "mlartifacts")
+    for uid, expected in (("m1", None), ("m2", "m1")):
+        publish.publish(migrated, tracking_uri, serving, tiny_model, helpers.new_version(uid),
+                        helpers.run_record(uid, artifacts), expected_champion=expected)
+    engine = store.engine_for(migrated)
+    real_set_champion = mlflow_sync.set_champion
+    moves = []
+
+    def slow_set(uri, name, version):
+        # Another promotion (to m1) commits while this alias move is in flight.
+        if not moves:
+            store.promote(engine, "m1")
+        moves.append(version)
+        real_set_champion(uri, name, version)
+    monkeypatch.setattr(mlflow_sync, "set_champion", slow_set)
+    assert publish.follow_champion(engine, tracking_uri, "tiny") == 1
+    assert moves == [2, 1]
+    assert mlflow_sync.champion_version(tracking_uri, "tiny") == 1
 
 
 def test_failure_after_the_mlflow_write_then_retry_gives_one_consistent_version(

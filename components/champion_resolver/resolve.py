@@ -17,9 +17,10 @@ CHAMPION_FILE = "champion.json"
 
 def champion_record(registry_url: str, model_name: str, auto_migrate: bool) -> Dict[str, Any]:
     """The champion's row as a small JSON-able record ({"model_uid": None} if none)."""
-    if auto_migrate:
-        store.migrate(registry_url)
-    row = store.champion(store.require_schema(registry_url), model_name)
+    with store.masked_errors(f"reading the champion from {store.mask_url(registry_url)}"):
+        if auto_migrate:
+            store.migrate(registry_url)
+        row = store.champion(store.require_schema(registry_url), model_name)
     if row is None:
         return {"model_name": model_name, "model_uid": None}
     return {"model_name": model_name, "model_uid": row.model_uid, "version": row.version,

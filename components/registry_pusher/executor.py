@@ -83,6 +83,36 @@ def _record_push(pushed: types.Artifact, result, registry_url: str, tracking_uri
                                  "mlflow": store.mask_url(tracking_uri)}, indent=2) + "\n")
 
 
+def _publish(registry_url: str, tracking_uri: str, settings: PushSettings, model_dir: str,
+             new: store.NewVersion, run, expected_champion):
+    """publish.publish; its failures (registry, MLflow, network) become one
+    RegistryError line with every URL's password masked, without the chained
+    exception whose text may carry the URL in clear."""
+    try:
+        return publish.publish(registry_url, tracking_uri, settings.serving_root, model_dir,
+                               new, run, promote=settings.promote,
+                               expected_champion=expected_champion)
+    except Exception as error:  # noqa: BLE001 - re-raised, masked, without the chain
+        raise store.RegistryError(
+            f"push of {new.model_uid} failed (registry {store.mask_url(registry_url)}, MLflow "
+            f"{store.mask_url(tracking_uri)}): {_message(error)}; re-running the push "
+            "completes it") from None
+
+
+def _migrate(registry_url: str) -> None:
+    try:
+        store.migrate(registry_url)
+    except Exception as error:  # noqa: BLE001 - re-raised, masked, without the chain
+        raise store.RegistryError(f"migrating the registry at {store.mask_url(registry_url)} "
+                                  f"failed: {_message(error)}") from None
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, store.RegistryError):
+        return store.mask_text(str(error))
+    return store.describe_error(error)
+
+
 class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -106,16 +136,15 @@ class Executor(base_executor.BaseExecutor):
         registry_url = store.resolve_url(settings.registry_url)
         tracking_uri = mlflow_sync.resolve_uri(settings.mlflow_tracking_uri)
         if settings.auto_migrate:
-            store.migrate(registry_url)
+            _migrate(registry_url)
         local_store = not tracking_uri.startswith(("http://", "https://", "databricks"))
         run = record.run_record(
             new=new, report=report, experiment=settings.mlflow_experiment,
             run_name=f"{settings.model_name}-{run_id or new.model_uid}",
             artifacts=_artifacts(input_dict, report_dir, model_dir),
             artifact_root=settings.mlflow_artifact_root if local_store else None)
-        result = publish.publish(registry_url, tracking_uri, settings.serving_root, model_dir,
-                                 new, run, promote=settings.promote,
-                                 expected_champion=_expected_champion(input_dict))
+        result = _publish(registry_url, tracking_uri, settings, model_dir, new, run,
+                          _expected_champion(input_dict))
         _record_push(pushed, result, registry_url, tracking_uri)
         state = "champion" if result.champion else "registered"
         print(f"pushed {result.model_uid} as {settings.model_name} version {result.version} "
