@@ -17,7 +17,8 @@ run: $(STAMP)
 test: $(STAMP)
 	VENV=$(VENV) bash scripts/run-tests.sh $(PYTEST_ARGS)
 
-# No Beam pipeline, no PostgreSQL (pytest -m "not e2e and not postgres"): a few minutes.
+# No Beam pipeline, no PostgreSQL, no fault injection (pytest -m "not e2e and not postgres and
+# not faults"): a few minutes.
 test-fast: $(STAMP)
 	VENV=$(VENV) bash scripts/run-tests.sh --fast $(PYTEST_ARGS)
 
