@@ -122,3 +122,56 @@ def test_promote_with_mlflow_unreachable_moves_the_registry_and_says_how_to_repa
     repaired = _cli(registry, "repair")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     _assert_one_champion_and_agreement(registry)
+
+
+_PUSH = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import imgpipe  # noqa: F401
+import registry_helpers as helpers
+from imgpipe.registry import publish
+url, tracking, root, model, uid = sys.argv[2:7]
+publish.publish(url, tracking, f"{root}/serving", model, helpers.new_version(uid, accuracy=0.95),
+                helpers.run_record(uid, f"{root}/mla"), expected_champion="m2")
+"""
+
+
+def _push_args(registry, uid):
+    return [sys.executable, "-c", _PUSH, str(Path(__file__).parent), registry["url"],
+            registry["tracking"], str(registry["tmp"]), str(registry["tmp"] / "model"), uid]
+
+
+def test_kill_9_of_a_push_at_random_points_then_its_retry_completes_it(registry):
+    """A push (the pusher's protocol in a process of its own) killed anywhere: its
+    retry finishes the same version once, a complete serving copy, one champion,
+    and MLflow agreeing with the registry."""
+    rng = random.Random(7)
+    started = time.monotonic()
+    subprocess.run(_push_args(registry, "timing"), env=registry["env"], check=True,
+                   capture_output=True)
+    duration = time.monotonic() - started
+    engine = store.engine_for(registry["url"])
+    store.promote(engine, "m2")
+    publish.follow_champion(engine, registry["tracking"], "tiny")
+    killed = 0
+    for attempt in range(4):
+        uid = f"k{attempt}"
+        process = subprocess.Popen(_push_args(registry, uid), env=registry["env"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.0) * duration)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            killed += 1
+        process.wait()
+        retried = subprocess.run(_push_args(registry, uid), env=registry["env"],
+                                 capture_output=True, text=True)
+        assert retried.returncode == 0, retried.stderr[-2000:]
+        rows = [row for row in store.list_versions(engine, "tiny") if row.model_uid == uid]
+        assert len(rows) == 1 and rows[0].mlflow_model_version is not None
+        assert (Path(rows[0].artifact_path) / "saved_model.pb").is_file()
+        assert mlflow_sync.find_version(registry["tracking"], "tiny", uid) is not None
+        _assert_one_champion_and_agreement(registry)
+        store.promote(engine, "m2")                  # the next push compares against m2 again
+        publish.follow_champion(engine, registry["tracking"], "tiny")
+    assert killed >= 2, "too few pushes were killed mid-way to say anything"
+
