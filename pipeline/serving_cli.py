@@ -80,7 +80,7 @@ def _read(item: _Input, limits, image_shape, npz_cache):
         if item.path not in npz_cache:
             with np.load(item.path) as archive:
                 npz_cache[item.path] = np.asarray(archive["x"])
-        return served.check_pixels(npz_cache[item.path][item.npz_index], image_shape, item.name)[0]
+        return served.check_one_image(npz_cache[item.path][item.npz_index], image_shape, item.name)
     with open(item.path, "rb") as handle:
         data = handle.read()
     served.check_image_bytes(data, limits, item.name)

@@ -78,7 +78,9 @@ def check_pixels(array: np.ndarray, image_shape: Sequence[int], what: str = "ins
             f"{what}: got {array.dtype} pixels in [{low:g}, {high:g}]; expected uint8 pixels in "
             "[0, 255] (the model scales them inside its graph — send the original image bytes or "
             "unscaled uint8 arrays)"))
-    if array.dtype.kind not in "iub":
+    if array.dtype.kind == "b":   # true/false would pass as 0/1 pixels
+        raise InputRejected(422, f"{what}: got boolean values; expected uint8 pixels in [0, 255]")
+    if array.dtype.kind not in "iu":
         raise InputRejected(422, f"{what}: got {array.dtype} values; expected uint8 pixels")
     if array.size and (array.min() < 0 or array.max() > 255):
         raise InputRejected(422, f"{what}: pixel values in [{array.min()}, {array.max()}]; "
@@ -91,6 +93,18 @@ def check_pixels(array: np.ndarray, image_shape: Sequence[int], what: str = "ins
                                  f"[n, {', '.join(map(str, expected))}] uint8 pixels "
                                  "(or send encoded images, which are resized in the graph)")
     return array.astype(np.uint8)
+
+
+def check_one_image(array: np.ndarray, image_shape: Sequence[int], what: str = "instance") -> np.ndarray:
+    """Exactly one uint8 image [h, w, c] of the model's shape: a batch inside one
+    instance would otherwise be cut to its first image."""
+    expected = tuple(image_shape)
+    if tuple(array.shape) != expected:
+        raise InputRejected(422, f"{what}: got shape {list(array.shape)}; an instance is exactly "
+                                 f"one image, uint8 pixels [{', '.join(map(str, expected))}] (send "
+                                 "more images as more instances, or encoded images, which are "
+                                 "resized in the graph)")
+    return check_pixels(array, image_shape, what)[0]
 
 
 @dataclasses.dataclass

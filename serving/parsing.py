@@ -110,7 +110,7 @@ def pixels_item(instance: Any, what: str, image_shape: Sequence[int]) -> Item:
     except ValueError:
         raise InputRejected(422, f"{what}: a ragged array; expected uint8 pixels "
                                  "[h][w][c]") from None
-    return Item(pixels=served.check_pixels(array, image_shape, what)[0])
+    return Item(pixels=served.check_one_image(array, image_shape, what))
 
 
 def parse_instances(body: bytes, max_instances: int, limits: served.Limits,

@@ -123,9 +123,17 @@ def test_a_json_body_parses_into_encoded_and_pixel_items():
     (instances_body(b64(png(1, size=(100, 8)))), 413, "64-pixel side limit"),
     (instances_body([[1, 2], [3]]), 422, "instances[0]: a ragged array; expected uint8"),
     (instances_body(np.full((8, 8, 3), 0.5).tolist()), 422, "instances[0]: got float64 pixels"),
-    (instances_body(np.zeros((4, 4, 3), int).tolist()), 422, "got shape [1, 4, 4, 3]; expected [n, 8, 8, 3]"),
+    (instances_body(np.zeros((4, 4, 3), int).tolist()), 422,
+     "instances[0]: got shape [4, 4, 3]; an instance is exactly one image, uint8 pixels [8, 8, 3]"),
+    (instances_body(np.zeros((3, 8, 8, 3), int).tolist()), 422,
+     "instances[0]: got shape [3, 8, 8, 3]; an instance is exactly one image"),
+    (instances_body(np.zeros((8, 8, 3), int).tolist(), np.zeros((1, 8, 8, 3), int).tolist()), 422,
+     "instances[1]: got shape [1, 8, 8, 3]; an instance is exactly one image"),
+    (instances_body(np.zeros((8, 8, 3), bool).tolist()), 422,
+     "instances[0]: got boolean values; expected uint8 pixels"),
 ], ids=["not-json", "not-an-object", "inputs", "empty", "too-many", "b64-not-a-string",
-        "bad-base64", "not-an-image", "gif", "too-wide", "ragged", "float", "shape"])
+        "bad-base64", "not-an-image", "gif", "too-wide", "ragged", "float", "shape",
+        "a-batch-in-one-instance", "one-image-as-a-batch", "booleans"])
 def test_each_bad_json_body_is_refused_with_its_status(body, status, message):
     got_status, got_message = refusal(parsing.parse_instances, body, 2, LIMITS, (8, 8, 3))
     assert got_status == status and message in got_message, got_message
@@ -529,7 +537,10 @@ def test_predicts_from_bytes_arrays_and_uploads(service):
 @pytest.mark.parametrize("payload, status, message", [
     ({"instances": [np.full((8, 8, 3), 0.5).tolist()]}, 422,
      "got float64 pixels in [0.5, 0.5]; expected uint8"),
-    ({"instances": [np.zeros((4, 4, 3), int).tolist()]}, 422, "expected [n, 8, 8, 3]"),
+    ({"instances": [np.zeros((4, 4, 3), int).tolist()]}, 422, "one image, uint8 pixels [8, 8, 3]"),
+    # A batch inside one instance: not one prediction for the first of its images.
+    ({"instances": [np.zeros((5, 8, 8, 3), int).tolist()]}, 422,
+     "got shape [5, 8, 8, 3]; an instance is exactly one image"),
     ({"instances": [{"b64": "%%%"}]}, 400, "not valid base64"),
     ({"instances": []}, 400, "a non-empty list"),
     ({"instances": [b64(png(1))] * 17}, 413, "the limit is 16 per request"),
