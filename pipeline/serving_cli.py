@@ -209,6 +209,7 @@ def serve_command(host, port, model_name, config_path, sets):
 
     from imgpipe.registry import store
     from imgpipe.serving import app as serving_app
+    from imgpipe.serving import http_server
     config = _config(config_path, sets)
     try:
         app = serving_app.build(config, model_name)
@@ -219,7 +220,8 @@ def serve_command(host, port, model_name, config_path, sets):
     click.echo(f"serving {model.name} version {model.version} ({model.uid}) on http://{host}:{port}"
                f"/v1/models/{model.name}:predict; prediction log "
                f"{store.mask_url(config.prediction_log_url)}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(http_server.server_config(
+        app, host, port, config.serving.read_timeout_seconds)).run()
 
 
 # -- monitor --------------------------------------------------------------------

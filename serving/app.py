@@ -22,7 +22,9 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, List, Optional
 
 from fastapi import FastAPI, Request
@@ -48,6 +50,7 @@ class ServiceSettings:
     max_instances: int = 256
     top_k: int = 3
     reload_seconds: float = 10.0
+    read_timeout_seconds: float = 10.0   # request headers; each chunk of a body
     limits: served.Limits = served.Limits()
 
 
@@ -136,13 +139,27 @@ def _metrics():
     }
 
 
-async def read_body(request: Request, max_body_bytes: int) -> bytes:
-    """The whole body, refused (413) as soon as it is declared or read over the limit."""
+async def read_body(request: Request, max_body_bytes: int, read_timeout: float) -> bytes:
+    """The whole body, refused (413) as soon as it is declared or read over the
+    limit, and (408) when the client pauses longer than `read_timeout` seconds."""
     parsing.check_declared_length(request.headers.get("content-length"), max_body_bytes)
-    body = parsing.BodyBuffer(max_body_bytes)
-    async for chunk in request.stream():
+    body, chunks = parsing.BodyBuffer(max_body_bytes), request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), read_timeout)
+        except StopAsyncIteration:
+            return body.data()
+        except asyncio.TimeoutError:
+            raise InputRejected(408, f"the request body stalled: nothing arrived for "
+                                     f"{read_timeout:g} s after {body.size:,} bytes") from None
         body.add(chunk)
-    return body.data()
+
+
+def replayed(request: Request, body: bytes) -> Request:
+    """The request again with its body already read, for the form parser."""
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+    return Request(request.scope, receive)
 
 
 def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
@@ -155,6 +172,10 @@ async def _input_rejected(_request: Request, rejected: InputRejected) -> JSONRes
 
 async def _queue_full(_request: Request, full: QueueFull) -> JSONResponse:
     return _error(503, str(full), headers={"Retry-After": "1"})
+
+
+async def _post_only(name: str):
+    return _error(405, f"{name}:predict takes POST {{\"instances\": [...]}}", headers={"Allow": "POST"})
 
 
 async def _unavailable(_request: Request, stopped: Unavailable) -> JSONResponse:
@@ -173,6 +194,9 @@ class ModelService:
         if logger is not None:
             self.metrics_registry.register(_PredictionLogCollector(logger))
         self.recent = collections.deque(maxlen=1000)   # top-1 confidences behind the gauge
+        # JSON parsing and array conversion are CPU work: off the event loop, so a
+        # heavy body never stalls other requests, /healthz or /metrics.
+        self.parse_pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="imgpipe-parse")
         self.batcher = MicroBatcher(self.run_batch, settings.max_batch, settings.max_wait_ms,
                                     on_batch=self.metrics["batch"].observe,
                                     max_queue=settings.max_queue)
@@ -187,6 +211,7 @@ class ModelService:
         finally:
             watcher.cancel()
             await self.batcher.stop()
+            self.parse_pool.shutdown(wait=False, cancel_futures=True)
             if self.logger is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.logger.close)
 
@@ -235,24 +260,29 @@ class ModelService:
 
     # The routes. No return annotations: FastAPI would take them for response models.
 
+    async def off_the_loop(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.parse_pool, function, *args)
+
     async def predict(self, name: str, request: Request):
         settings = self.settings
         parsing.check_model_name(name, settings.model_name)
-        body = await read_body(request, settings.max_body_bytes)
-        return await self.answer(parsing.parse_instances(
-            body, settings.max_instances, settings.limits, self.holder.current.image_shape))
+        body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
+        return await self.answer(await self.off_the_loop(
+            parsing.parse_instances, body, settings.max_instances, settings.limits,
+            self.holder.current.image_shape))
 
     async def upload(self, name: str, request: Request):
         settings = self.settings
         parsing.check_model_name(name, settings.model_name)
         parsing.check_upload_length(request.headers.get("content-length"), settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
         try:
-            form = await request.form(max_files=settings.max_instances)
+            form = await replayed(request, body).form(max_files=settings.max_instances)
         except Exception as failure:  # noqa: BLE001 - malformed multipart
             raise parsing.form_refusal(failure, settings.max_instances) from None
         files = [(field.filename, await field.read()) for field in form.getlist("file")]
-        return await self.answer(
-            parsing.parse_uploads(files, settings.max_body_bytes, settings.limits))
+        return await self.answer(await self.off_the_loop(
+            parsing.parse_uploads, files, settings.max_body_bytes, settings.limits))
 
     async def status(self, name: str):
         parsing.check_model_name(name, self.settings.model_name)
@@ -279,7 +309,8 @@ class ModelService:
 def create_app(settings: ServiceSettings, holder: ModelHolder,
                logger: Optional[PredictionLogger] = None) -> FastAPI:
     service = ModelService(settings, holder, logger)
-    app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, lifespan=service.lifespan)
+    app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=service.lifespan)
     app.add_middleware(_ObserveRequests, metrics=service.metrics)
     app.add_exception_handler(InputRejected, _input_rejected)
     app.add_exception_handler(QueueFull, _queue_full)
@@ -287,6 +318,9 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
     # Route names are the `endpoint` label of the request metrics (_ObserveRequests).
     app.add_api_route("/v1/models/{name}:predict", service.predict, methods=["POST"], name="predict")
     app.add_api_route("/v1/models/{name}/images", service.upload, methods=["POST"], name="upload")
+    # Before the status route, whose {name} would take "tiny:predict" for a name (404).
+    app.add_api_route("/v1/models/{name}:predict", _post_only, methods=["GET", "PUT", "PATCH", "DELETE"],
+                      include_in_schema=False)
     app.add_api_route("/v1/models/{name}", service.status, methods=["GET"], name="status")
     app.add_api_route("/healthz", service.healthz, methods=["GET"], name="healthz")
     app.add_api_route("/metrics", service.prometheus, methods=["GET"], name="prometheus")
@@ -305,6 +339,6 @@ def build(config, model_name: Optional[str] = None, log_predictions: bool = True
     settings = ServiceSettings(
         model_name=name, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, max_queue=s.max_queue,
         max_body_bytes=s.max_body_bytes, max_instances=s.max_instances, top_k=s.top_k,
-        reload_seconds=s.reload_seconds,
-        limits=served.Limits(s.max_image_side, tuple(s.allowed_formats)))
+        reload_seconds=s.reload_seconds, read_timeout_seconds=s.read_timeout_seconds,
+        limits=served.Limits(s.max_image_side, tuple(s.allowed_formats), s.max_pixels_per_request))
     return create_app(settings, holder, logger)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -32,6 +33,8 @@ class InputRejected(ValueError):
 class Limits:
     max_image_side: int = 4096
     allowed_formats: Tuple[str, ...] = ("JPEG", "PNG")
+    # Decoding cost grows with pixels, not bytes: a small PNG can be 4096x4096.
+    max_pixels_per_request: int = 4096 * 4096
 
 
 @dataclasses.dataclass
@@ -54,13 +57,19 @@ def input_hash(item: ModelInput) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_image_bytes(data: bytes, limits: Limits, what: str = "image") -> None:
-    """Format, size and readability from the header, before any decoding."""
+def _without_object_reprs(message: str) -> str:
+    """Pillow names the buffer it read (<_io.BytesIO object at 0x...>): noise to a client."""
+    return re.sub(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>", "", message)
+
+
+def check_image_bytes(data: bytes, limits: Limits, what: str = "image") -> int:
+    """Format, size and readability from the header, before any decoding: the pixel count."""
     try:
         info = image_files.probe_image(data, max_pixels=limits.max_image_side ** 2)
     except image_files.BadInput as error:
-        message = str(error)
-        status = 413 if "above the limit" in message else 415 if "not supported" in message else 400
+        message = _without_object_reprs(str(error))
+        too_large = "above the limit" in message or "decompression bomb" in message
+        status = 413 if too_large else 415 if "not supported" in message else 400
         raise InputRejected(status, f"{what}: {message}") from None
     if info.format not in limits.allowed_formats:
         raise InputRejected(415, f"{what}: format {info.format} is not accepted; expected "
@@ -68,6 +77,7 @@ def check_image_bytes(data: bytes, limits: Limits, what: str = "image") -> None:
     if max(info.width, info.height) > limits.max_image_side:
         raise InputRejected(413, f"{what}: {info.width}x{info.height} is larger than the "
                                  f"{limits.max_image_side}-pixel side limit")
+    return info.width * info.height
 
 
 def check_pixels(array: np.ndarray, image_shape: Sequence[int], what: str = "instances") -> np.ndarray:

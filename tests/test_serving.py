@@ -9,9 +9,12 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import socket
 import sqlite3
+import struct
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -85,6 +88,28 @@ def test_image_bytes_are_checked_before_decoding(data, status, message):
         served.check_image_bytes(png(9, fmt="JPEG"), served.Limits(64, ("PNG",)))
 
 
+def png_chunk(kind: bytes, fields: bytes) -> bytes:
+    return struct.pack(">I", len(fields)) + kind + fields + struct.pack(">I", zlib.crc32(kind + fields))
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG's signature, IHDR and an empty IDAT: the size Pillow reads, no pixels."""
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + png_chunk(b"IDAT", b""))
+
+
+def test_a_decompression_bomb_is_413_and_errors_name_no_python_objects():
+    # Above Pillow's own threshold (2 x MAX_IMAGE_PIXELS), where Pillow refuses first.
+    side = int((2 * Image.MAX_IMAGE_PIXELS) ** 0.5) + 100
+    with pytest.raises(served.InputRejected, match="decompression bomb") as bomb:
+        served.check_image_bytes(png_header(side, side), served.Limits(max_image_side=64))
+    assert bomb.value.status == 413
+    with pytest.raises(served.InputRejected) as garbage:
+        served.check_image_bytes(b"GIF89a....", served.Limits(max_image_side=64), "upload")
+    assert str(garbage.value).startswith("upload: not a readable JPEG or PNG")
+    assert "object at 0x" not in str(garbage.value), str(garbage.value)
+
+
 # -- request parsing, without the web framework ---------------------------------
 
 LIMITS = served.Limits(max_image_side=64)
@@ -137,6 +162,29 @@ def test_a_json_body_parses_into_encoded_and_pixel_items():
 def test_each_bad_json_body_is_refused_with_its_status(body, status, message):
     got_status, got_message = refusal(parsing.parse_instances, body, 2, LIMITS, (8, 8, 3))
     assert got_status == status and message in got_message, got_message
+
+
+def test_json_nested_deeper_than_a_request_is_refused_by_its_depth():
+    deep = b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    assert refusal(parsing.parse_instances, deep, 2, LIMITS, (8, 8, 3)) == (
+        400, "JSON nested 5001 levels deep; the limit is 8 ({\"instances\": [[h][w][c] arrays]} "
+             "needs 5)")
+    brackets_in_strings = json.dumps({"instances": [{"b64": "x"}], "note": "[" * 50}).encode()
+    assert parsing.json_depth(brackets_in_strings) == 3
+
+
+def test_a_request_may_ask_to_decode_only_so_many_pixels():
+    limits = served.Limits(max_image_side=64, max_pixels_per_request=2 * 8 * 8)
+    pixels = np.zeros((8, 8, 3), int).tolist()
+    assert len(parsing.parse_instances(instances_body(pixels, b64(png(1))), 4, limits, (8, 8, 3))) == 2
+    status, message = refusal(parsing.parse_instances,
+                              instances_body(pixels, b64(png(1)), pixels), 4, limits, (8, 8, 3))
+    assert status == 413 and message.startswith("instances[2]: the request holds more than 128 "
+                                                 "pixels, the limit per request"), message
+    big = refusal(parsing.parse_instances, instances_body(b64(png(1, size=(12, 12)))), 4, limits,
+                  (8, 8, 3))
+    assert big[0] == 413 and "more than 128 pixels" in big[1]
+    assert refusal(parsing.parse_uploads, [("a.png", png(1, size=(12, 12)))], 10_000, limits)[0] == 413
 
 
 def test_the_body_limit_holds_for_declared_and_streamed_bodies():
@@ -451,8 +499,10 @@ def loopback(tmp_path):
     """The same app behind a real uvicorn server on 127.0.0.1 (sockets, HTTP/1.1)."""
     import httpx
     import uvicorn
-    app, info = _tiny_app(tmp_path)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+
+    from imgpipe.serving import http_server
+    app, info = _tiny_app(tmp_path, read_timeout_seconds=1.0)
+    server = uvicorn.Server(http_server.server_config(app, "127.0.0.1", 0, read_timeout=1.0))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -460,7 +510,7 @@ def loopback(tmp_path):
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield {"client": client, **info}
+        yield {"client": client, "port": port, **info}
     server.should_exit = True
     thread.join(30)
 
@@ -583,6 +633,9 @@ def test_other_refusals(service):
     assert no_file.status_code == 400 and "`file` fields" in no_file.json()["error"]
     many = send_images(client, "upload", [png(250, size=(2, 2))] * 17)
     assert many.status_code == 413 and "the limit is 16 images per request" in many.json()["error"]
+    wrong_method = client.get("/v1/models/tiny:predict")
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert client.get("/openapi.json").status_code == 404   # no API description with docs off
     garbled = client.post("/v1/models/tiny/images", content=b"--x\r\nnot a part",
                           headers={"Content-Type": "multipart/form-data; boundary=x"})
     assert garbled.status_code == 400 and "`file` fields" in garbled.json()["error"], garbled.text
@@ -745,3 +798,58 @@ def test_a_new_champion_is_picked_up_without_dropping_requests(loopback, tmp_pat
     answer = predict(client, {"instances": [b64(png(128))]}).json()
     assert answer["model_version"] == "2" and answer["predictions"][0]["class"] == "bright"
     assert "imgpipe_model_reloads_total 1.0" in client.get("/metrics").text
+
+
+def raw_connection(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def read_answer(connection: socket.socket) -> str:
+    """What the server sends until it closes the connection."""
+    received = b""
+    while chunk := connection.recv(10_000):
+        received += chunk
+    return received.decode()
+
+
+def test_a_client_stuck_inside_its_headers_is_disconnected(loopback):
+    with raw_connection(loopback["port"]) as connection:
+        connection.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        assert connection.recv(1000) == b""          # closed by the server, not answered
+        assert 0.8 < time.monotonic() - started < 5   # read_timeout_seconds = 1
+    assert loopback["client"].get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/models/tiny:predict", "/v1/models/tiny/images"])
+def test_a_stalled_body_gets_408(loopback, path):
+    with raw_connection(loopback["port"]) as connection:
+        connection.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n"
+                           "Content-Type: multipart/form-data; boundary=x\r\n\r\n{".encode())
+        answer = read_answer(connection)
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert "the request body stalled: nothing arrived for 1 s after 1 bytes" in answer
+    assert predict(loopback["client"], {"instances": [b64(png(250))]}).status_code == 200
+
+
+def test_parsing_runs_off_the_event_loop_so_healthz_and_metrics_answer(loopback, monkeypatch):
+    parsing_started, release, parse = threading.Event(), threading.Event(), parsing.parse_instances
+
+    def heavy(*args):   # stands for seconds of JSON parsing of a large nested-pixel body
+        parsing_started.set()
+        release.wait(30)
+        return parse(*args)
+
+    monkeypatch.setattr(parsing, "parse_instances", heavy)
+    client = loopback["client"]
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pending = pool.submit(predict, client, {"instances": [b64(png(250))]})
+            assert parsing_started.wait(30)
+            started = time.monotonic()
+            assert client.get("/healthz", timeout=5).status_code == 200
+            assert client.get("/metrics", timeout=5).status_code == 200
+            assert time.monotonic() - started < 2
+        finally:
+            release.set()
+        assert pending.result().status_code == 200
