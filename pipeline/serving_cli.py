@@ -198,6 +198,19 @@ def _print_predictions(rows: List[dict], output_format: str, model) -> None:
 
 # -- serve ----------------------------------------------------------------------
 
+def _show_serving_warnings() -> None:
+    """The server's own warnings (a failed champion lookup, a failing prediction
+    log) reach stderr without --verbose, which quiets only the libraries."""
+    import logging
+    logger = logging.getLogger("imgpipe.serving")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(min(logging.getLogger().level, logging.WARNING) or logging.WARNING)
+    logger.propagate = False   # the root logger, without --verbose, drops all below ERROR
+
+
 @click.command("serve")
 @click.option("--host", default=None, help="Address to listen on (default serving.host, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
@@ -211,6 +224,7 @@ def serve_command(host, port, model_name, config_path, sets):
     from imgpipe.serving import app as serving_app
     from imgpipe.serving import http_server
     config = _config(config_path, sets)
+    _show_serving_warnings()
     try:
         app = serving_app.build(config, model_name)
     except store.RegistryError as error:

@@ -54,22 +54,48 @@ class ServiceSettings:
     limits: served.Limits = served.Limits()
 
 
+def _failure_text(error: BaseException) -> str:
+    """One line for a log or /healthz (database errors run to several)."""
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+
+
 class ModelHolder:
-    """The model being served, swapped when the registry's champion changes."""
+    """The model being served, swapped when the registry's champion changes.
+
+    Also what the registry said at the last lookup: the champion's uid and
+    version, or why the lookup or the load failed; the server is stale while
+    that differs from the model it serves."""
 
     def __init__(self, resolve_row: Callable[[], Any], load: Callable[[Any], served.ServedModel]):
         self._resolve_row, self._load = resolve_row, load
         self.current = load(resolve_row())
         self.reloads = 0
+        self.champion: Optional[tuple] = (self.current.uid, self.current.version)
+        self.failure: Optional[str] = None
 
     def refresh(self) -> bool:
-        row = self._resolve_row()
+        try:
+            row = self._resolve_row()
+        except Exception as error:
+            self.champion, self.failure = None, _failure_text(error)
+            raise
+        self.champion, self.failure = (row.model_uid, row.version), None
         if row.model_uid == self.current.uid:
             return False
-        fresh = self._load(row)
+        try:
+            fresh = self._load(row)
+        except Exception as error:
+            self.failure = _failure_text(error)
+            raise
         self.current, self.reloads = fresh, self.reloads + 1  # one reference swap
         log.info("now serving %s version %s (%s)", fresh.name, fresh.version, fresh.uid)
         return True
+
+    @property
+    def stale(self) -> bool:
+        return self.failure is not None or self.champion is None \
+            or self.champion[0] != self.current.uid
 
 
 class _PredictionLogCollector:
@@ -136,6 +162,9 @@ def _metrics():
         "version": Gauge("imgpipe_model_version", "Registry version being served", ["model_uid"],
                          registry=registry),
         "reloads": Counter("imgpipe_model_reloads", "Champion changes picked up", registry=registry),
+        "lookup_failures": Counter("imgpipe_champion_lookup_failures",
+                                   "Champion lookups or loads that failed (the old model kept serving)",
+                                   registry=registry),
     }
 
 
@@ -224,8 +253,11 @@ class ModelService:
                     self.metrics["reloads"].inc()
                     self.metrics["version"].clear()
                     self.metrics["version"].labels(holder.current.uid).set(holder.current.version)
-            except Exception as error:  # noqa: BLE001 - keep serving the current model
-                log.warning("champion lookup failed; still serving %s: %s", holder.current.uid, error)
+            except Exception:  # noqa: BLE001 - keep serving the current model
+                self.metrics["lookup_failures"].inc()
+                log.warning("champion lookup failed; still serving %s version %s (%s): %s",
+                            holder.current.name, holder.current.version, holder.current.uid,
+                            holder.failure)
 
     def run_batch(self, items: List[Item]) -> List[Any]:
         """(model, prediction, model ms) or an InputRejected, per item."""
@@ -298,8 +330,14 @@ class ModelService:
             return JSONResponse({"status": "unhealthy", "error": f"the micro-batcher crashed "
                                  f"({failure!r}); restart the server",
                                  "model_uid": model.uid}, status_code=503)
-        return {"status": "ok", "model_name": model.name, "model_version": model.version,
-                "model_uid": model.uid}
+        health = {"status": "ok", "model_name": model.name, "model_version": model.version,
+                  "model_uid": model.uid}
+        if self.holder.stale:   # still 200: the model served is sound, only not the champion
+            champion = self.holder.champion
+            health.update(status="stale", registry_champion=None if champion is None else
+                          {"model_uid": champion[0], "model_version": champion[1]},
+                          error=self.holder.failure)
+        return health
 
     async def prometheus(self):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

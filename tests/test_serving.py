@@ -853,3 +853,58 @@ def test_parsing_runs_off_the_event_loop_so_healthz_and_metrics_answer(loopback,
         finally:
             release.set()
         assert pending.result().status_code == 200
+
+
+def test_a_champion_that_cannot_be_loaded_or_looked_up_makes_the_server_say_stale(
+        service, tmp_path, caplog):
+    import shutil
+    client, holder = service["client"], service["holder"]
+    removed, load = threading.Event(), holder._load
+
+    def load_after_removal(row):   # orders the watcher's load after the directory is gone
+        removed.wait(30)
+        return load(row)
+
+    holder._load = load_after_removal
+    caplog.set_level("WARNING", logger="imgpipe.serving")
+    pushed = publish.publish(service["url"], service["tracking"], str(tmp_path / "serving"),
+                             str(helpers.write_tiny_saved_model(tmp_path / "model2", bias=0.3)),
+                             helpers.new_version("t2"), helpers.run_record("t2", str(tmp_path / "mla")),
+                             expected_champion="t1")
+    shutil.rmtree(pushed.serving_dir)
+    removed.set()
+    assert eventually(lambda: client.get("/healthz").json()["status"] == "stale")
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json()["model_uid"] == "t1"   # the served model
+    assert health.json()["registry_champion"] == {"model_uid": "t2", "model_version": 2}
+    assert "t2: cannot load its SavedModel" in health.json()["error"]
+    assert "champion lookup failed; still serving tiny version 1 (t1): RegistryError: t2: cannot " \
+           "load" in caplog.text
+    failures = client.get("/metrics").text
+    assert "imgpipe_champion_lookup_failures_total" in failures
+    assert "imgpipe_champion_lookup_failures_total 0.0" not in failures
+    assert predict(client, {"instances": [b64(png(250))]}).json()["model_uid"] == "t1"
+
+    (tmp_path / "registry.db").unlink()   # the registry file vanishes
+    assert eventually(lambda: client.get("/healthz").json().get("registry_champion", 1) is None)
+    assert client.get("/healthz").json()["status"] == "stale"
+
+
+def test_serve_shows_the_servers_warnings_without_verbose(capsys):
+    import logging
+
+    from imgpipe.pipeline import serving_cli
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:], root.level = [logging.NullHandler()], logging.ERROR   # as the CLI quiets
+    serving_logger = logging.getLogger("imgpipe.serving")
+    try:
+        serving_cli._show_serving_warnings()
+        logging.getLogger("imgpipe.serving.app").warning("champion lookup failed; test")
+    finally:
+        root.handlers[:], root.level = saved
+        serving_logger.handlers.clear()
+        serving_logger.propagate = True
+        serving_logger.setLevel(logging.NOTSET)
+    assert "WARNING imgpipe.serving.app: champion lookup failed; test" in capsys.readouterr().err
