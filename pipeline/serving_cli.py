@@ -52,7 +52,7 @@ def _expand(paths: Tuple[str, ...]) -> List[_Input]:
         if os.path.isdir(path):
             found = sorted(os.path.join(root, name) for root, _, names in os.walk(path)
                            for name in names if image_files.is_candidate_image(name))
-            inputs.extend(_Input(p, p) for p in found)
+            inputs.extend(_Input(p, p, problem=_not_a_file(p)) for p in found)
             if not found:
                 inputs.append(_Input(path, path, problem="no JPEG or PNG images in this folder"))
         elif path.endswith(".npz") and os.path.isfile(path):
@@ -65,8 +65,15 @@ def _expand(paths: Tuple[str, ...]) -> List[_Input]:
                 continue
             inputs.extend(_Input(f"{path}[{i}]", path, npz_index=i) for i in range(count))
         else:
-            inputs.append(_Input(path, path))
+            inputs.append(_Input(path, path, problem=_not_a_file(path)))
     return inputs
+
+
+def _not_a_file(path: str) -> Optional[str]:
+    """Why `path` is skipped unread: a FIFO named *.png would block the read forever."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        return "not a regular file (a FIFO, socket or device); skipped"
+    return None
 
 
 def _read(item: _Input, limits, image_shape, npz_cache):
@@ -132,6 +139,7 @@ def predict_command(paths, version, uid, output_format, top_k, batch_size, log_p
     if version is not None and uid is not None:
         raise click.UsageError("give --version or --uid, not both")
     from imgpipe.serving import model as served
+    from imgpipe.serving import predlog
     from imgpipe.serving.predlog import LogRecord, PredictionLogger
 
     config = _config(config_path, sets)
@@ -139,8 +147,11 @@ def predict_command(paths, version, uid, output_format, top_k, batch_size, log_p
     top_k = min(top_k or config.serving.top_k, len(model.class_names))
     limits = served.Limits(config.serving.max_image_side, tuple(config.serving.allowed_formats))
     inputs = _expand(paths)
-    logger = (PredictionLogger(config.prediction_log_url, config.samples_root,
-                               config.serving.sample_rate) if log_predictions else None)
+    try:
+        logger = (PredictionLogger(config.prediction_log_url, config.samples_root,
+                                   config.serving.sample_rate) if log_predictions else None)
+    except predlog.PredictionLogUnavailable as error:
+        raise click.ClickException(f"{error} (or pass --no-log)") from None
     rows: List[dict] = []
     npz_cache: dict = {}
     progress = click.progressbar(length=len(inputs), label="predicting", file=sys.stderr) \

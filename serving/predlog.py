@@ -88,12 +88,38 @@ def _write_sample(path: str, record: LogRecord) -> None:
             handle.write(record.data)
 
 
+class PredictionLogUnavailable(store.RegistryError):
+    """The prediction log's database cannot be used; the message names it (password masked)."""
+
+
+def _masked_failure(error: BaseException, url: str) -> str:
+    """The error's first line, without the URL's password should the driver repeat it."""
+    text = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+    password = make_url(url).password
+    return text.replace(password, "***") if password else text
+
+
+def open_log_database(url: str) -> None:
+    """A local (SQLite) log is created on first use; a shared database is
+    migrated by its owners and must be at the code's schema revision."""
+    where = (f"the prediction log at {store.mask_url(url)} (serving.log_url or "
+             "IMGPIPE_PREDICTION_LOG_URL)")
+    try:
+        if url.startswith("sqlite"):
+            store.migrate(url)
+            return
+        revision = store.current_revision(url)
+    except Exception as error:  # noqa: BLE001 - any driver's connection failure
+        raise PredictionLogUnavailable(f"cannot use {where}: {_masked_failure(error, url)}") from None
+    if revision != store.head_revision():
+        raise PredictionLogUnavailable(
+            f"{where} is at schema revision {revision or 'none'}, this code needs "
+            f"{store.head_revision()}; run `imgpipe registry migrate` against that database")
+
+
 class PredictionLogger:
     def __init__(self, url: str, samples_root: str, sample_rate: float, max_queue: int = 10_000):
-        if url.startswith("sqlite"):
-            store.migrate(url)         # a local log is created on first use
-        else:
-            store.require_schema(url)  # a shared database is migrated by its owners
+        open_log_database(url)
         self.url, self.samples_root, self.sample_rate = url, samples_root, sample_rate
         self._engine = store.engine_for(url)
         self._queue: "queue.Queue[Optional[LogRecord]]" = queue.Queue(maxsize=max_queue)

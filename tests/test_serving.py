@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import os
 import socket
 import sqlite3
 import struct
@@ -908,3 +909,65 @@ def test_serve_shows_the_servers_warnings_without_verbose(capsys):
         serving_logger.propagate = True
         serving_logger.setLevel(logging.NOTSET)
     assert "WARNING imgpipe.serving.app: champion lookup failed; test" in capsys.readouterr().err
+
+
+# -- imgpipe predict ----------------------------------------------------------------
+
+@pytest.fixture
+def tiny_champion(tmp_path):
+    """The tiny model as champion of `tiny` in the registry a config with
+    output_root `tmp_path/out` uses: the options for `imgpipe predict`."""
+    out = tmp_path / "out"
+    url = f"sqlite:///{out / 'registry.db'}"
+    out.mkdir()
+    store.migrate(url)
+    tracking = f"sqlite:///{out / 'mlflow.db'}"
+    mlflow_sync.ensure_store(tracking)
+    publish.publish(url, tracking, str(out / "serving"),
+                    str(helpers.write_tiny_saved_model(tmp_path / "model")), helpers.new_version("t1"),
+                    helpers.run_record("t1", str(out / "mla")))
+    return ["--model", "tiny", "--set", f"pipeline.output_root='{out}'"]
+
+
+def invoke_cli(*args, env=None):
+    from click.testing import CliRunner
+
+    from imgpipe.pipeline import cli
+    return CliRunner().invoke(cli.main, [str(a) for a in args], env=env)
+
+
+def test_predict_skips_a_fifo_named_like_an_image_and_names_it(tiny_champion, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png(250))
+    fifo = folder / "b.png"
+    os.mkfifo(fifo)
+    # Without the check, reading the FIFO blocks; a writer that opens and closes
+    # it after a while turns that hang into an empty read, so the test fails.
+    unblock = threading.Timer(10, lambda: open(fifo, "wb").close())
+    unblock.start()
+    try:
+        result = invoke_cli("predict", folder, *tiny_champion, "--no-log", "--format", "json")
+    finally:
+        unblock.cancel()
+    assert result.exit_code == 1, result.output
+    assert f"{fifo}: not a regular file (a FIFO, socket or device); skipped" in result.output
+    assert '"class": "bright"' in result.output
+    assert "1 of 2 inputs classified" in result.output
+
+
+def test_an_unreachable_prediction_log_is_a_clear_error_with_the_password_masked(tiny_champion,
+                                                                                tmp_path):
+    url = "postgresql://reader:s3cret@127.0.0.1:1/predictions"
+    image = tmp_path / "a.png"
+    image.write_bytes(png(250))
+    result = invoke_cli("predict", image, *tiny_champion,
+                        env={"IMGPIPE_PREDICTION_LOG_URL": url})
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)   # no traceback
+    assert "Error: cannot use the prediction log at postgresql://reader:***@127.0.0.1:1/" \
+           "predictions (serving.log_url or IMGPIPE_PREDICTION_LOG_URL): " in result.output
+    assert "(or pass --no-log)" in result.output
+    assert "s3cret" not in result.output and "registry" not in result.output.replace(
+        "registry migrate", "")
+    assert "Traceback" not in result.output
