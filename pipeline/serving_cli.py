@@ -233,15 +233,19 @@ def serve_command(host, port, model_name, config_path, sets):
 
     from imgpipe.registry import store
     from imgpipe.serving import app as serving_app
-    from imgpipe.serving import http_server
+    from imgpipe.serving import auth, http_server
     config = _config(config_path, sets)
     _show_serving_warnings()
     try:
         app = serving_app.build(config, model_name)
-    except store.RegistryError as error:
+    except (store.RegistryError, auth.AuthConfigError) as error:
         raise click.ClickException(str(error)) from None
     model = app.state.holder.current
     host, port = host or config.serving.host, port or config.serving.port
+    if app.state.settings.auth_token is None and not auth.is_loopback(host):
+        click.echo(f"warning: serving on {host}, beyond this machine, without authentication: "
+                   "anyone who can reach the port can use the model; set serving.auth_token_env "
+                   "or serving.auth_token_file", err=True)
     click.echo(f"serving {model.name} version {model.version} ({model.uid}) on http://{host}:{port}"
                f"/v1/models/{model.name}:predict; prediction log "
                f"{store.mask_url(config.prediction_log_url)}", err=True)

@@ -30,8 +30,8 @@ from typing import Any, Callable, List, Optional
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from imgpipe.serving import auth, parsing
 from imgpipe.serving import model as served
-from imgpipe.serving import parsing
 from imgpipe.serving.batching import MicroBatcher, QueueFull, Unavailable
 from imgpipe.serving.model import InputRejected
 from imgpipe.serving.parsing import Item
@@ -51,6 +51,8 @@ class ServiceSettings:
     top_k: int = 3
     reload_seconds: float = 10.0
     read_timeout_seconds: float = 10.0   # request headers; each chunk of a body
+    auth_token: Optional[str] = dataclasses.field(default=None, repr=False)  # None: no auth
+    auth_open_paths: tuple = ("/healthz", "/metrics")
     limits: served.Limits = served.Limits()
 
 
@@ -350,6 +352,9 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
     app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=service.lifespan)
     app.add_middleware(_ObserveRequests, metrics=service.metrics)
+    if settings.auth_token is not None:
+        app.add_middleware(auth.BearerAuth, token=settings.auth_token,
+                           open_paths=settings.auth_open_paths)
     app.add_exception_handler(InputRejected, _input_rejected)
     app.add_exception_handler(QueueFull, _queue_full)
     app.add_exception_handler(Unavailable, _unavailable)
@@ -378,5 +383,7 @@ def build(config, model_name: Optional[str] = None, log_predictions: bool = True
         model_name=name, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, max_queue=s.max_queue,
         max_body_bytes=s.max_body_bytes, max_instances=s.max_instances, top_k=s.top_k,
         reload_seconds=s.reload_seconds, read_timeout_seconds=s.read_timeout_seconds,
+        auth_token=auth.read_token(s.auth_token_env, s.auth_token_file),
+        auth_open_paths=tuple(s.auth_open_paths),
         limits=served.Limits(s.max_image_side, tuple(s.allowed_formats), s.max_pixels_per_request))
     return create_app(settings, holder, logger)

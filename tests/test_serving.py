@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import io
 import json
 import os
+import re
 import socket
 import sqlite3
+import stat
 import struct
 import threading
 import time
@@ -498,11 +501,18 @@ def service(tmp_path):
 @pytest.fixture
 def loopback(tmp_path):
     """The same app behind a real uvicorn server on 127.0.0.1 (sockets, HTTP/1.1)."""
+    app, info = _tiny_app(tmp_path, read_timeout_seconds=1.0)
+    with on_loopback(app) as (client, port):
+        yield {"client": client, "port": port, **info}
+
+
+@contextlib.contextmanager
+def on_loopback(app):
+    """`app` behind a real uvicorn server on 127.0.0.1: an HTTP client and the port."""
     import httpx
     import uvicorn
 
     from imgpipe.serving import http_server
-    app, info = _tiny_app(tmp_path, read_timeout_seconds=1.0)
     server = uvicorn.Server(http_server.server_config(app, "127.0.0.1", 0, read_timeout=1.0))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -510,10 +520,12 @@ def loopback(tmp_path):
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield {"client": client, "port": port, **info}
-    server.should_exit = True
-    thread.join(30)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client, port
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 def predict(client, payload, name="tiny"):
@@ -971,3 +983,76 @@ def test_an_unreachable_prediction_log_is_a_clear_error_with_the_password_masked
     assert "s3cret" not in result.output and "registry" not in result.output.replace(
         "registry migrate", "")
     assert "Traceback" not in result.output
+
+
+
+# -- authentication and private files -------------------------------------------------
+
+def test_the_token_is_read_from_the_environment_or_a_file(tmp_path, monkeypatch):
+    from imgpipe.serving import auth
+    assert auth.read_token() is None
+    monkeypatch.setenv("TINY_TOKEN", " from-env\n")
+    assert auth.read_token(env_name="TINY_TOKEN") == "from-env"
+    (tmp_path / "token").write_text("from-file\n")
+    assert auth.read_token(file_path=str(tmp_path / "token")) == "from-file"
+    (tmp_path / "empty").write_text("\n")
+    for kwargs, message in [
+        ({"env_name": "NOT_SET_HERE"}, "serving.auth_token_env names NOT_SET_HERE, which is not set"),
+        ({"file_path": str(tmp_path / "none")}, "cannot read it (No such file or directory)"),
+        ({"file_path": str(tmp_path / "empty")}, "is empty"),
+        ({"env_name": "TINY_TOKEN", "file_path": str(tmp_path / "token")}, "not both"),
+    ]:
+        with pytest.raises(auth.AuthConfigError, match=re.escape(message)):
+            auth.read_token(**kwargs)
+    assert auth.is_loopback("127.0.0.1") and auth.is_loopback("::1") and auth.is_loopback("localhost")
+    assert not auth.is_loopback("0.0.0.0") and not auth.is_loopback("example.org")
+
+
+@pytest.mark.parametrize("open_paths", [("/healthz", "/metrics"), ()])
+def test_a_token_guards_the_model_and_leaves_the_open_paths_open(tmp_path, open_paths):
+    app, _ = _tiny_app(tmp_path, auth_token="s3cret-token", auth_open_paths=open_paths)
+    with on_loopback(app) as (client, _port):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+            refused = client.post("/v1/models/tiny:predict", headers=headers,
+                                  json={"instances": [b64(png(250))]})
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+            assert "Authorization: Bearer <token>" in refused.json()["error"]
+            assert "s3cret" not in refused.text
+        answer = client.post("/v1/models/tiny:predict", json={"instances": [b64(png(250))]},
+                             headers={"Authorization": "Bearer s3cret-token"})
+        assert answer.status_code == 200
+        expected = 200 if open_paths else 401
+        assert client.get("/healthz").status_code == expected
+        assert client.get("/metrics").status_code == expected
+
+
+@pytest.mark.parametrize("host, token, warned", [
+    ("0.0.0.0", None, True), ("0.0.0.0", "t0ken", False), ("127.0.0.1", None, False)])
+def test_serve_warns_when_it_listens_beyond_this_machine_without_a_token(
+        tiny_champion, monkeypatch, host, token, warned):
+    import uvicorn
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)   # everything but listening
+    env = {"TINY_SERVE_TOKEN": token} if token else {}
+    sets = ["--set", "serving.auth_token_env='TINY_SERVE_TOKEN'"] if token else []
+    result = invoke_cli("serve", "--host", host, "--port", "8999",
+                        *tiny_champion, *sets, env=env)
+    assert result.exit_code == 0, result.output
+    assert ("without authentication" in result.output) == warned, result.output
+    assert "t0ken" not in result.output
+
+
+def test_samples_and_a_new_sqlite_log_are_owner_only(tmp_path):
+    samples = tmp_path / "samples"
+    logger = predlog.PredictionLogger(f"sqlite:///{tmp_path / 'logs' / 'log.db'}", str(samples), 1.0)
+    try:
+        logger.log(record(png(3)))
+        logger.log(dataclasses.replace(record(b"x"), data=None, pixels=np.zeros((8, 8, 3), np.uint8),
+                                       input_hash="e" * 64))
+    finally:
+        logger.close()
+    files = sorted(p for p in samples.rglob("*") if p.is_file())
+    assert len(files) == 2
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    directories = [samples, *(p for p in samples.rglob("*") if p.is_dir())]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in directories), directories
+    assert stat.S_IMODE((tmp_path / "logs" / "log.db").stat().st_mode) == 0o600
