@@ -114,6 +114,15 @@ def _predict_chunk(model, chunk: List[_Input], limits, top_k: int, npz_cache: di
     return payloads, results, latency_ms
 
 
+def _open_prediction_log(config: Config):
+    from imgpipe.serving import predlog
+    try:
+        return predlog.PredictionLogger(config.prediction_log_url, config.samples_root,
+                                        config.serving.sample_rate)
+    except predlog.PredictionLogUnavailable as error:
+        raise click.ClickException(f"{error} (or pass --no-log)") from None
+
+
 def _row(item: _Input, result) -> dict:
     if isinstance(result, str):
         return {"input": item.name, "error": result}
@@ -139,19 +148,14 @@ def predict_command(paths, version, uid, output_format, top_k, batch_size, log_p
     if version is not None and uid is not None:
         raise click.UsageError("give --version or --uid, not both")
     from imgpipe.serving import model as served
-    from imgpipe.serving import predlog
-    from imgpipe.serving.predlog import LogRecord, PredictionLogger
+    from imgpipe.serving.predlog import LogRecord
 
     config = _config(config_path, sets)
     model = _load_model(config, model_name, version, uid)
     top_k = min(top_k or config.serving.top_k, len(model.class_names))
     limits = served.Limits(config.serving.max_image_side, tuple(config.serving.allowed_formats))
     inputs = _expand(paths)
-    try:
-        logger = (PredictionLogger(config.prediction_log_url, config.samples_root,
-                                   config.serving.sample_rate) if log_predictions else None)
-    except predlog.PredictionLogUnavailable as error:
-        raise click.ClickException(f"{error} (or pass --no-log)") from None
+    logger = _open_prediction_log(config) if log_predictions else None
     rows: List[dict] = []
     npz_cache: dict = {}
     progress = click.progressbar(length=len(inputs), label="predicting", file=sys.stderr) \

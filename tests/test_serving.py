@@ -1026,12 +1026,34 @@ def test_a_token_guards_the_model_and_leaves_the_open_paths_open(tmp_path, open_
         assert client.get("/metrics").status_code == expected
 
 
+@pytest.fixture
+def serving_logger_restored():
+    """`imgpipe serve` gives the imgpipe.serving logger a handler on the stderr of
+    the moment: CliRunner's, closed after the command; put the logger back."""
+    import logging
+    logger = logging.getLogger("imgpipe.serving")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
 @pytest.mark.parametrize("host, token, warned", [
     ("0.0.0.0", None, True), ("0.0.0.0", "t0ken", False), ("127.0.0.1", None, False)])
 def test_serve_warns_when_it_listens_beyond_this_machine_without_a_token(
-        tiny_champion, monkeypatch, host, token, warned):
+        tiny_champion, monkeypatch, serving_logger_restored, host, token, warned):
     import uvicorn
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)   # everything but listening
+
+    from imgpipe.serving import http_server
+
+    class NotListening:   # uvicorn's Config reconfigures logging, pytest's capture included
+        def __init__(self, config):
+            self.config = config
+
+        def run(self):
+            return None
+
+    monkeypatch.setattr(uvicorn, "Server", NotListening)
+    monkeypatch.setattr(http_server, "server_config", lambda *args: args)
     env = {"TINY_SERVE_TOKEN": token} if token else {}
     sets = ["--set", "serving.auth_token_env='TINY_SERVE_TOKEN'"] if token else []
     result = invoke_cli("serve", "--host", host, "--port", "8999",
