@@ -21,10 +21,13 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, List, Optional
 
 from fastapi import FastAPI, Request
@@ -193,6 +196,13 @@ def replayed(request: Request, body: bytes) -> Request:
     return Request(request.scope, receive)
 
 
+@functools.lru_cache(maxsize=None)
+def parse_pool() -> ProcessPoolExecutor:
+    """The request-parsing processes, one per CPU, shared by the process's apps
+    (parsing is a pure function). Spawned, not forked: the server runs threads."""
+    return ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"))
+
+
 def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
@@ -225,9 +235,6 @@ class ModelService:
         if logger is not None:
             self.metrics_registry.register(_PredictionLogCollector(logger))
         self.recent = collections.deque(maxlen=1000)   # top-1 confidences behind the gauge
-        # JSON parsing and array conversion are CPU work: off the event loop, so a
-        # heavy body never stalls other requests, /healthz or /metrics.
-        self.parse_pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="imgpipe-parse")
         self.batcher = MicroBatcher(self.run_batch, settings.max_batch, settings.max_wait_ms,
                                     on_batch=self.metrics["batch"].observe,
                                     max_queue=settings.max_queue)
@@ -235,6 +242,7 @@ class ModelService:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app):
         self.batcher.start()
+        await self.off_the_loop(parsing.warm_up)   # the first request does not wait for a spawn
         self.metrics["version"].labels(self.holder.current.uid).set(self.holder.current.version)
         watcher = asyncio.get_running_loop().create_task(self.watch_champion())
         try:
@@ -242,7 +250,6 @@ class ModelService:
         finally:
             watcher.cancel()
             await self.batcher.stop()
-            self.parse_pool.shutdown(wait=False, cancel_futures=True)
             if self.logger is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.logger.close)
 
@@ -295,7 +302,14 @@ class ModelService:
     # The routes. No return annotations: FastAPI would take them for response models.
 
     async def off_the_loop(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.parse_pool, function, *args)
+        """`function(*args)` in a parsing process: json.loads and array conversion
+        hold the GIL for their whole run (0.3 s for 8 MB), which a thread would not
+        spare the event loop."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(parse_pool(), function, *args)
+        except BrokenProcessPool:   # a worker died (killed, out of memory): a fresh pool next time
+            parse_pool.cache_clear()
+            raise Unavailable("a request-parsing process died; retry") from None
 
     async def predict(self, name: str, request: Request):
         settings = self.settings

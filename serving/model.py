@@ -28,6 +28,9 @@ class InputRejected(ValueError):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self):   # raised in a parsing process, re-raised here: keep the status
+        return type(self), (self.status, str(self))
+
 
 @dataclasses.dataclass(frozen=True)
 class Limits:

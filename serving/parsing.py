@@ -199,6 +199,10 @@ def parse_uploads(files: Sequence[UploadedFile], max_body_bytes: int,
     return items
 
 
+def warm_up() -> None:
+    """Run once in each parsing process as the server starts: imports done."""
+
+
 # -- after the queue --------------------------------------------------------------
 
 def refusal_after_swap(item: Item, model: served.ServedModel) -> Optional[InputRejected]:
