@@ -198,9 +198,16 @@ def replayed(request: Request, body: bytes) -> Request:
 
 @functools.lru_cache(maxsize=None)
 def parse_pool() -> ProcessPoolExecutor:
-    """The request-parsing processes, one per CPU, shared by the process's apps
-    (parsing is a pure function). Spawned, not forked: the server runs threads."""
+    """The request-parsing processes, one per CPU, started on first use and
+    stopped with the app. Spawned, not forked: the server runs threads."""
     return ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def close_parse_pool() -> None:
+    """Stops the parsing processes; the next request spawns new ones."""
+    if parse_pool.cache_info().currsize:
+        parse_pool().shutdown(wait=True, cancel_futures=True)
+        parse_pool.cache_clear()
 
 
 def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
@@ -250,6 +257,7 @@ class ModelService:
         finally:
             watcher.cancel()
             await self.batcher.stop()
+            close_parse_pool()   # its processes would outlive the server otherwise
             if self.logger is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.logger.close)
 
