@@ -8,7 +8,10 @@ config's max_batch/max_wait_ms) and once without (max_batch = 1). A client
 process sends single-image requests ({"instances": [{"b64": PNG}]}) from 1,
 8 and 32 concurrent connections and measures requests per second and the
 p50/p99 latency. The baseline is the same SavedModel called in this process
-through serving_bytes, one image per call and 32 per call.
+through serving_bytes, one image per call and 32 per call. One more row:
+4 normal clients alone, then beside 4 clients that keep sending maximal
+bodies (max_instances nested-pixel arrays, all within the limits), to show
+what heavy clients cost the others.
 """
 from __future__ import annotations
 
@@ -86,6 +89,39 @@ def load(url: str, bodies: list, clients: int, requests: int) -> dict:
             "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2)}
 
 
+def maximal_body(image_shape, max_instances: int) -> bytes:
+    """The largest request within the limits: max_instances uint8 arrays, as JSON."""
+    import numpy as np
+    pixels = np.full(tuple(image_shape), 255, np.uint8).tolist()
+    return json.dumps({"instances": [pixels] * max_instances}).encode()
+
+
+def beside_heavy_clients(url: str, bodies: list, heavy_body: bytes, requests: int) -> dict:
+    """4 normal clients alone, then while 4 others keep posting `heavy_body`."""
+    import httpx
+    alone = load(url, bodies, 4, requests)
+    stop, heavy_answers = threading.Event(), []
+
+    def heavy() -> None:
+        with httpx.Client(timeout=120) as client:
+            while not stop.is_set():
+                heavy_answers.append(client.post(url, content=heavy_body,
+                                                 headers={"Content-Type": "application/json"}
+                                                 ).status_code)
+
+    threads = [threading.Thread(target=heavy) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        beside = load(url, bodies, 4, requests)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return {"heavy_body_bytes": len(heavy_body), "heavy_requests": len(heavy_answers),
+            "heavy_statuses": sorted(set(heavy_answers)), "alone": alone, "beside_heavy": beside}
+
+
 def in_process(model_dir: str, images: list) -> dict:
     import tensorflow as tf
 
@@ -115,6 +151,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "serving.json")
     args = parser.parse_args()
 
+    from imgpipe.contract import ImageSpec
     from imgpipe.pipeline.config import load_config
     from imgpipe.serving import model as served
     config = load_config(REPO / "configs" / "quickstart.toml",
@@ -123,6 +160,8 @@ def main() -> None:
     images = [open(p, "rb").read() for p in
               sorted(glob.glob(str(REPO / "runs" / "datasets" / "quickstart" / "*" / "*.png")))[:64]]
     bodies = [{"instances": [{"b64": base64.b64encode(data).decode()}]} for data in images]
+    heavy_body = maximal_body(ImageSpec.from_record(row.training_config).shape,
+                              config.serving.max_instances)
 
     results = {"model_uid": row.model_uid, "cpus": os.cpu_count(), "request": "1 PNG (32x32) per request",
                "in_process": in_process(row.artifact_path, images), "http": {}}
@@ -137,6 +176,9 @@ def main() -> None:
                 load(url, bodies, 4, 64)  # warm-up
                 results["http"][mode] = [load(url, bodies, clients, args.requests)
                                          for clients in (1, 8, 32)]
+                if mode == "micro-batching":
+                    results["http"]["4 normal clients beside 4 sending maximal bodies"] = \
+                        beside_heavy_clients(url, bodies, heavy_body, args.requests // 4)
             finally:
                 server.terminate()
                 server.wait(30)

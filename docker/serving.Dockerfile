@@ -5,6 +5,13 @@
 # readable at its artifact_path, e.g. gs:// or a mounted volume):
 #   docker run -p 8080:8080 -e IMGPIPE_REGISTRY_URL=postgresql+psycopg2://... \
 #     -e IMGPIPE_PREDICTION_LOG_URL=postgresql+psycopg2://... <image> --model cifar10-cnn
+# The entrypoint listens on 0.0.0.0: without a token anyone who reaches the
+# port can use the model (imgpipe serve warns). Require a bearer token from an
+# environment variable or a mounted secret file (never baked into the image):
+#   -e IMGPIPE_SERVE_TOKEN=... <image> --set serving.auth_token_env=IMGPIPE_SERVE_TOKEN
+#   -v /run/secrets/token:/run/secrets/token:ro <image> \
+#     --set serving.auth_token_file=/run/secrets/token
+# /healthz and /metrics stay open for probes and scrapers (serving.auth_open_paths).
 
 FROM python:3.10-slim AS wheel
 WORKDIR /src

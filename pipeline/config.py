@@ -205,6 +205,15 @@ class ServingSection(_Section):
     max_body_bytes: int = Field(10_000_000, gt=0)
     max_image_side: int = Field(4096, gt=0)          # width and height of one image
     max_instances: int = Field(256, gt=0)            # images per request
+    # Pixels one request may ask to decode (encoded images and arrays): its CPU bound.
+    max_pixels_per_request: int = Field(4096 * 4096, gt=0)
+    # Seconds a client may take to send its request headers, and may pause inside a body.
+    read_timeout_seconds: float = Field(10.0, gt=0)
+    # Bearer token (optional): the name of an environment variable holding it, or a
+    # file (a mounted secret); never the token itself. Open paths need none.
+    auth_token_env: str = ""
+    auth_token_file: str = ""
+    auth_open_paths: List[str] = ["/healthz", "/metrics"]
     allowed_formats: List[Literal["JPEG", "PNG"]] = ["JPEG", "PNG"]
     top_k: int = Field(3, ge=1)
     reload_seconds: float = Field(10.0, gt=0)        # how often the champion is looked up

@@ -52,7 +52,7 @@ def _expand(paths: Tuple[str, ...]) -> List[_Input]:
         if os.path.isdir(path):
             found = sorted(os.path.join(root, name) for root, _, names in os.walk(path)
                            for name in names if image_files.is_candidate_image(name))
-            inputs.extend(_Input(p, p) for p in found)
+            inputs.extend(_Input(p, p, problem=_not_a_file(p)) for p in found)
             if not found:
                 inputs.append(_Input(path, path, problem="no JPEG or PNG images in this folder"))
         elif path.endswith(".npz") and os.path.isfile(path):
@@ -65,8 +65,15 @@ def _expand(paths: Tuple[str, ...]) -> List[_Input]:
                 continue
             inputs.extend(_Input(f"{path}[{i}]", path, npz_index=i) for i in range(count))
         else:
-            inputs.append(_Input(path, path))
+            inputs.append(_Input(path, path, problem=_not_a_file(path)))
     return inputs
+
+
+def _not_a_file(path: str) -> Optional[str]:
+    """Why `path` is skipped unread: a FIFO named *.png would block the read forever."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        return "not a regular file (a FIFO, socket or device); skipped"
+    return None
 
 
 def _read(item: _Input, limits, image_shape, npz_cache):
@@ -80,7 +87,7 @@ def _read(item: _Input, limits, image_shape, npz_cache):
         if item.path not in npz_cache:
             with np.load(item.path) as archive:
                 npz_cache[item.path] = np.asarray(archive["x"])
-        return served.check_pixels(npz_cache[item.path][item.npz_index], image_shape, item.name)[0]
+        return served.check_one_image(npz_cache[item.path][item.npz_index], image_shape, item.name)
     with open(item.path, "rb") as handle:
         data = handle.read()
     served.check_image_bytes(data, limits, item.name)
@@ -105,6 +112,15 @@ def _predict_chunk(model, chunk: List[_Input], limits, top_k: int, npz_cache: di
         results[offset] = f"{chunk[offset].name}: {result}" \
             if isinstance(result, served.InputRejected) else result
     return payloads, results, latency_ms
+
+
+def _open_prediction_log(config: Config):
+    from imgpipe.serving import predlog
+    try:
+        return predlog.PredictionLogger(config.prediction_log_url, config.samples_root,
+                                        config.serving.sample_rate)
+    except predlog.PredictionLogUnavailable as error:
+        raise click.ClickException(f"{error} (or pass --no-log)") from None
 
 
 def _row(item: _Input, result) -> dict:
@@ -132,15 +148,14 @@ def predict_command(paths, version, uid, output_format, top_k, batch_size, log_p
     if version is not None and uid is not None:
         raise click.UsageError("give --version or --uid, not both")
     from imgpipe.serving import model as served
-    from imgpipe.serving.predlog import LogRecord, PredictionLogger
+    from imgpipe.serving.predlog import LogRecord
 
     config = _config(config_path, sets)
     model = _load_model(config, model_name, version, uid)
     top_k = min(top_k or config.serving.top_k, len(model.class_names))
     limits = served.Limits(config.serving.max_image_side, tuple(config.serving.allowed_formats))
     inputs = _expand(paths)
-    logger = (PredictionLogger(config.prediction_log_url, config.samples_root,
-                               config.serving.sample_rate) if log_predictions else None)
+    logger = _open_prediction_log(config) if log_predictions else None
     rows: List[dict] = []
     npz_cache: dict = {}
     progress = click.progressbar(length=len(inputs), label="predicting", file=sys.stderr) \
@@ -198,6 +213,19 @@ def _print_predictions(rows: List[dict], output_format: str, model) -> None:
 
 # -- serve ----------------------------------------------------------------------
 
+def _show_serving_warnings() -> None:
+    """The server's own warnings (a failed champion lookup, a failing prediction
+    log) reach stderr without --verbose, which quiets only the libraries."""
+    import logging
+    logger = logging.getLogger("imgpipe.serving")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(min(logging.getLogger().level, logging.WARNING) or logging.WARNING)
+    logger.propagate = False   # the root logger, without --verbose, drops all below ERROR
+
+
 @click.command("serve")
 @click.option("--host", default=None, help="Address to listen on (default serving.host, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
@@ -209,17 +237,24 @@ def serve_command(host, port, model_name, config_path, sets):
 
     from imgpipe.registry import store
     from imgpipe.serving import app as serving_app
+    from imgpipe.serving import auth, http_server
     config = _config(config_path, sets)
+    _show_serving_warnings()
     try:
         app = serving_app.build(config, model_name)
-    except store.RegistryError as error:
+    except (store.RegistryError, auth.AuthConfigError) as error:
         raise click.ClickException(str(error)) from None
     model = app.state.holder.current
     host, port = host or config.serving.host, port or config.serving.port
+    if app.state.settings.auth_token is None and not auth.is_loopback(host):
+        click.echo(f"warning: serving on {host}, beyond this machine, without authentication: "
+                   "anyone who can reach the port can use the model; set serving.auth_token_env "
+                   "or serving.auth_token_file", err=True)
     click.echo(f"serving {model.name} version {model.version} ({model.uid}) on http://{host}:{port}"
                f"/v1/models/{model.name}:predict; prediction log "
                f"{store.mask_url(config.prediction_log_url)}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(http_server.server_config(
+        app, host, port, config.serving.read_timeout_seconds)).run()
 
 
 # -- monitor --------------------------------------------------------------------

@@ -21,15 +21,20 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, List, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from imgpipe.serving import auth, parsing
 from imgpipe.serving import model as served
-from imgpipe.serving import parsing
 from imgpipe.serving.batching import MicroBatcher, QueueFull, Unavailable
 from imgpipe.serving.model import InputRejected
 from imgpipe.serving.parsing import Item
@@ -48,25 +53,54 @@ class ServiceSettings:
     max_instances: int = 256
     top_k: int = 3
     reload_seconds: float = 10.0
+    read_timeout_seconds: float = 10.0   # request headers; each chunk of a body
+    auth_token: Optional[str] = dataclasses.field(default=None, repr=False)  # None: no auth
+    auth_open_paths: tuple = ("/healthz", "/metrics")
     limits: served.Limits = served.Limits()
 
 
+def _failure_text(error: BaseException) -> str:
+    """One line for a log or /healthz (database errors run to several)."""
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+
+
 class ModelHolder:
-    """The model being served, swapped when the registry's champion changes."""
+    """The model being served, swapped when the registry's champion changes.
+
+    Also what the registry said at the last lookup: the champion's uid and
+    version, or why the lookup or the load failed; the server is stale while
+    that differs from the model it serves."""
 
     def __init__(self, resolve_row: Callable[[], Any], load: Callable[[Any], served.ServedModel]):
         self._resolve_row, self._load = resolve_row, load
         self.current = load(resolve_row())
         self.reloads = 0
+        self.champion: Optional[tuple] = (self.current.uid, self.current.version)
+        self.failure: Optional[str] = None
 
     def refresh(self) -> bool:
-        row = self._resolve_row()
+        try:
+            row = self._resolve_row()
+        except Exception as error:
+            self.champion, self.failure = None, _failure_text(error)
+            raise
+        self.champion, self.failure = (row.model_uid, row.version), None
         if row.model_uid == self.current.uid:
             return False
-        fresh = self._load(row)
+        try:
+            fresh = self._load(row)
+        except Exception as error:
+            self.failure = _failure_text(error)
+            raise
         self.current, self.reloads = fresh, self.reloads + 1  # one reference swap
         log.info("now serving %s version %s (%s)", fresh.name, fresh.version, fresh.uid)
         return True
+
+    @property
+    def stale(self) -> bool:
+        return self.failure is not None or self.champion is None \
+            or self.champion[0] != self.current.uid
 
 
 class _PredictionLogCollector:
@@ -133,16 +167,47 @@ def _metrics():
         "version": Gauge("imgpipe_model_version", "Registry version being served", ["model_uid"],
                          registry=registry),
         "reloads": Counter("imgpipe_model_reloads", "Champion changes picked up", registry=registry),
+        "lookup_failures": Counter("imgpipe_champion_lookup_failures",
+                                   "Champion lookups or loads that failed (the old model kept serving)",
+                                   registry=registry),
     }
 
 
-async def read_body(request: Request, max_body_bytes: int) -> bytes:
-    """The whole body, refused (413) as soon as it is declared or read over the limit."""
+async def read_body(request: Request, max_body_bytes: int, read_timeout: float) -> bytes:
+    """The whole body, refused (413) as soon as it is declared or read over the
+    limit, and (408) when the client pauses longer than `read_timeout` seconds."""
     parsing.check_declared_length(request.headers.get("content-length"), max_body_bytes)
-    body = parsing.BodyBuffer(max_body_bytes)
-    async for chunk in request.stream():
+    body, chunks = parsing.BodyBuffer(max_body_bytes), request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), read_timeout)
+        except StopAsyncIteration:
+            return body.data()
+        except asyncio.TimeoutError:
+            raise InputRejected(408, f"the request body stalled: nothing arrived for "
+                                     f"{read_timeout:g} s after {body.size:,} bytes") from None
         body.add(chunk)
-    return body.data()
+
+
+def replayed(request: Request, body: bytes) -> Request:
+    """The request again with its body already read, for the form parser."""
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+    return Request(request.scope, receive)
+
+
+@functools.lru_cache(maxsize=None)
+def parse_pool() -> ProcessPoolExecutor:
+    """The request-parsing processes, one per CPU, started on first use and
+    stopped with the app. Spawned, not forked: the server runs threads."""
+    return ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def close_parse_pool() -> None:
+    """Stops the parsing processes; the next request spawns new ones."""
+    if parse_pool.cache_info().currsize:
+        parse_pool().shutdown(wait=True, cancel_futures=True)
+        parse_pool.cache_clear()
 
 
 def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
@@ -155,6 +220,10 @@ async def _input_rejected(_request: Request, rejected: InputRejected) -> JSONRes
 
 async def _queue_full(_request: Request, full: QueueFull) -> JSONResponse:
     return _error(503, str(full), headers={"Retry-After": "1"})
+
+
+async def _post_only(name: str):
+    return _error(405, f"{name}:predict takes POST {{\"instances\": [...]}}", headers={"Allow": "POST"})
 
 
 async def _unavailable(_request: Request, stopped: Unavailable) -> JSONResponse:
@@ -180,6 +249,7 @@ class ModelService:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app):
         self.batcher.start()
+        await self.off_the_loop(parsing.warm_up)   # the first request does not wait for a spawn
         self.metrics["version"].labels(self.holder.current.uid).set(self.holder.current.version)
         watcher = asyncio.get_running_loop().create_task(self.watch_champion())
         try:
@@ -187,6 +257,7 @@ class ModelService:
         finally:
             watcher.cancel()
             await self.batcher.stop()
+            close_parse_pool()   # its processes would outlive the server otherwise
             if self.logger is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.logger.close)
 
@@ -199,8 +270,11 @@ class ModelService:
                     self.metrics["reloads"].inc()
                     self.metrics["version"].clear()
                     self.metrics["version"].labels(holder.current.uid).set(holder.current.version)
-            except Exception as error:  # noqa: BLE001 - keep serving the current model
-                log.warning("champion lookup failed; still serving %s: %s", holder.current.uid, error)
+            except Exception:  # noqa: BLE001 - keep serving the current model
+                self.metrics["lookup_failures"].inc()
+                log.warning("champion lookup failed; still serving %s version %s (%s): %s",
+                            holder.current.name, holder.current.version, holder.current.uid,
+                            holder.failure)
 
     def run_batch(self, items: List[Item]) -> List[Any]:
         """(model, prediction, model ms) or an InputRejected, per item."""
@@ -235,24 +309,36 @@ class ModelService:
 
     # The routes. No return annotations: FastAPI would take them for response models.
 
+    async def off_the_loop(self, function, *args):
+        """`function(*args)` in a parsing process: json.loads and array conversion
+        hold the GIL for their whole run (0.3 s for 8 MB), which a thread would not
+        spare the event loop."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(parse_pool(), function, *args)
+        except BrokenProcessPool:   # a worker died (killed, out of memory): a fresh pool next time
+            parse_pool.cache_clear()
+            raise Unavailable("a request-parsing process died; retry") from None
+
     async def predict(self, name: str, request: Request):
         settings = self.settings
         parsing.check_model_name(name, settings.model_name)
-        body = await read_body(request, settings.max_body_bytes)
-        return await self.answer(parsing.parse_instances(
-            body, settings.max_instances, settings.limits, self.holder.current.image_shape))
+        body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
+        return await self.answer(await self.off_the_loop(
+            parsing.parse_instances, body, settings.max_instances, settings.limits,
+            self.holder.current.image_shape))
 
     async def upload(self, name: str, request: Request):
         settings = self.settings
         parsing.check_model_name(name, settings.model_name)
         parsing.check_upload_length(request.headers.get("content-length"), settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
         try:
-            form = await request.form(max_files=settings.max_instances)
+            form = await replayed(request, body).form(max_files=settings.max_instances)
         except Exception as failure:  # noqa: BLE001 - malformed multipart
             raise parsing.form_refusal(failure, settings.max_instances) from None
         files = [(field.filename, await field.read()) for field in form.getlist("file")]
-        return await self.answer(
-            parsing.parse_uploads(files, settings.max_body_bytes, settings.limits))
+        return await self.answer(await self.off_the_loop(
+            parsing.parse_uploads, files, settings.max_body_bytes, settings.limits))
 
     async def status(self, name: str):
         parsing.check_model_name(name, self.settings.model_name)
@@ -268,8 +354,14 @@ class ModelService:
             return JSONResponse({"status": "unhealthy", "error": f"the micro-batcher crashed "
                                  f"({failure!r}); restart the server",
                                  "model_uid": model.uid}, status_code=503)
-        return {"status": "ok", "model_name": model.name, "model_version": model.version,
-                "model_uid": model.uid}
+        health = {"status": "ok", "model_name": model.name, "model_version": model.version,
+                  "model_uid": model.uid}
+        if self.holder.stale:   # still 200: the model served is sound, only not the champion
+            champion = self.holder.champion
+            health.update(status="stale", registry_champion=None if champion is None else
+                          {"model_uid": champion[0], "model_version": champion[1]},
+                          error=self.holder.failure)
+        return health
 
     async def prometheus(self):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -279,14 +371,21 @@ class ModelService:
 def create_app(settings: ServiceSettings, holder: ModelHolder,
                logger: Optional[PredictionLogger] = None) -> FastAPI:
     service = ModelService(settings, holder, logger)
-    app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, lifespan=service.lifespan)
+    app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=service.lifespan)
     app.add_middleware(_ObserveRequests, metrics=service.metrics)
+    if settings.auth_token is not None:
+        app.add_middleware(auth.BearerAuth, token=settings.auth_token,
+                           open_paths=settings.auth_open_paths)
     app.add_exception_handler(InputRejected, _input_rejected)
     app.add_exception_handler(QueueFull, _queue_full)
     app.add_exception_handler(Unavailable, _unavailable)
     # Route names are the `endpoint` label of the request metrics (_ObserveRequests).
     app.add_api_route("/v1/models/{name}:predict", service.predict, methods=["POST"], name="predict")
     app.add_api_route("/v1/models/{name}/images", service.upload, methods=["POST"], name="upload")
+    # Before the status route, whose {name} would take "tiny:predict" for a name (404).
+    app.add_api_route("/v1/models/{name}:predict", _post_only, methods=["GET", "PUT", "PATCH", "DELETE"],
+                      include_in_schema=False)
     app.add_api_route("/v1/models/{name}", service.status, methods=["GET"], name="status")
     app.add_api_route("/healthz", service.healthz, methods=["GET"], name="healthz")
     app.add_api_route("/metrics", service.prometheus, methods=["GET"], name="prometheus")
@@ -305,6 +404,8 @@ def build(config, model_name: Optional[str] = None, log_predictions: bool = True
     settings = ServiceSettings(
         model_name=name, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, max_queue=s.max_queue,
         max_body_bytes=s.max_body_bytes, max_instances=s.max_instances, top_k=s.top_k,
-        reload_seconds=s.reload_seconds,
-        limits=served.Limits(s.max_image_side, tuple(s.allowed_formats)))
+        reload_seconds=s.reload_seconds, read_timeout_seconds=s.read_timeout_seconds,
+        auth_token=auth.read_token(s.auth_token_env, s.auth_token_file),
+        auth_open_paths=tuple(s.auth_open_paths),
+        limits=served.Limits(s.max_image_side, tuple(s.allowed_formats), s.max_pixels_per_request))
     return create_app(settings, holder, logger)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -27,11 +28,16 @@ class InputRejected(ValueError):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self):   # raised in a parsing process, re-raised here: keep the status
+        return type(self), (self.status, str(self))
+
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
     max_image_side: int = 4096
     allowed_formats: Tuple[str, ...] = ("JPEG", "PNG")
+    # Decoding cost grows with pixels, not bytes: a small PNG can be 4096x4096.
+    max_pixels_per_request: int = 4096 * 4096
 
 
 @dataclasses.dataclass
@@ -54,13 +60,19 @@ def input_hash(item: ModelInput) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_image_bytes(data: bytes, limits: Limits, what: str = "image") -> None:
-    """Format, size and readability from the header, before any decoding."""
+def _without_object_reprs(message: str) -> str:
+    """Pillow names the buffer it read (<_io.BytesIO object at 0x...>): noise to a client."""
+    return re.sub(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>", "", message)
+
+
+def check_image_bytes(data: bytes, limits: Limits, what: str = "image") -> int:
+    """Format, size and readability from the header, before any decoding: the pixel count."""
     try:
         info = image_files.probe_image(data, max_pixels=limits.max_image_side ** 2)
     except image_files.BadInput as error:
-        message = str(error)
-        status = 413 if "above the limit" in message else 415 if "not supported" in message else 400
+        message = _without_object_reprs(str(error))
+        too_large = "above the limit" in message or "decompression bomb" in message
+        status = 413 if too_large else 415 if "not supported" in message else 400
         raise InputRejected(status, f"{what}: {message}") from None
     if info.format not in limits.allowed_formats:
         raise InputRejected(415, f"{what}: format {info.format} is not accepted; expected "
@@ -68,6 +80,7 @@ def check_image_bytes(data: bytes, limits: Limits, what: str = "image") -> None:
     if max(info.width, info.height) > limits.max_image_side:
         raise InputRejected(413, f"{what}: {info.width}x{info.height} is larger than the "
                                  f"{limits.max_image_side}-pixel side limit")
+    return info.width * info.height
 
 
 def check_pixels(array: np.ndarray, image_shape: Sequence[int], what: str = "instances") -> np.ndarray:
@@ -78,7 +91,9 @@ def check_pixels(array: np.ndarray, image_shape: Sequence[int], what: str = "ins
             f"{what}: got {array.dtype} pixels in [{low:g}, {high:g}]; expected uint8 pixels in "
             "[0, 255] (the model scales them inside its graph — send the original image bytes or "
             "unscaled uint8 arrays)"))
-    if array.dtype.kind not in "iub":
+    if array.dtype.kind == "b":   # true/false would pass as 0/1 pixels
+        raise InputRejected(422, f"{what}: got boolean values; expected uint8 pixels in [0, 255]")
+    if array.dtype.kind not in "iu":
         raise InputRejected(422, f"{what}: got {array.dtype} values; expected uint8 pixels")
     if array.size and (array.min() < 0 or array.max() > 255):
         raise InputRejected(422, f"{what}: pixel values in [{array.min()}, {array.max()}]; "
@@ -91,6 +106,18 @@ def check_pixels(array: np.ndarray, image_shape: Sequence[int], what: str = "ins
                                  f"[n, {', '.join(map(str, expected))}] uint8 pixels "
                                  "(or send encoded images, which are resized in the graph)")
     return array.astype(np.uint8)
+
+
+def check_one_image(array: np.ndarray, image_shape: Sequence[int], what: str = "instance") -> np.ndarray:
+    """Exactly one uint8 image [h, w, c] of the model's shape: a batch inside one
+    instance would otherwise be cut to its first image."""
+    expected = tuple(image_shape)
+    if tuple(array.shape) != expected:
+        raise InputRejected(422, f"{what}: got shape {list(array.shape)}; an instance is exactly "
+                                 f"one image, uint8 pixels [{', '.join(map(str, expected))}] (send "
+                                 "more images as more instances, or encoded images, which are "
+                                 "resized in the graph)")
+    return check_pixels(array, image_shape, what)[0]
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -71,12 +72,49 @@ class BodyBuffer:
         return b"".join(self._chunks)
 
 
+class PixelBudget:
+    """The pixels one request may ask the model to decode: its CPU bound, which
+    bytes alone are not (a small PNG can be 4096x4096)."""
+
+    def __init__(self, max_pixels: int):
+        self.max_pixels, self.used = max_pixels, 0
+
+    def spend(self, pixels: int, what: str) -> None:
+        self.used += pixels
+        if self.used > self.max_pixels:
+            raise InputRejected(413, f"{what}: the request holds more than {self.max_pixels:,} "
+                                     "pixels, the limit per request (serving."
+                                     "max_pixels_per_request); send fewer or smaller images")
+
+
 # -- POST :predict, a JSON body -------------------------------------------------
+
+# {"instances": [[[[r, g, b]]]]} is 5 levels deep; a deeper body is no request,
+# and one nested thousands deep overflows the parser's recursion.
+MAX_JSON_DEPTH = 8
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")   # +1 opens, -1 closes
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply the body's arrays and objects nest (strings skipped), without
+    parsing it: bytes-level C work, some ms for 10 MB."""
+    brackets = _JSON_STRING.sub(b'""', body).translate(None, _NOT_BRACKETS)
+    steps = np.frombuffer(brackets.translate(_BRACKET_STEPS), np.int8)
+    return int(np.cumsum(steps, dtype=np.int32).max()) if steps.size else 0
+
 
 def instances_of(body: bytes, max_instances: int) -> List[Any]:
     """The `instances` list of a JSON body: non-empty and within the limit."""
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise InputRejected(400, f"JSON nested {depth} levels deep; the limit is {MAX_JSON_DEPTH} "
+                                 "({\"instances\": [[h][w][c] arrays]} needs 5)")
     try:
         payload = json.loads(body)
+    except RecursionError:   # a guard: json_depth refuses such bodies first
+        raise InputRejected(400, f"JSON nested too deep; the limit is {MAX_JSON_DEPTH}") from None
     except ValueError:
         raise InputRejected(400, "body is not JSON; expected {\"instances\": [...]} as TF "
                                  "Serving takes it") from None
@@ -90,7 +128,7 @@ def instances_of(body: bytes, max_instances: int) -> List[Any]:
     return instances
 
 
-def encoded_item(instance: dict, what: str, limits: served.Limits) -> Item:
+def encoded_item(instance: dict, what: str, limits: served.Limits, budget: PixelBudget) -> Item:
     """{"b64": "..."}: valid base64 of an image that passes the header checks."""
     encoded = instance.get("b64")
     if not isinstance(encoded, str):
@@ -99,28 +137,29 @@ def encoded_item(instance: dict, what: str, limits: served.Limits) -> Item:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise InputRejected(400, f"{what}: b64 is not valid base64") from None
-    served.check_image_bytes(data, limits, what)
+    budget.spend(served.check_image_bytes(data, limits, what), what)
     return Item(data=data)
 
 
-def pixels_item(instance: Any, what: str, image_shape: Sequence[int]) -> Item:
+def pixels_item(instance: Any, what: str, image_shape: Sequence[int], budget: PixelBudget) -> Item:
     """A nested list of uint8 pixels [h][w][c] of the model's input shape."""
+    budget.spend(image_shape[0] * image_shape[1], what)   # any other shape is refused below
     try:
         array = np.asarray(instance)
     except ValueError:
         raise InputRejected(422, f"{what}: a ragged array; expected uint8 pixels "
                                  "[h][w][c]") from None
-    return Item(pixels=served.check_pixels(array, image_shape, what)[0])
+    return Item(pixels=served.check_one_image(array, image_shape, what))
 
 
 def parse_instances(body: bytes, max_instances: int, limits: served.Limits,
                     image_shape: Sequence[int]) -> List[Item]:
     """The checked items of a :predict body; the first bad instance refuses it all."""
-    items = []
+    items, budget = [], PixelBudget(limits.max_pixels_per_request)
     for index, instance in enumerate(instances_of(body, max_instances)):
         what = f"instances[{index}]"
-        items.append(encoded_item(instance, what, limits) if isinstance(instance, dict)
-                     else pixels_item(instance, what, image_shape))
+        items.append(encoded_item(instance, what, limits, budget) if isinstance(instance, dict)
+                     else pixels_item(instance, what, image_shape, budget))
     return items
 
 
@@ -151,13 +190,17 @@ def parse_uploads(files: Sequence[UploadedFile], max_body_bytes: int,
     """The checked items of the `file` fields; the first bad file refuses them all."""
     if not files:
         raise InputRejected(400, "expected one or more `file` fields (multipart/form-data)")
-    items = []
+    items, budget = [], PixelBudget(limits.max_pixels_per_request)
     for filename, data in files:
         if len(data) > max_body_bytes:
             raise InputRejected(413, f"{filename}: too large")
-        served.check_image_bytes(data, limits, filename or "file")
+        budget.spend(served.check_image_bytes(data, limits, filename or "file"), filename or "file")
         items.append(Item(data=data))
     return items
+
+
+def warm_up() -> None:
+    """Run once in each parsing process as the server starts: imports done."""
 
 
 # -- after the queue --------------------------------------------------------------

@@ -79,21 +79,77 @@ def _image_suffix(data: bytes) -> str:
     return ".png" if data.startswith(b"\x89PNG") else ".jpg"
 
 
+def _private_dirs(directory: str) -> None:
+    """Creates `directory` and its missing parents owner-only (0700): samples are
+    user images. os.makedirs gives only the last one its mode, and the umask may
+    widen nothing but narrow it, so each is made and set in turn."""
+    missing = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for created in reversed(missing):
+        try:
+            os.mkdir(created, 0o700)
+        except FileExistsError:   # another writer was first
+            continue
+        os.chmod(created, 0o700)
+
+
 def _write_sample(path: str, record: LogRecord) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if record.pixels is not None:
-        np.save(path, record.pixels)
-    else:
-        with open(path, "wb") as handle:
+    _private_dirs(os.path.dirname(path))
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+        if record.pixels is not None:
+            np.save(handle, record.pixels)
+        else:
             handle.write(record.data)
+
+
+def _create_private_sqlite(url: str) -> None:
+    """A new SQLite log file is created owner-only (0600); SQLite gives its
+    journal files the same mode."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or os.path.exists(database):
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+class PredictionLogUnavailable(store.RegistryError):
+    """The prediction log's database cannot be used; the message names it (password masked)."""
+
+
+def _masked_failure(error: BaseException, url: str) -> str:
+    """The error's first line, without the URL's password should the driver repeat it."""
+    text = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+    password = make_url(url).password
+    return text.replace(password, "***") if password else text
+
+
+def open_log_database(url: str) -> None:
+    """A local (SQLite) log is created on first use; a shared database is
+    migrated by its owners and must be at the code's schema revision."""
+    where = (f"the prediction log at {store.mask_url(url)} (serving.log_url or "
+             "IMGPIPE_PREDICTION_LOG_URL)")
+    try:
+        if url.startswith("sqlite"):
+            _create_private_sqlite(url)
+            store.migrate(url)
+            return
+        revision = store.current_revision(url)
+    except Exception as error:  # noqa: BLE001 - any driver's connection failure
+        raise PredictionLogUnavailable(f"cannot use {where}: {_masked_failure(error, url)}") from None
+    if revision != store.head_revision():
+        raise PredictionLogUnavailable(
+            f"{where} is at schema revision {revision or 'none'}, this code needs "
+            f"{store.head_revision()}; run `imgpipe registry migrate` against that database")
 
 
 class PredictionLogger:
     def __init__(self, url: str, samples_root: str, sample_rate: float, max_queue: int = 10_000):
-        if url.startswith("sqlite"):
-            store.migrate(url)         # a local log is created on first use
-        else:
-            store.require_schema(url)  # a shared database is migrated by its owners
+        open_log_database(url)
         self.url, self.samples_root, self.sample_rate = url, samples_root, sample_rate
         self._engine = store.engine_for(url)
         self._queue: "queue.Queue[Optional[LogRecord]]" = queue.Queue(maxsize=max_queue)

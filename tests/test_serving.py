@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import io
 import json
+import os
+import re
+import socket
 import sqlite3
+import stat
+import struct
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -85,6 +92,28 @@ def test_image_bytes_are_checked_before_decoding(data, status, message):
         served.check_image_bytes(png(9, fmt="JPEG"), served.Limits(64, ("PNG",)))
 
 
+def png_chunk(kind: bytes, fields: bytes) -> bytes:
+    return struct.pack(">I", len(fields)) + kind + fields + struct.pack(">I", zlib.crc32(kind + fields))
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG's signature, IHDR and an empty IDAT: the size Pillow reads, no pixels."""
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + png_chunk(b"IDAT", b""))
+
+
+def test_a_decompression_bomb_is_413_and_errors_name_no_python_objects():
+    # Above Pillow's own threshold (2 x MAX_IMAGE_PIXELS), where Pillow refuses first.
+    side = int((2 * Image.MAX_IMAGE_PIXELS) ** 0.5) + 100
+    with pytest.raises(served.InputRejected, match="decompression bomb") as bomb:
+        served.check_image_bytes(png_header(side, side), served.Limits(max_image_side=64))
+    assert bomb.value.status == 413
+    with pytest.raises(served.InputRejected) as garbage:
+        served.check_image_bytes(b"GIF89a....", served.Limits(max_image_side=64), "upload")
+    assert str(garbage.value).startswith("upload: not a readable JPEG or PNG")
+    assert "object at 0x" not in str(garbage.value), str(garbage.value)
+
+
 # -- request parsing, without the web framework ---------------------------------
 
 LIMITS = served.Limits(max_image_side=64)
@@ -123,12 +152,43 @@ def test_a_json_body_parses_into_encoded_and_pixel_items():
     (instances_body(b64(png(1, size=(100, 8)))), 413, "64-pixel side limit"),
     (instances_body([[1, 2], [3]]), 422, "instances[0]: a ragged array; expected uint8"),
     (instances_body(np.full((8, 8, 3), 0.5).tolist()), 422, "instances[0]: got float64 pixels"),
-    (instances_body(np.zeros((4, 4, 3), int).tolist()), 422, "got shape [1, 4, 4, 3]; expected [n, 8, 8, 3]"),
+    (instances_body(np.zeros((4, 4, 3), int).tolist()), 422,
+     "instances[0]: got shape [4, 4, 3]; an instance is exactly one image, uint8 pixels [8, 8, 3]"),
+    (instances_body(np.zeros((3, 8, 8, 3), int).tolist()), 422,
+     "instances[0]: got shape [3, 8, 8, 3]; an instance is exactly one image"),
+    (instances_body(np.zeros((8, 8, 3), int).tolist(), np.zeros((1, 8, 8, 3), int).tolist()), 422,
+     "instances[1]: got shape [1, 8, 8, 3]; an instance is exactly one image"),
+    (instances_body(np.zeros((8, 8, 3), bool).tolist()), 422,
+     "instances[0]: got boolean values; expected uint8 pixels"),
 ], ids=["not-json", "not-an-object", "inputs", "empty", "too-many", "b64-not-a-string",
-        "bad-base64", "not-an-image", "gif", "too-wide", "ragged", "float", "shape"])
+        "bad-base64", "not-an-image", "gif", "too-wide", "ragged", "float", "shape",
+        "a-batch-in-one-instance", "one-image-as-a-batch", "booleans"])
 def test_each_bad_json_body_is_refused_with_its_status(body, status, message):
     got_status, got_message = refusal(parsing.parse_instances, body, 2, LIMITS, (8, 8, 3))
     assert got_status == status and message in got_message, got_message
+
+
+def test_json_nested_deeper_than_a_request_is_refused_by_its_depth():
+    deep = b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    assert refusal(parsing.parse_instances, deep, 2, LIMITS, (8, 8, 3)) == (
+        400, "JSON nested 5001 levels deep; the limit is 8 ({\"instances\": [[h][w][c] arrays]} "
+             "needs 5)")
+    brackets_in_strings = json.dumps({"instances": [{"b64": "x"}], "note": "[" * 50}).encode()
+    assert parsing.json_depth(brackets_in_strings) == 3
+
+
+def test_a_request_may_ask_to_decode_only_so_many_pixels():
+    limits = served.Limits(max_image_side=64, max_pixels_per_request=2 * 8 * 8)
+    pixels = np.zeros((8, 8, 3), int).tolist()
+    assert len(parsing.parse_instances(instances_body(pixels, b64(png(1))), 4, limits, (8, 8, 3))) == 2
+    status, message = refusal(parsing.parse_instances,
+                              instances_body(pixels, b64(png(1)), pixels), 4, limits, (8, 8, 3))
+    assert status == 413 and message.startswith("instances[2]: the request holds more than 128 "
+                                                 "pixels, the limit per request"), message
+    big = refusal(parsing.parse_instances, instances_body(b64(png(1, size=(12, 12)))), 4, limits,
+                  (8, 8, 3))
+    assert big[0] == 413 and "more than 128 pixels" in big[1]
+    assert refusal(parsing.parse_uploads, [("a.png", png(1, size=(12, 12)))], 10_000, limits)[0] == 413
 
 
 def test_the_body_limit_holds_for_declared_and_streamed_bodies():
@@ -441,20 +501,31 @@ def service(tmp_path):
 @pytest.fixture
 def loopback(tmp_path):
     """The same app behind a real uvicorn server on 127.0.0.1 (sockets, HTTP/1.1)."""
+    app, info = _tiny_app(tmp_path, read_timeout_seconds=1.0)
+    with on_loopback(app) as (client, port):
+        yield {"client": client, "port": port, **info}
+
+
+@contextlib.contextmanager
+def on_loopback(app):
+    """`app` behind a real uvicorn server on 127.0.0.1: an HTTP client and the port."""
     import httpx
     import uvicorn
-    app, info = _tiny_app(tmp_path)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+
+    from imgpipe.serving import http_server
+    server = uvicorn.Server(http_server.server_config(app, "127.0.0.1", 0, read_timeout=1.0))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield {"client": client, **info}
-    server.should_exit = True
-    thread.join(30)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client, port
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 def predict(client, payload, name="tiny"):
@@ -529,7 +600,10 @@ def test_predicts_from_bytes_arrays_and_uploads(service):
 @pytest.mark.parametrize("payload, status, message", [
     ({"instances": [np.full((8, 8, 3), 0.5).tolist()]}, 422,
      "got float64 pixels in [0.5, 0.5]; expected uint8"),
-    ({"instances": [np.zeros((4, 4, 3), int).tolist()]}, 422, "expected [n, 8, 8, 3]"),
+    ({"instances": [np.zeros((4, 4, 3), int).tolist()]}, 422, "one image, uint8 pixels [8, 8, 3]"),
+    # A batch inside one instance: not one prediction for the first of its images.
+    ({"instances": [np.zeros((5, 8, 8, 3), int).tolist()]}, 422,
+     "got shape [5, 8, 8, 3]; an instance is exactly one image"),
     ({"instances": [{"b64": "%%%"}]}, 400, "not valid base64"),
     ({"instances": []}, 400, "a non-empty list"),
     ({"instances": [b64(png(1))] * 17}, 413, "the limit is 16 per request"),
@@ -572,6 +646,9 @@ def test_other_refusals(service):
     assert no_file.status_code == 400 and "`file` fields" in no_file.json()["error"]
     many = send_images(client, "upload", [png(250, size=(2, 2))] * 17)
     assert many.status_code == 413 and "the limit is 16 images per request" in many.json()["error"]
+    wrong_method = client.get("/v1/models/tiny:predict")
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert client.get("/openapi.json").status_code == 404   # no API description with docs off
     garbled = client.post("/v1/models/tiny/images", content=b"--x\r\nnot a part",
                           headers={"Content-Type": "multipart/form-data; boundary=x"})
     assert garbled.status_code == 400 and "`file` fields" in garbled.json()["error"], garbled.text
@@ -734,3 +811,283 @@ def test_a_new_champion_is_picked_up_without_dropping_requests(loopback, tmp_pat
     answer = predict(client, {"instances": [b64(png(128))]}).json()
     assert answer["model_version"] == "2" and answer["predictions"][0]["class"] == "bright"
     assert "imgpipe_model_reloads_total 1.0" in client.get("/metrics").text
+
+
+def raw_connection(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def read_answer(connection: socket.socket) -> str:
+    """What the server sends until it closes the connection."""
+    received = b""
+    while chunk := connection.recv(10_000):
+        received += chunk
+    return received.decode()
+
+
+def test_a_client_stuck_inside_its_headers_is_disconnected(loopback):
+    with raw_connection(loopback["port"]) as connection:
+        connection.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        assert connection.recv(1000) == b""          # closed by the server, not answered
+        assert 0.8 < time.monotonic() - started < 5   # read_timeout_seconds = 1
+    assert loopback["client"].get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/models/tiny:predict", "/v1/models/tiny/images"])
+def test_a_stalled_body_gets_408(loopback, path):
+    with raw_connection(loopback["port"]) as connection:
+        connection.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n"
+                           "Content-Type: multipart/form-data; boundary=x\r\n\r\n{".encode())
+        answer = read_answer(connection)
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert "the request body stalled: nothing arrived for 1 s after 1 bytes" in answer
+    assert predict(loopback["client"], {"instances": [b64(png(250))]}).status_code == 200
+
+
+def test_heavy_bodies_within_the_limits_do_not_stall_healthz_or_metrics(loopback):
+    """Clients posting 7.7 MB nested-pixel bodies (parsed in full, then refused
+    for their shape) beside probes of /healthz and /metrics: parsed on the event
+    loop, or in a thread holding the GIL through json.loads, the probes waited
+    0.7 s (median) and 1.5 s (worst) on two CPUs."""
+    import httpx
+    loopback["app"].state.settings.max_body_bytes = 10_000_000
+    heavy = json.dumps({"instances": [np.full((224, 224, 3), 255, np.uint8).tolist()] * 9}).encode()
+    url, stop, heavy_answers = str(loopback["client"].base_url), threading.Event(), []
+
+    def post_heavy():
+        with httpx.Client(base_url=url, timeout=60) as client:
+            while not stop.is_set():
+                heavy_answers.append(client.post("/v1/models/tiny:predict", content=heavy))
+
+    heavy_clients = [threading.Thread(target=post_heavy) for _ in range(4)]
+    for thread in heavy_clients:
+        thread.start()
+    waits = []
+    try:
+        assert eventually(lambda: len(heavy_answers) >= 1, 60)
+        for path in ["/healthz", "/metrics"] * 20:
+            started = time.perf_counter()
+            assert loopback["client"].get(path).status_code == 200
+            waits.append(time.perf_counter() - started)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in heavy_clients:
+            thread.join()
+    assert {answer.status_code for answer in heavy_answers} == {422}
+    assert "got shape [224, 224, 3]" in heavy_answers[0].json()["error"]
+    assert len(heavy_answers) >= 4                  # the heavy load ran beside the probes
+    assert max(waits) < 0.5, sorted(waits)[-5:]
+
+
+def test_a_champion_that_cannot_be_loaded_or_looked_up_makes_the_server_say_stale(
+        service, tmp_path, caplog):
+    import shutil
+    client, holder = service["client"], service["holder"]
+    removed, load = threading.Event(), holder._load
+
+    def load_after_removal(row):   # orders the watcher's load after the directory is gone
+        removed.wait(30)
+        return load(row)
+
+    holder._load = load_after_removal
+    caplog.set_level("WARNING", logger="imgpipe.serving")
+    pushed = publish.publish(service["url"], service["tracking"], str(tmp_path / "serving"),
+                             str(helpers.write_tiny_saved_model(tmp_path / "model2", bias=0.3)),
+                             helpers.new_version("t2"), helpers.run_record("t2", str(tmp_path / "mla")),
+                             expected_champion="t1")
+    shutil.rmtree(pushed.serving_dir)
+    removed.set()
+    assert eventually(lambda: client.get("/healthz").json()["status"] == "stale")
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json()["model_uid"] == "t1"   # the served model
+    assert health.json()["registry_champion"] == {"model_uid": "t2", "model_version": 2}
+    assert "t2: cannot load its SavedModel" in health.json()["error"]
+    assert "champion lookup failed; still serving tiny version 1 (t1): RegistryError: t2: cannot " \
+           "load" in caplog.text
+    failures = client.get("/metrics").text
+    assert "imgpipe_champion_lookup_failures_total" in failures
+    assert "imgpipe_champion_lookup_failures_total 0.0" not in failures
+    assert predict(client, {"instances": [b64(png(250))]}).json()["model_uid"] == "t1"
+
+    (tmp_path / "registry.db").unlink()   # the registry file vanishes
+    assert eventually(lambda: client.get("/healthz").json().get("registry_champion", 1) is None)
+    assert client.get("/healthz").json()["status"] == "stale"
+
+
+def test_serve_shows_the_servers_warnings_without_verbose(capsys):
+    import logging
+
+    from imgpipe.pipeline import serving_cli
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:], root.level = [logging.NullHandler()], logging.ERROR   # as the CLI quiets
+    serving_logger = logging.getLogger("imgpipe.serving")
+    try:
+        serving_cli._show_serving_warnings()
+        logging.getLogger("imgpipe.serving.app").warning("champion lookup failed; test")
+    finally:
+        root.handlers[:], root.level = saved
+        serving_logger.handlers.clear()
+        serving_logger.propagate = True
+        serving_logger.setLevel(logging.NOTSET)
+    assert "WARNING imgpipe.serving.app: champion lookup failed; test" in capsys.readouterr().err
+
+
+# -- imgpipe predict ----------------------------------------------------------------
+
+@pytest.fixture
+def tiny_champion(tmp_path):
+    """The tiny model as champion of `tiny` in the registry a config with
+    output_root `tmp_path/out` uses: the options for `imgpipe predict`."""
+    out = tmp_path / "out"
+    url = f"sqlite:///{out / 'registry.db'}"
+    out.mkdir()
+    store.migrate(url)
+    tracking = f"sqlite:///{out / 'mlflow.db'}"
+    mlflow_sync.ensure_store(tracking)
+    publish.publish(url, tracking, str(out / "serving"),
+                    str(helpers.write_tiny_saved_model(tmp_path / "model")), helpers.new_version("t1"),
+                    helpers.run_record("t1", str(out / "mla")))
+    return ["--model", "tiny", "--set", f"pipeline.output_root='{out}'"]
+
+
+def invoke_cli(*args, env=None):
+    from click.testing import CliRunner
+
+    from imgpipe.pipeline import cli
+    return CliRunner().invoke(cli.main, [str(a) for a in args], env=env)
+
+
+def test_predict_skips_a_fifo_named_like_an_image_and_names_it(tiny_champion, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png(250))
+    fifo = folder / "b.png"
+    os.mkfifo(fifo)
+    # Without the check, reading the FIFO blocks; a writer that opens and closes
+    # it after a while turns that hang into an empty read, so the test fails.
+    unblock = threading.Timer(10, lambda: open(fifo, "wb").close())
+    unblock.start()
+    try:
+        result = invoke_cli("predict", folder, *tiny_champion, "--no-log", "--format", "json")
+    finally:
+        unblock.cancel()
+    assert result.exit_code == 1, result.output
+    assert f"{fifo}: not a regular file (a FIFO, socket or device); skipped" in result.output
+    assert '"class": "bright"' in result.output
+    assert "1 of 2 inputs classified" in result.output
+
+
+def test_an_unreachable_prediction_log_is_a_clear_error_with_the_password_masked(tiny_champion,
+                                                                                tmp_path):
+    url = "postgresql://reader:s3cret@127.0.0.1:1/predictions"
+    image = tmp_path / "a.png"
+    image.write_bytes(png(250))
+    result = invoke_cli("predict", image, *tiny_champion,
+                        env={"IMGPIPE_PREDICTION_LOG_URL": url})
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)   # no traceback
+    assert "Error: cannot use the prediction log at postgresql://reader:***@127.0.0.1:1/" \
+           "predictions (serving.log_url or IMGPIPE_PREDICTION_LOG_URL): " in result.output
+    assert "(or pass --no-log)" in result.output
+    assert "s3cret" not in result.output and "registry" not in result.output.replace(
+        "registry migrate", "")
+    assert "Traceback" not in result.output
+
+
+
+# -- authentication and private files -------------------------------------------------
+
+def test_the_token_is_read_from_the_environment_or_a_file(tmp_path, monkeypatch):
+    from imgpipe.serving import auth
+    assert auth.read_token() is None
+    monkeypatch.setenv("TINY_TOKEN", " from-env\n")
+    assert auth.read_token(env_name="TINY_TOKEN") == "from-env"
+    (tmp_path / "token").write_text("from-file\n")
+    assert auth.read_token(file_path=str(tmp_path / "token")) == "from-file"
+    (tmp_path / "empty").write_text("\n")
+    for kwargs, message in [
+        ({"env_name": "NOT_SET_HERE"}, "serving.auth_token_env names NOT_SET_HERE, which is not set"),
+        ({"file_path": str(tmp_path / "none")}, "cannot read it (No such file or directory)"),
+        ({"file_path": str(tmp_path / "empty")}, "is empty"),
+        ({"env_name": "TINY_TOKEN", "file_path": str(tmp_path / "token")}, "not both"),
+    ]:
+        with pytest.raises(auth.AuthConfigError, match=re.escape(message)):
+            auth.read_token(**kwargs)
+    assert auth.is_loopback("127.0.0.1") and auth.is_loopback("::1") and auth.is_loopback("localhost")
+    assert not auth.is_loopback("0.0.0.0") and not auth.is_loopback("example.org")
+
+
+@pytest.mark.parametrize("open_paths", [("/healthz", "/metrics"), ()])
+def test_a_token_guards_the_model_and_leaves_the_open_paths_open(tmp_path, open_paths):
+    app, _ = _tiny_app(tmp_path, auth_token="s3cret-token", auth_open_paths=open_paths)
+    with on_loopback(app) as (client, _port):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+            refused = client.post("/v1/models/tiny:predict", headers=headers,
+                                  json={"instances": [b64(png(250))]})
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+            assert "Authorization: Bearer <token>" in refused.json()["error"]
+            assert "s3cret" not in refused.text
+        answer = client.post("/v1/models/tiny:predict", json={"instances": [b64(png(250))]},
+                             headers={"Authorization": "Bearer s3cret-token"})
+        assert answer.status_code == 200
+        expected = 200 if open_paths else 401
+        assert client.get("/healthz").status_code == expected
+        assert client.get("/metrics").status_code == expected
+
+
+@pytest.fixture
+def serving_logger_restored():
+    """`imgpipe serve` gives the imgpipe.serving logger a handler on the stderr of
+    the moment: CliRunner's, closed after the command; put the logger back."""
+    import logging
+    logger = logging.getLogger("imgpipe.serving")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+@pytest.mark.parametrize("host, token, warned", [
+    ("0.0.0.0", None, True), ("0.0.0.0", "t0ken", False), ("127.0.0.1", None, False)])
+def test_serve_warns_when_it_listens_beyond_this_machine_without_a_token(
+        tiny_champion, monkeypatch, serving_logger_restored, host, token, warned):
+    import uvicorn
+
+    from imgpipe.serving import http_server
+
+    class NotListening:   # uvicorn's Config reconfigures logging, pytest's capture included
+        def __init__(self, config):
+            self.config = config
+
+        def run(self):
+            return None
+
+    monkeypatch.setattr(uvicorn, "Server", NotListening)
+    monkeypatch.setattr(http_server, "server_config", lambda *args: args)
+    env = {"TINY_SERVE_TOKEN": token} if token else {}
+    sets = ["--set", "serving.auth_token_env='TINY_SERVE_TOKEN'"] if token else []
+    result = invoke_cli("serve", "--host", host, "--port", "8999",
+                        *tiny_champion, *sets, env=env)
+    assert result.exit_code == 0, result.output
+    assert ("without authentication" in result.output) == warned, result.output
+    assert "t0ken" not in result.output
+
+
+def test_samples_and_a_new_sqlite_log_are_owner_only(tmp_path):
+    samples = tmp_path / "samples"
+    logger = predlog.PredictionLogger(f"sqlite:///{tmp_path / 'logs' / 'log.db'}", str(samples), 1.0)
+    try:
+        logger.log(record(png(3)))
+        logger.log(dataclasses.replace(record(b"x"), data=None, pixels=np.zeros((8, 8, 3), np.uint8),
+                                       input_hash="e" * 64))
+    finally:
+        logger.close()
+    files = sorted(p for p in samples.rglob("*") if p.is_file())
+    assert len(files) == 2
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    directories = [samples, *(p for p in samples.rglob("*") if p.is_dir())]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in directories), directories
+    assert stat.S_IMODE((tmp_path / "logs" / "log.db").stat().st_mode) == 0o600
