@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import warnings
 from typing import List, Sequence
 
@@ -61,12 +62,13 @@ def probe_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Imag
         # anything else is opened again below, just to name it.
         info = _header(data, SUPPORTED_FORMATS)
     except Image.DecompressionBombError as error:
-        raise BadInput(f"decompression bomb: {error}") from None
+        raise BadInput(f"decompression bomb: {_without_object_reprs(str(error))}") from None
     except Exception as error:  # Pillow raises many types for garbage input.
         try:
             info = _header(data, None)
         except Exception:
-            raise BadInput(f"not a readable JPEG or PNG image ({type(error).__name__}: {error})") from None
+            raise BadInput(f"not a readable JPEG or PNG image ({type(error).__name__}: "
+                           f"{_without_object_reprs(str(error))})") from None
     if info.format not in SUPPORTED_FORMATS:
         raise BadInput(f"format {info.format} is not supported; expected JPEG or PNG")
     pixels = info.width * info.height
@@ -77,6 +79,11 @@ def probe_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Imag
     if info.width == 0 or info.height == 0:
         raise BadInput(f"image has no pixels ({info.width}x{info.height})")
     return info
+
+
+def _without_object_reprs(message: str) -> str:
+    """Pillow names the buffer it read (<_io.BytesIO object at 0x...>): noise in a reason."""
+    return re.sub(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>", "", message)
 
 
 def _header(data: bytes, formats) -> ImageInfo:

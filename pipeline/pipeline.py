@@ -274,7 +274,7 @@ def _evaluation_stages(config: Config, example_gen, validation, trainer, class_n
         example_splits=[config.evaluation.split])
     champion_resolver = ChampionResolver(model=model, settings=ResolverSettings(
         registry_url=locations.registry_url, model_name=config.registry.model_name,
-        auto_migrate=config.registry.auto_migrate))
+        auto_migrate=config.registry.auto_migrate, serving_root=locations.serving_root))
     evaluation_gate = EvaluationGate(
         model=model, examples=example_gen.outputs["examples"],
         evaluation=evaluator.outputs["evaluation"], champion=champion_resolver.outputs["champion"],

@@ -29,7 +29,8 @@ def _load_model(config: Config, model_name: Optional[str], version=None, uid=Non
     from imgpipe.serving import model as served
     try:
         return served.load(served.resolve(config.registry_url,
-                                          model_name or config.registry.model_name, version, uid))
+                                          model_name or config.registry.model_name, version, uid),
+                           config.serving_root)
     except store.RegistryError as error:
         raise click.ClickException(str(error)) from None
 

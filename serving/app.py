@@ -397,7 +397,8 @@ def build(config, model_name: Optional[str] = None, log_predictions: bool = True
     """The app for a configuration: champion from the registry, log from the config."""
     name = model_name or config.registry.model_name
     url = config.registry_url
-    holder = ModelHolder(lambda: served.resolve(url, name), served.load)
+    holder = ModelHolder(lambda: served.resolve(url, name),
+                         lambda row: served.load(row, config.serving_root))
     logger = (PredictionLogger(config.prediction_log_url, config.samples_root,
                                config.serving.sample_rate) if log_predictions else None)
     s = config.serving

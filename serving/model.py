@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -60,17 +59,12 @@ def input_hash(item: ModelInput) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _without_object_reprs(message: str) -> str:
-    """Pillow names the buffer it read (<_io.BytesIO object at 0x...>): noise to a client."""
-    return re.sub(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>", "", message)
-
-
 def check_image_bytes(data: bytes, limits: Limits, what: str = "image") -> int:
     """Format, size and readability from the header, before any decoding: the pixel count."""
     try:
         info = image_files.probe_image(data, max_pixels=limits.max_image_side ** 2)
     except image_files.BadInput as error:
-        message = _without_object_reprs(str(error))
+        message = str(error)
         too_large = "above the limit" in message or "decompression bomb" in message
         status = 413 if too_large else 415 if "not supported" in message else 400
         raise InputRejected(status, f"{what}: {message}") from None
@@ -207,16 +201,20 @@ def resolve(registry_url: str, model_name: str, version: Optional[int] = None,
     return row
 
 
-def load(row) -> ServedModel:
+def load(row, serving_root: Optional[str] = None) -> ServedModel:
+    """The row's SavedModel; found under `serving_root` when runs/ was restored elsewhere."""
     import tensorflow as tf
+
+    from imgpipe.registry import publish
+    path = publish.artifact_dir(row, serving_root)
     try:
-        module = tf.saved_model.load(row.artifact_path)
+        module = tf.saved_model.load(path)
     except Exception as error:  # noqa: BLE001 - reported with the path
         raise store.RegistryError(f"{row.model_uid}: cannot load its SavedModel at "
-                                  f"{row.artifact_path} ({type(error).__name__})") from None
+                                  f"{path} ({type(error).__name__})") from None
     config = row.training_config
     return ServedModel(name=row.model_name, version=row.version, uid=row.model_uid,
-                       path=row.artifact_path, class_names=list(config["class_names"]),
+                       path=path, class_names=list(config["class_names"]),
                        image=ImageSpec.from_record(config),
                        serving_baseline=row.serving_baseline, statistics_path=row.statistics_path,
                        module=module)

@@ -240,6 +240,22 @@ def test_a_served_root_moved_elsewhere_still_promotes(pushed, tmp_path):
     assert publish.artifact_dir(row, str(moved)) == str(moved / "tiny" / "3")
 
 
+def test_a_restored_serving_root_is_where_the_resolver_and_the_server_find_the_champion(
+        pushed, tmp_path):
+    import shutil
+
+    from imgpipe.components.champion_resolver import resolve
+    from imgpipe.serving import model as served
+    moved = tmp_path / "restored-serving"
+    shutil.move(str(tmp_path / "serving"), moved)
+    record = resolve.champion_record(pushed["url"], "tiny", False, str(moved))
+    assert record["model_uid"] == "m2" and record["artifact_path"] == str(moved / "tiny" / "2")
+    row = served.resolve(pushed["url"], "tiny")
+    with pytest.raises(store.RegistryError, match="cannot load its SavedModel"):
+        served.load(row)                              # the recorded path is gone
+    assert served.load(row, str(moved)).path == str(moved / "tiny" / "2")
+
+
 def test_an_unreachable_mlflow_blocks_no_other_writer(pushed, tmp_path):
     """`promote` against an MLflow that keeps retrying: its registry
     transaction is over before the first MLflow call, so a push's write goes

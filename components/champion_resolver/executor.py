@@ -25,7 +25,8 @@ class Executor(base_executor.BaseExecutor):
            exec_properties: Dict[str, Any]) -> None:
         settings = ResolverSettings.from_exec_properties(exec_properties)
         url = store.resolve_url(settings.registry_url)
-        record = resolve.champion_record(url, settings.model_name, settings.auto_migrate)
+        record = resolve.champion_record(url, settings.model_name, settings.auto_migrate,
+                                         settings.serving_root)
         champion = artifact_utils.get_single_instance(output_dict[CHAMPION_KEY])
         fileio.makedirs(champion.uri)
         with fileio.open(os.path.join(champion.uri, resolve.CHAMPION_FILE), "w") as handle:

@@ -10,13 +10,17 @@ import json
 from typing import Any, Dict, Optional
 
 from imgpipe.contract import ImageSpec
-from imgpipe.registry import store
+from imgpipe.registry import publish, store
 
 CHAMPION_FILE = "champion.json"
 
 
-def champion_record(registry_url: str, model_name: str, auto_migrate: bool) -> Dict[str, Any]:
-    """The champion's row as a small JSON-able record ({"model_uid": None} if none)."""
+def champion_record(registry_url: str, model_name: str, auto_migrate: bool,
+                    serving_root: str = "") -> Dict[str, Any]:
+    """The champion's row as a small JSON-able record ({"model_uid": None} if none).
+
+    Its SavedModel is found under `serving_root` when the recorded path is gone
+    (runs/ copied or restored elsewhere)."""
     with store.masked_errors(f"reading the champion from {store.mask_url(registry_url)}"):
         if auto_migrate:
             store.migrate(registry_url)
@@ -24,7 +28,8 @@ def champion_record(registry_url: str, model_name: str, auto_migrate: bool) -> D
     if row is None:
         return {"model_name": model_name, "model_uid": None}
     return {"model_name": model_name, "model_uid": row.model_uid, "version": row.version,
-            "artifact_path": row.artifact_path, "val_accuracy": row.val_accuracy,
+            "artifact_path": publish.artifact_dir(row, serving_root or None),
+            "val_accuracy": row.val_accuracy,
             "class_names": row.training_config.get("class_names"),
             ImageSpec.RECORD_KEY: ImageSpec.from_record(row.training_config).to_dict()}
 

@@ -9,3 +9,4 @@ class ResolverSettings(ComponentSettings):
     registry_url: str
     model_name: str
     auto_migrate: bool = True
+    serving_root: str = ""   # where a restored runs/ keeps the champion's serving copy
