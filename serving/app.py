@@ -196,11 +196,18 @@ def replayed(request: Request, body: bytes) -> Request:
     return Request(request.scope, receive)
 
 
+# Bodies up to this size are parsed on the event loop (well under a millisecond):
+# a normal request never waits in the pool's queue behind a heavy one.
+INLINE_BODY_BYTES = 64 * 1024
+
+
 @functools.lru_cache(maxsize=None)
 def parse_pool() -> ProcessPoolExecutor:
-    """The request-parsing processes, one per CPU, started on first use and
-    stopped with the app. Spawned, not forked: the server runs threads."""
-    return ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"))
+    """The request-parsing processes, one per CPU but one (left to the event
+    loop and the model), started on first use and stopped with the app.
+    Spawned, not forked: the server runs threads."""
+    workers = max(1, (os.cpu_count() or 1) - 1)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def close_parse_pool() -> None:
@@ -249,7 +256,7 @@ class ModelService:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app):
         self.batcher.start()
-        await self.off_the_loop(parsing.warm_up)   # the first request does not wait for a spawn
+        await self.off_the_loop(INLINE_BODY_BYTES + 1, parsing.warm_up)   # no spawn in a request
         self.metrics["version"].labels(self.holder.current.uid).set(self.holder.current.version)
         watcher = asyncio.get_running_loop().create_task(self.watch_champion())
         try:
@@ -309,10 +316,12 @@ class ModelService:
 
     # The routes. No return annotations: FastAPI would take them for response models.
 
-    async def off_the_loop(self, function, *args):
-        """`function(*args)` in a parsing process: json.loads and array conversion
-        hold the GIL for their whole run (0.3 s for 8 MB), which a thread would not
-        spare the event loop."""
+    async def off_the_loop(self, size: int, function, *args):
+        """`function(*args)` in a parsing process when the body is large: json.loads
+        and array conversion hold the GIL for their whole run (0.3 s for 8 MB),
+        which a thread would not spare the event loop. Small bodies run here."""
+        if size <= INLINE_BODY_BYTES:
+            return function(*args)
         try:
             return await asyncio.get_running_loop().run_in_executor(parse_pool(), function, *args)
         except BrokenProcessPool:   # a worker died (killed, out of memory): a fresh pool next time
@@ -324,7 +333,7 @@ class ModelService:
         parsing.check_model_name(name, settings.model_name)
         body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
         return await self.answer(await self.off_the_loop(
-            parsing.parse_instances, body, settings.max_instances, settings.limits,
+            len(body), parsing.parse_instances, body, settings.max_instances, settings.limits,
             self.holder.current.image_shape))
 
     async def upload(self, name: str, request: Request):
@@ -338,7 +347,7 @@ class ModelService:
             raise parsing.form_refusal(failure, settings.max_instances) from None
         files = [(field.filename, await field.read()) for field in form.getlist("file")]
         return await self.answer(await self.off_the_loop(
-            parsing.parse_uploads, files, settings.max_body_bytes, settings.limits))
+            len(body), parsing.parse_uploads, files, settings.max_body_bytes, settings.limits))
 
     async def status(self, name: str):
         parsing.check_model_name(name, self.settings.model_name)
