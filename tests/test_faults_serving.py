@@ -160,18 +160,23 @@ def test_sigterm_under_load_drains_requests_and_flushes_the_prediction_log(serve
         while True:
             try:
                 response = server.predict(timeout=60)
-            except httpx.TransportError:      # the server stopped accepting: the client's cue
+            except httpx.ConnectError:        # the server stopped accepting: the client's cue
                 refused.append(1)
+                return
+            except httpx.TransportError as error:   # a request dropped in flight: what must not be
+                answered.append(type(error).__name__)
                 return
             answered.append(response.status_code)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         clients = [pool.submit(client) for _ in range(8)]
         assert _eventually(lambda: len(answered) >= 40, 60)
-        assert server.stop() == 0
+        # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM is its normal end.
+        assert server.stop() in (0, -signal.SIGTERM), server.output()
         for future in clients:
             future.result(timeout=60)
-    assert answered and set(answered) == {200}, sorted(set(answered))
+    assert answered and set(answered) == {200}, sorted(set(map(str, answered)))
+    assert len(refused) == 8                          # every client was turned away, none cut off
     # Every request answered 200 was logged before the process ended.
     assert _logged_predictions(champion) == len(answered)
 
