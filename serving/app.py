@@ -207,7 +207,14 @@ def parse_pool() -> ProcessPoolExecutor:
     loop and the model), started on first use and stopped with the app.
     Spawned, not forked: the server runs threads."""
     workers = max(1, (os.cpu_count() or 1) - 1)
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_lower_priority)
+
+
+def _lower_priority() -> None:
+    """Parsing processes yield the CPU to the server process (the loop, the model):
+    a heavy body waits a little longer, every other request does not."""
+    os.nice(10)
 
 
 def close_parse_pool() -> None:

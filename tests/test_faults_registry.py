@@ -175,3 +175,21 @@ def test_kill_9_of_a_push_at_random_points_then_its_retry_completes_it(registry)
         publish.follow_champion(engine, registry["tracking"], "tiny")
     assert killed >= 2, "too few pushes were killed mid-way to say anything"
 
+
+def test_a_push_with_mlflow_unreachable_fails_masked_and_its_retry_completes_it(registry):
+    unreachable = {**registry["env"], mlflow_sync.TRACKING_URI_ENV: "http://user:secret@127.0.0.1:1",
+                   "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+    args = _push_args(registry, "u1")
+    args[args.index(registry["tracking"])] = unreachable[mlflow_sync.TRACKING_URI_ENV]
+    failed = subprocess.run(args, env=unreachable, capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0 and "secret" not in failed.stdout + failed.stderr
+    engine = store.engine_for(registry["url"])
+    [row] = [row for row in store.list_versions(engine, "tiny") if row.model_uid == "u1"]
+    assert row.status != "champion" and row.mlflow_model_version is None   # registered, not served
+    retried = subprocess.run(_push_args(registry, "u1"), env=registry["env"],
+                             capture_output=True, text=True, timeout=300)
+    assert retried.returncode == 0, retried.stderr[-2000:]
+    row = store.get(engine, "u1")
+    assert row.mlflow_model_version is not None and row.status == "champion"
+    _assert_one_champion_and_agreement(registry)
+
