@@ -87,8 +87,10 @@ def publish(registry_url: str, tracking_uri: str, serving_root: str, saved_model
     row, created = store.register(
         engine, new, lambda version: serving_dir(serving_root, new.model_name, version))
     copy_saved_model(saved_model_dir, row.artifact_path)
-    run_id, mlflow_version = mlflow_sync.log_version(
-        tracking_uri, new.model_name, new.model_uid, row.version, row.artifact_path, record)
+    # MLflow's errors quote its URL, password included: re-raised masked, unchained.
+    with store.masked_errors(f"logging {new.model_uid} to MLflow at {store.mask_url(tracking_uri)}"):
+        run_id, mlflow_version = mlflow_sync.log_version(
+            tracking_uri, new.model_name, new.model_uid, row.version, row.artifact_path, record)
     store.attach_mlflow(engine, new.model_uid, run_id, mlflow_version)
 
     is_champion, note = False, ""
@@ -98,7 +100,7 @@ def publish(registry_url: str, tracking_uri: str, serving_root: str, saved_model
             check=promotable(serving_root))
         if not is_champion:
             note = f"{why_not}; to promote it anyway: imgpipe registry promote {new.model_uid}"
-    follow_champion(engine, tracking_uri, new.model_name)
+    follow_champion(engine, tracking_uri, new.model_name)   # masks MLflow's errors itself
     return PushResult(new.model_uid, new.model_name, row.version, created, row.artifact_path,
                       run_id, mlflow_version, is_champion, note)
 
