@@ -19,6 +19,9 @@ def init_command(folder: Path, preset: str) -> None:
         created = project.create_project(folder, preset)
     except (ConfigError, project.ProjectExists) as error:
         raise click.ClickException(str(error)) from None
+    except OSError as error:   # an unwritable folder, or a file where a folder should be
+        raise click.ClickException(f"cannot write the project in {folder}: "
+                                   f"{error.strerror} ({error.filename})") from None
     for path in created.files:
         click.echo(f"wrote {path}")
     where = "" if folder.resolve() == Path.cwd().resolve() else f"cd {folder} && "

@@ -140,3 +140,14 @@ def test_every_preset_documents_every_key(preset):
             missing.append(dotted)
     assert missing == []
 
+
+def test_init_where_no_folder_can_be_made_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from imgpipe.pipeline import cli
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(cli.main, ["init", str(blocker / "project")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"cannot write the project in {blocker / 'project'}: Not a directory" in result.output
+
