@@ -53,6 +53,9 @@ def resolve_uri(configured: str) -> str:
 
 def client(tracking_uri: str):
     from mlflow import MlflowClient
+    if tracking_uri.startswith("sqlite:///"):   # MLflow would create it with the umask's mode
+        from imgpipe.registry import store
+        store.create_private_sqlite(tracking_uri[len("sqlite:///"):])
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 

@@ -113,6 +113,18 @@ def _parse_url(url: str):
             "or postgresql+psycopg2://user@host/db") from None
 
 
+def create_private_sqlite(database: str) -> None:
+    """A SQLite file this code creates is owner-only (0600), whatever the umask:
+    registries and prediction logs name users' data and hold their paths.
+    SQLite gives its journal files the database's mode. An existing file is
+    left as its owner set it."""
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 @functools.lru_cache(maxsize=None)
 def engine_for(url: str) -> Engine:
     """One engine per URL and process, with the locking described above."""
@@ -120,7 +132,7 @@ def engine_for(url: str) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        create_private_sqlite(parsed.database)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")

@@ -28,7 +28,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -189,13 +189,6 @@ async def read_body(request: Request, max_body_bytes: int, read_timeout: float) 
         body.add(chunk)
 
 
-def replayed(request: Request, body: bytes) -> Request:
-    """The request again with its body already read, for the form parser."""
-    async def receive():
-        return {"type": "http.request", "body": body, "more_body": False}
-    return Request(request.scope, receive)
-
-
 # Bodies up to this size are parsed on the event loop (well under a millisecond):
 # a normal request never waits in the pool's queue behind a heavy one.
 INLINE_BODY_BYTES = 64 * 1024
@@ -212,9 +205,13 @@ def parse_pool() -> ProcessPoolExecutor:
 
 
 def _lower_priority() -> None:
-    """Parsing processes yield the CPU to the server process (the loop, the model):
-    a heavy body waits a little longer, every other request does not."""
-    os.nice(10)
+    """Parsing processes run only on CPU time the server process (the loop, the
+    model) leaves idle: a heavy body waits longer, every other request does not.
+    (`nice` 10 still took a share from the server under load.)"""
+    if hasattr(os, "SCHED_IDLE"):      # Linux
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(19)
 
 
 def close_parse_pool() -> None:
@@ -290,34 +287,36 @@ class ModelService:
                             holder.current.name, holder.current.version, holder.current.uid,
                             holder.failure)
 
-    def run_batch(self, items: List[Item]) -> List[Any]:
-        """(model, prediction, model ms) or an InputRejected, per item."""
-        model = self.holder.current  # the model of this batch, whatever swaps meanwhile
-        results: List[Any] = [parsing.refusal_after_swap(item, model) for item in items]
-        runnable = [index for index, refused in enumerate(results) if refused is None]
-        started = time.perf_counter()
-        predicted = (model.predict_each([items[i].payload for i in runnable], self.settings.top_k)
-                     if runnable else [])
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        for index, result in zip(runnable, predicted):
-            results[index] = (result if isinstance(result, InputRejected)
-                              else (model, result, elapsed_ms))
+    def run_batch(self, work: List[Tuple[served.ServedModel, Item]]) -> List[Any]:
+        """(prediction, model ms) or an InputRejected, per item. Each item
+        runs on the model that checked it: a swap while it waited changes nothing."""
+        results: List[Any] = [None] * len(work)
+        by_model = {}
+        for index, (model, _) in enumerate(work):
+            by_model.setdefault(id(model), (model, []))[1].append(index)
+        for model, indices in by_model.values():
+            started = time.perf_counter()
+            predicted = model.predict_each([work[i][1].payload for i in indices], self.settings.top_k)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            for index, result in zip(indices, predicted):
+                results[index] = (result if isinstance(result, InputRejected)
+                                  else (result, elapsed_ms))
         return results
 
-    async def answer(self, items: List[Item]) -> JSONResponse:
-        """The predictions for checked items, through the batcher; each one logged."""
-        results = await self.batcher.submit(items)
+    async def answer(self, model: served.ServedModel, items: List[Item]) -> JSONResponse:
+        """The predictions of `model` (which checked them) for `items`, through
+        the batcher; each one logged."""
+        results = await self.batcher.submit([(model, item) for item in items])
         refusal = parsing.first_refusal(results)
         if refusal is not None:
             raise refusal
         predictions = []
-        for item, (batch_model, prediction, model_ms) in zip(items, results):
+        for item, (prediction, model_ms) in zip(items, results):
             predictions.append(prediction.as_dict())
             self.recent.append(prediction.confidence)
             if self.logger is not None:
-                self.logger.log(LogRecord.of(batch_model, prediction, item.payload, model_ms, "http"))
+                self.logger.log(LogRecord.of(model, prediction, item.payload, model_ms, "http"))
         self.metrics["confidence"].set(sum(self.recent) / len(self.recent) if self.recent else 0.0)
-        model = results[0][0] if results else self.holder.current
         return JSONResponse({"predictions": predictions, "model_name": model.name,
                              "model_version": str(model.version), "model_uid": model.uid})
 
@@ -339,22 +338,24 @@ class ModelService:
         settings = self.settings
         parsing.check_model_name(name, settings.model_name)
         body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
-        return await self.answer(await self.off_the_loop(
+        model = self.holder.current
+        return await self.answer(model, await self.off_the_loop(
             len(body), parsing.parse_instances, body, settings.max_instances, settings.limits,
-            self.holder.current.image_shape))
+            model.image_shape))
 
     async def upload(self, name: str, request: Request):
         settings = self.settings
         parsing.check_model_name(name, settings.model_name)
         parsing.check_upload_length(request.headers.get("content-length"), settings.max_body_bytes)
         body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
-        try:
-            form = await replayed(request, body).form(max_files=settings.max_instances)
-        except Exception as failure:  # noqa: BLE001 - malformed multipart
-            raise parsing.form_refusal(failure, settings.max_instances) from None
-        files = [(field.filename, await field.read()) for field in form.getlist("file")]
-        return await self.answer(await self.off_the_loop(
-            len(body), parsing.parse_uploads, files, settings.max_body_bytes, settings.limits))
+        content_type, model = request.headers.get("content-type", ""), self.holder.current
+        if len(body) > INLINE_BODY_BYTES:   # the multipart parser, too, is pure Python
+            return await self.answer(model, await self.off_the_loop(
+                len(body), parsing.parse_upload_body, body, content_type, settings.max_instances,
+                settings.max_body_bytes, settings.limits))
+        files = await parsing.read_form_files(body, content_type, settings.max_instances)
+        return await self.answer(model, parsing.parse_uploads(files, settings.max_body_bytes,
+                                                              settings.limits))
 
     async def status(self, name: str):
         parsing.check_model_name(name, self.settings.model_name)

@@ -10,6 +10,7 @@ is multipart/form-data with one or more `file` fields.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -176,13 +177,46 @@ def check_upload_length(content_length: Optional[str], max_body_bytes: int) -> N
 
 def form_refusal(failure: BaseException, max_instances: int) -> InputRejected:
     """What to answer when the multipart parser gives up on a body."""
-    # Starlette reports its parser's limits as an HTTPException with a detail.
-    detail = str(getattr(failure, "detail", "") or type(failure).__name__)
+    # Starlette's MultiPartException (an HTTPException's detail inside an app).
+    detail = str(getattr(failure, "message", "") or getattr(failure, "detail", "")
+                 or type(failure).__name__)
     if "Too many files" in detail:
         return InputRejected(413, f"more than {max_instances} `file` fields; the limit is "
                                   f"{max_instances} images per request")
     return InputRejected(400, f"expected a multipart/form-data upload with `file` fields "
                               f"({detail})")
+
+
+async def read_form_files(body: bytes, content_type: str, max_files: int) -> List[UploadedFile]:
+    """The `file` fields of a multipart body, by Starlette's form parser
+    (python-multipart); what it refuses becomes a 400 or 413 naming why."""
+    from starlette.datastructures import UploadFile
+    from starlette.requests import Request
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-type", content_type.encode())]}
+    try:
+        form = await Request(scope, receive).form(max_files=max_files)
+    except Exception as failure:  # noqa: BLE001 - malformed multipart
+        raise form_refusal(failure, max_files) from None
+    try:
+        fields = form.getlist("file")
+        if not all(isinstance(field, UploadFile) for field in fields):
+            raise InputRejected(400, "a `file` field holds text; send each image as a file "
+                                     "(multipart/form-data, `-F file=@image.png`)")
+        return [(field.filename, await field.read()) for field in fields]
+    finally:
+        await form.close()
+
+
+def parse_upload_body(body: bytes, content_type: str, max_files: int, max_body_bytes: int,
+                      limits: served.Limits) -> List[Item]:
+    """The checked items of a multipart body, parsed start to end: what a
+    parsing process runs for a large upload."""
+    files = asyncio.run(read_form_files(body, content_type, max_files))
+    return parse_uploads(files, max_body_bytes, limits)
 
 
 def parse_uploads(files: Sequence[UploadedFile], max_body_bytes: int,
@@ -204,17 +238,6 @@ def warm_up() -> None:
 
 
 # -- after the queue --------------------------------------------------------------
-
-def refusal_after_swap(item: Item, model: served.ServedModel) -> Optional[InputRejected]:
-    """Pixels are checked against the model served at parse time; a reload may
-    have swapped in one of another shape while the request waited."""
-    if item.pixels is None or tuple(item.pixels.shape) == tuple(model.image_shape):
-        return None
-    return InputRejected(422, (
-        f"got shape {list(item.pixels.shape)}; {model.name} version {model.version}, "
-        f"swapped in while the request waited, expects {list(model.image_shape)} "
-        "uint8 pixels (or send encoded images, which are resized in the graph)"))
-
 
 def first_refusal(results: Sequence[Any]) -> Optional[InputRejected]:
     """The batch's refusal of the first refused item, labelled with its index."""

@@ -104,19 +104,6 @@ def _write_sample(path: str, record: LogRecord) -> None:
             handle.write(record.data)
 
 
-def _create_private_sqlite(url: str) -> None:
-    """A new SQLite log file is created owner-only (0600); SQLite gives its
-    journal files the same mode."""
-    database = make_url(url).database
-    if not database or database == ":memory:" or os.path.exists(database):
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
-    try:
-        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-
-
 class PredictionLogUnavailable(store.RegistryError):
     """The prediction log's database cannot be used; the message names it (password masked)."""
 
@@ -135,8 +122,7 @@ def open_log_database(url: str) -> None:
              "IMGPIPE_PREDICTION_LOG_URL)")
     try:
         if url.startswith("sqlite"):
-            _create_private_sqlite(url)
-            store.migrate(url)
+            store.migrate(url)   # engine_for creates the file owner-only
             return
         revision = store.current_revision(url)
     except Exception as error:  # noqa: BLE001 - any driver's connection failure

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -86,6 +88,21 @@ def test_migrations_up_down_and_up(registry_url):
         store.require_schema(registry_url)
     store.migrate(registry_url)
     assert _schema_view(registry_url) == view
+
+
+def test_new_registry_and_mlflow_sqlite_files_are_owner_only(tmp_path):
+    old_umask = os.umask(0o022)      # the usual umask would give 0644
+    try:
+        store.migrate(f"sqlite:///{tmp_path / 'new' / 'registry.db'}")
+        mlflow_sync.ensure_store(f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}")
+        kept = tmp_path / "kept.db"
+        kept.touch(mode=0o640)       # an existing file keeps the mode its owner gave it
+        store.migrate(f"sqlite:///{kept}")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "new" / "registry.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "new" / "mlflow.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640
 
 
 def test_alembic_head_is_the_models(migrated):

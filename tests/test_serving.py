@@ -250,16 +250,7 @@ def test_uploaded_files_parse_into_encoded_items_or_the_first_refusal():
     assert status == 400 and message.startswith("file: not a readable JPEG or PNG")
 
 
-def test_pixels_are_refused_after_a_swap_to_another_shape_and_the_first_refusal_is_named():
-    model = dataclasses.make_dataclass("Swapped", ["name", "version", "image_shape"])(
-        "tiny", 2, (4, 4, 3))
-    fits = parsing.Item(pixels=np.zeros((4, 4, 3), np.uint8))
-    assert parsing.refusal_after_swap(fits, model) is None
-    assert parsing.refusal_after_swap(parsing.Item(data=png(1)), model) is None
-    stale = parsing.refusal_after_swap(parsing.Item(pixels=np.zeros((8, 8, 3), np.uint8)), model)
-    assert stale.status == 422 and str(stale).startswith(
-        "got shape [8, 8, 3]; tiny version 2, swapped in while the request waited, expects "
-        "[4, 4, 3] uint8 pixels")
+def test_the_first_refusal_of_a_batch_is_named_by_its_index():
     results = ["a prediction", served.InputRejected(400, "undecodable"),
                served.InputRejected(415, "later")]
     first = parsing.first_refusal(results)
@@ -332,6 +323,58 @@ def test_a_full_queue_is_refused_and_stop_fails_what_still_waits():
     outcomes = asyncio.run(main())
     assert [type(o) for o in outcomes] == [Unavailable, Unavailable]
     assert all("shutting down; the request was not run" in str(o) for o in outcomes)
+
+
+def test_a_bulk_request_fills_the_room_small_ones_leave_and_never_holds_them_up():
+    calls, first_call = [], threading.Event()
+
+    def run(items):
+        calls.append(list(items))
+        first_call.wait(30)     # the first call is held until everything is queued
+        return [item * 10 for item in items]
+
+    async def main():
+        batcher = MicroBatcher(run, max_batch=4, max_wait_ms=0)
+        batcher.start()
+        started = asyncio.ensure_future(batcher.submit([0]))
+        await asyncio.sleep(0.05)                               # in the model call now
+        bulk = asyncio.ensure_future(batcher.submit(list(range(100, 110))))
+        await asyncio.sleep(0)
+        smalls = [asyncio.ensure_future(batcher.submit([i, i + 1])) for i in (1, 3)]
+        await asyncio.sleep(0)
+        first_call.set()
+        results = await asyncio.wait_for(asyncio.gather(started, bulk, *smalls), 30)
+        await batcher.stop()
+        return results
+
+    started, bulk, small_a, small_b = asyncio.run(main())
+    assert bulk == [item * 10 for item in range(100, 110)]
+    assert (started, small_a, small_b) == ([0], [10, 20], [30, 40])
+    # The small requests, queued after the bulk one, go first; the bulk one
+    # takes the room left and then whole calls.
+    assert calls == [[0], [1, 2, 3, 4], [100, 101, 102, 103], [104, 105, 106, 107], [108, 109]]
+
+
+def test_a_failed_call_fails_the_whole_bulk_request_and_the_rest_is_not_run():
+    calls = []
+
+    def run(items):
+        calls.append(list(items))
+        if 3 in items:
+            raise RuntimeError("the model failed")
+        return items
+
+    async def main():
+        batcher = MicroBatcher(run, max_batch=3, max_wait_ms=0)
+        batcher.start()
+        outcome = await asyncio.gather(batcher.submit(list(range(9))), return_exceptions=True)
+        after = await batcher.submit([7])
+        await batcher.stop()
+        return outcome[0], after
+
+    failure, after = asyncio.run(main())
+    assert isinstance(failure, RuntimeError) and after == [7]
+    assert calls == [[0, 1, 2], [3, 4, 5], [7]]
 
 
 # -- prediction log ---------------------------------------------------------------
@@ -597,6 +640,25 @@ def test_predicts_from_bytes_arrays_and_uploads(service):
         assert name in metrics
 
 
+def test_large_uploads_are_parsed_off_the_event_loop_with_the_same_answers(service):
+    from imgpipe.serving.app import INLINE_BODY_BYTES
+    client = service["client"]
+    service["app"].state.settings.max_body_bytes = 1_000_000
+    images = [noise_png(64) for _ in range(8)]
+    assert sum(map(len, images)) > INLINE_BODY_BYTES        # so a parsing process reads it
+    upload = client.post("/v1/models/tiny/images",
+                         files=[("file", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)])
+    assert upload.status_code == 200, upload.text
+    assert len(upload.json()["predictions"]) == 8
+    too_many = client.post("/v1/models/tiny/images",
+                           files=[("file", (f"{i}.png", images[0], "image/png")) for i in range(17)])
+    assert too_many.status_code == 413 and "the limit is 16 images" in too_many.json()["error"]
+    text = client.post("/v1/models/tiny/images", data={"file": "x" * 100_000})
+    assert text.status_code == 400 and "a `file` field holds text" in text.json()["error"]
+    small_text = client.post("/v1/models/tiny/images", data={"file": "x"})
+    assert small_text.status_code == 400 and "a `file` field holds text" in small_text.json()["error"]
+
+
 @pytest.mark.parametrize("payload, status, message", [
     ({"instances": [np.full((8, 8, 3), 0.5).tolist()]}, 422,
      "got float64 pixels in [0.5, 0.5]; expected uint8"),
@@ -705,7 +767,8 @@ def test_requests_beyond_the_queue_get_503_and_the_server_recovers(tmp_path, mon
         assert 'imgpipe_requests_total{endpoint="predict",status="503"} 1.0' in client.get("/metrics").text
 
 
-def test_pixels_are_checked_again_against_a_model_swapped_in_while_they_waited(service, monkeypatch):
+def test_a_request_is_answered_by_the_model_that_checked_it_though_another_was_swapped_in(
+        service, monkeypatch):
     client, holder = service["client"], service["holder"]
     first = holder.current
     with ThreadPoolExecutor(2) as pool:
@@ -715,17 +778,18 @@ def test_pixels_are_checked_again_against_a_model_swapped_in_while_they_waited(s
             assert eventually(lambda: service["app"].state.batcher.waiting == 1)
             queued = pool.submit(predict, client, {"instances": [np.zeros((8, 8, 3), np.uint8).tolist()]})
             assert eventually(lambda: service["app"].state.batcher.waiting == 2)
-            # Same uid, so the champion watcher leaves it; another input shape.
+            # Same uid, so the champion watcher leaves it; another version and input shape.
             smaller = dataclasses.replace(first.image, height=4, width=4)
-            monkeypatch.setattr(holder, "current", dataclasses.replace(first, image=smaller))
+            monkeypatch.setattr(holder, "current", dataclasses.replace(first, image=smaller, version=2))
         finally:
             gate.set()
         assert busy.result().status_code == 200
-        refused = queued.result()
-    assert refused.status_code == 422, refused.text
-    assert "got shape [8, 8, 3]; tiny version 1, swapped in while the request waited, " \
-           "expects [4, 4, 3] uint8 pixels" in refused.json()["error"]
-    assert predict(client, {"instances": [b64(png(250))]}).status_code == 200
+        answered = queued.result()
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["model_version"] == "1"
+    refused = predict(client, {"instances": [np.zeros((8, 8, 3), np.uint8).tolist()]})
+    assert refused.status_code == 422 and "uint8 pixels [4, 4, 3]" in refused.json()["error"], refused.text
+    assert predict(client, {"instances": [b64(png(250))]}).json()["model_version"] == "2"
 
 
 def test_a_crashed_batcher_fails_requests_clearly_and_healthz_says_unhealthy(service, monkeypatch):
