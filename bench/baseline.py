@@ -58,7 +58,8 @@ def statistics_file(tree: Path, out: Path) -> Path:
     from imgpipe.pipeline.config import load_config
     schema = tfdv.load_schema_text(load_config("builtin:quickstart").schema_location)
     loaded = inprocess.load_source(str(tree), height=32, width=32, channels=3)
-    out.write_bytes(inprocess.statistics(loaded.record_batch, schema).SerializeToString())
+    [stats] = inprocess.statistics_of(loaded.batches, schema)
+    out.write_bytes(stats.SerializeToString())
     return out
 
 

@@ -300,6 +300,19 @@ def ingest(ctx, source, config_path, output, max_bad_fraction, span, sets):
     _run(config, until="ImageExampleGen", verbose=ctx.obj["verbose"])
 
 
+def _progress(command: str, every: int = 5_000):
+    """A batch callback: "<command>: N images read" on stderr every `every`
+    images (stdout may be a JSON report)."""
+    count = 0
+
+    def add(images: int) -> None:
+        nonlocal count
+        if (count + images) // every > count // every:
+            click.echo(f"{command}: {count + images:,} images read", err=True)
+        count += images
+    return add
+
+
 def _thresholds(config: Config):
     from imgpipe.components.validation_gate.schema_curation import DriftThresholds
     return DriftThresholds(pixel_js_divergence=config.validation.pixel_drift_threshold,
@@ -342,13 +355,17 @@ def schema_infer(source, output, config_path, sets):
         loaded = inprocess.load_source(source, height=config.image.height, width=config.image.width,
                                        channels=config.image.channels, classes=config.data.classes,
                                        max_image_pixels=config.data.max_image_pixels)
+        class_names = list(config.data.classes) or loaded.class_names
+        if len(class_names) < 2:
+            raise InputProblem(f"{source}: need at least two class names (from class folders, the "
+                               ".npz's class_names, or data.classes in the config)")
+        # One pass: the draft's statistics, and the curated schema's view of the
+        # same data (the label categorical) for the check below.
+        stats, labelled_stats = inprocess.statistics_of(
+            loaded.batches, None, schema_curation.label_schema(), on_batch=_progress("schema infer"))
     except inprocess.InputError as error:
         raise InputProblem(str(error)) from None
-    class_names = list(config.data.classes) or loaded.class_names
-    if len(class_names) < 2:
-        raise InputProblem(f"{source}: need at least two class names (from class folders, the "
-                           ".npz's class_names, or data.classes in the config)")
-    draft = tfdv.infer_schema(inprocess.statistics(loaded.record_batch), infer_feature_shape=True)
+    draft = tfdv.infer_schema(stats, infer_feature_shape=True)
     curated = schema_curation.curate(
         draft, height=config.image.height, width=config.image.width,
         channels=config.image.channels, class_names=class_names, thresholds=_thresholds(config))
@@ -359,8 +376,7 @@ def schema_infer(source, output, config_path, sets):
         handle.write(header + text_format.MessageToString(curated))
     click.echo(f"wrote {output}\n")
     click.echo(schema_curation.describe(curated))
-    verdict = inprocess.validate(inprocess.statistics(loaded.record_batch, curated), curated,
-                                 schema_curation.TRAINING)
+    verdict = inprocess.validate(labelled_stats, curated, schema_curation.TRAINING)
     if not verdict.passed:
         click.echo("\nWARNING: the data this was drafted from fails the curated schema:")
         for finding in verdict.findings:
@@ -429,8 +445,7 @@ def validate(source, schema_path, environment, baseline, output_format, config_p
                 max_image_pixels=config.data.max_image_pixels)
     try:
         loaded = inprocess.load_source(source, **spec)
-        stats = inprocess.statistics(loaded.record_batch, curated)
-        loaded.record_batch = None  # only its statistics are needed: one dataset in memory at a time
+        [stats] = inprocess.statistics_of(loaded.batches, curated, on_batch=_progress("validate"))
         against = inprocess.load_baseline(baseline, curated, **spec) if baseline else None
     except inprocess.InputError as error:
         raise InputProblem(str(error)) from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 # Component modules are imported one by one: `tfx.v1` imports every TFX
 # component and costs seconds of start-up on each command.
@@ -55,19 +55,36 @@ class PipelineError(ValueError):
 DATA_ROOT_PARAMETER = "data_root"
 
 
+def source_layout(config: Config, source: Optional[str] = None) -> sources.SourceLayout:
+    source = source or config.data.source
+    if source.startswith("builtin:"):
+        raise PipelineError(f"data.source {source!r} must be materialised first "
+                            "(imgpipe run does this for built-in datasets)")
+    try:
+        return sources.discover_layout(source, config.data.format)
+    except sources.SourceError as error:
+        raise PipelineError(f"data.source: {error}") from None
+
+
+def ingestion_routes(config: Config, layout: sources.SourceLayout) -> Dict[str, Dict[str, int]]:
+    """Split folders: each feeds its split, the configured splits without a
+    folder are carved from train. Empty for a single source (hash split)."""
+    if not layout.has_predefined_splits:
+        return {}
+    return sources.split_routes(list(layout.split_patterns), config.data.split, _HASH_BUCKETS)
+
+
+def ingested_splits(config: Config, layout: sources.SourceLayout) -> List[str]:
+    routes = ingestion_routes(config, layout)
+    return sources.output_splits(routes) if routes else list(config.data.split)
+
+
 def example_gen_for(config: Config, source: Optional[str] = None,
                     layout: Optional[sources.SourceLayout] = None,
                     data_root_parameter: bool = False) -> ImageExampleGen:
     """The ingestion component for the configured source."""
     source = source or config.data.source
-    if source.startswith("builtin:"):
-        raise PipelineError(f"data.source {source!r} must be materialised first "
-                            "(imgpipe run does this for built-in datasets)")
-    if layout is None:
-        try:
-            layout = sources.discover_layout(source, config.data.format)
-        except sources.SourceError as error:
-            raise PipelineError(f"data.source: {error}") from None
+    layout = layout or source_layout(config, source)
     input_config = example_gen_pb2.Input(splits=[
         example_gen_pb2.Input.Split(name=name, pattern=pattern)
         for name, pattern in layout.split_patterns.items()])
@@ -89,7 +106,7 @@ def example_gen_for(config: Config, source: Optional[str] = None,
         classes=list(config.data.classes), max_bad_fraction=config.data.max_bad_fraction,
         max_image_pixels=config.data.max_image_pixels,
         span_override=span if (span is not None and not pattern_has_span) else None,
-        compiled_input_base=layout.input_base)
+        compiled_input_base=layout.input_base, split_routes=ingestion_routes(config, layout))
     input_base = layout.input_base
     if data_root_parameter:
         # A run can point the compiled pipeline at another folder of the same layout.
@@ -135,9 +152,9 @@ def modules_dir() -> Path:
     return Path(module_files.__file__).resolve().parent
 
 
-def validation_split(config: Config) -> str:
+def validation_split(splits: List[str]) -> str:
     """Early stopping watches `validation` when the data has it, else `eval`."""
-    return "validation" if "validation" in config.data.split else "eval"
+    return "validation" if "validation" in splits else "eval"
 
 
 def trainer_settings(config: Config, class_names: List[str]) -> TrainerSettings:
@@ -216,7 +233,7 @@ def _module(locations: Locations, installed_function: str, module_file: str) -> 
 
 
 def _training_stages(config: Config, example_gen, schema_gen, gate, class_names: List[str],
-                     locations: Locations):
+                     locations: Locations, splits: List[str]):
     transform = Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         **_module(locations, "preprocessing.preprocessing_fn", "preprocessing.py"),
@@ -234,7 +251,7 @@ def _training_stages(config: Config, example_gen, schema_gen, gate, class_names:
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(splits=["train"]),
-        eval_args=trainer_pb2.EvalArgs(splits=[validation_split(config)]),
+        eval_args=trainer_pb2.EvalArgs(splits=[validation_split(splits)]),
         custom_config=trainer_settings(config, class_names).to_dict())
     return [transform, trainer]
 
@@ -302,12 +319,14 @@ def create_pipeline(config: Config, source: Optional[str] = None,
     it cannot be read from here (a path inside the cluster's image).
     """
     locations = locations or local_locations(config)
+    layout = layout or source_layout(config, source)
     example_gen = example_gen_for(config, source, layout, locations.data_root_parameter)
     components: List = [example_gen]
     if until != "ImageExampleGen":
         validation, class_names = _validation_stages(config, example_gen, locations)
         schema_gen, _, gate = validation
-        training = _training_stages(config, example_gen, schema_gen, gate, class_names, locations)
+        training = _training_stages(config, example_gen, schema_gen, gate, class_names, locations,
+                                    ingested_splits(config, layout))
         components += [*validation, *training, *_evaluation_stages(
             config, example_gen, validation, training[-1], class_names, locations)]
     if until is not None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import uuid
 from typing import Any, Callable, List, Optional
 
@@ -176,6 +177,9 @@ def follow_champion(engine, tracking_uri: str, model_name: str) -> Optional[int]
         try:
             mlflow_sync.set_champion(tracking_uri, model_name, target)
         except Exception as error:  # noqa: BLE001 - MLflow/network: reported masked
+            if _lost_a_race(error):
+                time.sleep(0.1)        # another writer moved the alias: read the champion again
+                continue
             raise store.RegistryError(
                 f"{row.model_uid} is {model_name}'s champion in the registry, but MLflow's alias "
                 f"{model_name}@{mlflow_sync.CHAMPION_ALIAS} could not follow it "
@@ -189,6 +193,14 @@ def follow_champion(engine, tracking_uri: str, model_name: str) -> Optional[int]
 
 
 _FOLLOW_ROUNDS = 5
+
+
+def _lost_a_race(error: BaseException) -> bool:
+    """MLflow's SQL store moves an alias by delete + insert: two writers moving
+    it at once fail one of them on the unique key (or the SQLite lock)."""
+    text = str(error)
+    return "UNIQUE constraint failed" in text or "database is locked" in text \
+        or "duplicate key value" in text
 
 
 def _champions(engine, model_name: Optional[str]):

@@ -60,6 +60,30 @@ def shapes_tree(root: Path, per_class: int = 60, seed: int = 0, transform=None,
     return root
 
 
+# Sizes photos come in: landscape, portrait, square, odd.
+PHOTO_SIZES = ((320, 240), (240, 320), (300, 300), (500, 333), (257, 193))
+
+
+def photo(seed: int, size=(320, 240), tint=(1.0, 1.0, 1.0)) -> Image.Image:
+    """A photo-like RGB image: smooth colour fields (a tiny random image
+    upsampled) with fine noise, so JPEG sizes are those of real photos."""
+    rng = np.random.default_rng(seed)
+    small = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    smooth = np.asarray(small.resize(size, Image.BICUBIC), dtype=np.float32)
+    noisy = smooth * np.array(tint, np.float32) + rng.normal(0, 6, smooth.shape)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def photo_tree(root: Path, per_class: int, classes=("ants", "bees"), seed: int = 0) -> Path:
+    """Class folders of JPEG photos of mixed sizes."""
+    for c_index, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = photo(seed + 1000 * c_index + i, PHOTO_SIZES[i % len(PHOTO_SIZES)])
+            image.save(root / name / f"{i:04d}.jpg", "JPEG", quality=85)
+    return root
+
+
 @pytest.fixture
 def class_tree(tmp_path):
     return write_class_tree(tmp_path / "images")

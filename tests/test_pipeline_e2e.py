@@ -129,6 +129,25 @@ def test_too_many_bad_files_stop_ingestion_and_leave_no_examples(tmp_path):
     assert "3 bad (13.04%" in ok.output
 
 
+def test_train_and_val_folders_are_the_splits_and_eval_is_carved_from_train(tmp_path):
+    data = tmp_path / "photos"
+    write_class_tree(data / "Train", per_class=12, classes=("ants", "bees"))
+    write_class_tree(data / "val", per_class=4, classes=("ants", "bees"))
+    out = tmp_path / "out"
+    result = invoke("ingest", data, "--output", out, "--set", "pipeline.name='layouts'")
+    assert result.exit_code == 0, result.output
+    examples = artifact_dir(out, "layouts", "ImageExampleGen", "examples")
+    counts = {split.name: len(read_examples(split)) for split in examples.iterdir() if split.is_dir()}
+    assert counts["Split-validation"] == 8                   # the val folder, whole
+    assert counts["Split-train"] + counts["Split-eval"] == 24 and counts["Split-eval"] > 0
+    assert "split validation: 8 examples" in result.output
+
+    write_class_tree(data / "val", per_class=1, classes=("wasps",))
+    refused = invoke("ingest", data, "--output", out, "--set", "pipeline.name='layouts'")
+    assert refused.exit_code == 1
+    assert "disagree on the classes" in refused.output and "Train has no wasps" in refused.output
+
+
 def test_single_class_and_empty_sources_are_clear_errors(tmp_path):
     single = write_class_tree(tmp_path / "single", per_class=3, classes=("circle",))
     result = invoke("ingest", single, "--output", tmp_path / "o1")

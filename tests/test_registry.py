@@ -314,6 +314,27 @@ def test_a_lock_timeout_is_retried(tmp_path, monkeypatch):
         writer.close()
 
 
+def test_an_alias_move_that_lost_a_race_to_another_writer_is_tried_again(
+        tmp_path, tracking_uri, tiny_model, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    store.migrate(url)
+    serving, artifacts = str(tmp_path / "serving"), str(tmp_path / "mlartifacts")
+    first = publish.publish(url, tracking_uri, serving, tiny_model, helpers.new_version("r1"),
+                            helpers.run_record("r1", artifacts))
+    real_set_champion, calls = mlflow_sync.set_champion, []
+
+    def racing(*args):
+        calls.append(args)
+        if len(calls) == 1:   # what MLflow's store raised under concurrent pushers
+            raise RuntimeError("(sqlite3.IntegrityError) UNIQUE constraint failed: "
+                               "registered_model_aliases.name, registered_model_aliases.alias")
+        return real_set_champion(*args)
+    monkeypatch.setattr(mlflow_sync, "set_champion", racing)
+    engine = store.engine_for(url)
+    assert publish.follow_champion(engine, tracking_uri, "tiny") == first.mlflow_version
+    assert len(calls) == 2
+
+
 def test_crash_between_commit_and_alias_move_is_flagged_and_repaired(
         migrated, tracking_uri, tiny_model, tmp_path, monkeypatch):
     serving, artifacts = str(tmp_path / "serving"), str(tmp_path / "mlartifacts")

@@ -17,11 +17,58 @@ def test_class_tree_is_one_split_to_hash(class_tree):
     assert not layout.has_predefined_splits
 
 
-def test_train_and_test_folders_become_splits(tmp_path):
-    write_class_tree(tmp_path / "data" / "train")
-    write_class_tree(tmp_path / "data" / "test")
+@pytest.mark.parametrize("folders, patterns", [
+    (["train", "val"], {"train": "train/*/*", "validation": "val/*/*"}),
+    (["train", "val", "test"], {"train": "train/*/*", "validation": "val/*/*", "eval": "test/*/*"}),
+    (["train", "test"], {"train": "train/*/*", "eval": "test/*/*"}),
+    (["Train", "Validation", "EVAL"],
+     {"train": "Train/*/*", "validation": "Validation/*/*", "eval": "EVAL/*/*"}),
+    (["train", "valid"], {"train": "train/*/*", "validation": "valid/*/*"}),
+    (["train"], {"train": "train/*/*"}),
+])
+def test_split_folders_become_splits(tmp_path, folders, patterns):
+    for folder in folders:
+        write_class_tree(tmp_path / "data" / folder, per_class=1)
     layout = sources.discover_layout(str(tmp_path / "data"))
-    assert layout.split_patterns == {"eval": "test/*/*", "train": "train/*/*"}
+    assert layout.split_patterns == patterns and layout.has_predefined_splits
+
+
+@pytest.mark.parametrize("folders, message", [
+    (["val", "test"], r"split folders \['test', 'val'\] but no train folder; the folder layouts read"),
+    (["train", "val", "validation"], r"folders \['val', 'validation'\] are all the validation split"),
+    (["train", "val", "cats"], r"split folders \['train', 'val'\] and also other folders \['cats'\]"),
+])
+def test_split_folder_layouts_that_cannot_be_read_say_why(tmp_path, folders, message):
+    for folder in folders:
+        write_class_tree(tmp_path / "data" / folder, per_class=1)
+    with pytest.raises(SourceError, match=message):
+        sources.discover_layout(str(tmp_path / "data"))
+
+
+def test_missing_splits_are_carved_from_train_in_the_configured_proportions():
+    configured = {"train": 0.7, "validation": 0.15, "eval": 0.15}
+    assert sources.split_routes(["train", "validation", "eval"], configured, 1000) == {
+        "train": {"train": 1}, "validation": {"validation": 1}, "eval": {"eval": 1}}
+    routes = sources.split_routes(["train", "validation"], configured, 1000)
+    assert routes == {"train": {"train": 824, "eval": 176}, "validation": {"validation": 1}}
+    assert sources.output_splits(routes) == ["train", "validation", "eval"]
+    # A split folder the configuration lacks is kept as a split of its own.
+    routes = sources.split_routes(["train", "validation"], {"train": 0.8, "eval": 0.2}, 1000)
+    assert routes == {"train": {"train": 800, "eval": 200}, "validation": {"validation": 1}}
+
+
+def test_split_folders_must_hold_the_same_classes(tmp_path):
+    write_class_tree(tmp_path / "train", per_class=1, classes=("ants", "bees", "wasps"))
+    write_class_tree(tmp_path / "val", per_class=1, classes=("ants", "bees"))
+    with pytest.raises(SourceError, match=r"disagree on the classes: .*val has no wasps"):
+        sources.scan_class_folders([str(tmp_path / "train"), str(tmp_path / "val")], [])
+
+
+def test_a_folder_without_class_folders_names_the_layouts(tmp_path):
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes(b"x")
+    with pytest.raises(SourceError, match="no class folders in .*the folder layouts read: class"):
+        sources.scan_class_folders([str(tmp_path / "flat")], [])
 
 
 def test_span_pattern_goes_into_the_split_pattern(tmp_path):

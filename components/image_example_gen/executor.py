@@ -57,29 +57,36 @@ def _read_split(pipeline: beam.Pipeline, plan: Dict[str, Any], split) -> beam.pv
         pattern, plan["settings"])
 
 
-def _assign_splits(per_input, output_config: example_gen_pb2.Output, split_names: List[str]):
-    """Records per output split (by hash, or one input pattern per split) and their counts."""
+def _assign_splits(per_input, routes: Dict[str, Dict[str, int]], split_names: List[str]):
+    """Records per output split and their counts: each input's records go to
+    the output splits of its route, by hash of the source id when several."""
     by_split: Dict[str, List[beam.PCollection]] = {name: [] for name in split_names}
     counts = []
-    if output_config.split_config.splits:
-        bounds, total = [], 0
-        for split in output_config.split_config.splits:
-            total += split.hash_buckets
+    for (input_name, targets), result in zip(routes.items(), per_input):
+        names, bounds, total = list(targets), [], 0
+        for buckets in targets.values():
+            total += buckets
             bounds.append(total)
-        assigned = (per_input[0][ptransforms.RECORDS]
-                    | "AssignSplits" >> beam.ParDo(ptransforms.AssignSplits(
-                        split_names, bounds)).with_outputs(ptransforms.COUNTS, *split_names))
-        for name in split_names:
+        assigned = (result[ptransforms.RECORDS]
+                    | f"AssignSplits[{input_name}]" >> beam.ParDo(ptransforms.AssignSplits(
+                        names, bounds if len(names) > 1 else None)
+                    ).with_outputs(ptransforms.COUNTS, *names))
+        for name in names:
             by_split[name].append(assigned[name])
         counts.append(assigned[ptransforms.COUNTS])
-        return by_split, counts
-    for name, result in zip(split_names, per_input):
-        assigned = (result[ptransforms.RECORDS]
-                    | f"AssignSplit[{name}]" >> beam.ParDo(ptransforms.AssignSplits(
-                        [name])).with_outputs(ptransforms.COUNTS, name))
-        by_split[name].append(assigned[name])
-        counts.append(assigned[ptransforms.COUNTS])
     return by_split, counts
+
+
+def split_routes(config: IngestionSettings, input_config: example_gen_pb2.Input,
+                 output_config: example_gen_pb2.Output) -> Dict[str, Dict[str, int]]:
+    """Input split -> {output split: hash buckets}: the settings' routes (split
+    folders), else TFX's configs (one input hashed into the output splits)."""
+    if config.split_routes:
+        return dict(config.split_routes)
+    if output_config.split_config.splits:
+        return {input_config.splits[0].name: {split.name: split.hash_buckets
+                                              for split in output_config.split_config.splits}}
+    return {split.name: {split.name: 1} for split in input_config.splits}
 
 
 def _write_tallies(per_input, counts, beam_dir: str) -> None:
@@ -116,10 +123,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     """
 
     def _build(self, pipeline: beam.Pipeline, plan: Dict[str, Any],
-               input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output,
+               input_config: example_gen_pb2.Input, routes: Dict[str, Dict[str, int]],
                split_uris: Dict[str, str]) -> None:
-        per_input = [_read_split(pipeline, plan, split) for split in input_config.splits]
-        by_split, counts = _assign_splits(per_input, output_config, list(split_uris))
+        inputs = {split.name: split for split in input_config.splits}
+        per_input = [_read_split(pipeline, plan, inputs[name]) for name in routes]
+        by_split, counts = _assign_splits(per_input, routes, list(split_uris))
         beam_dir = os.path.join(plan["report_uri"], _BEAM_OUTPUT_DIR)
         for name, uri in split_uris.items():
             (by_split[name]
@@ -146,11 +154,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
                                   output_config)
-        split_names = example_gen_utils.generate_output_split_names(input_config, output_config)
+        routes = split_routes(config, input_config, output_config)
+        split_names = sources.output_splits(routes)
         examples.split_names = artifact_utils.encode_split_names(split_names)
         split_uris = {name: artifact_utils.get_split_uri([examples], name) for name in split_names}
         with self._make_beam_pipeline() as pipeline:
-            self._build(pipeline, plan, input_config, output_config, split_uris)
+            self._build(pipeline, plan, input_config, routes, split_uris)
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(
             examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))

@@ -1,7 +1,7 @@
 """ImageExampleGen's parameters (beside TFX's own input/output/range configs)."""
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from pydantic import Field
 
@@ -19,3 +19,6 @@ class IngestionSettings(ComponentSettings):
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     span_override: Optional[int] = None  # a fixed path ingested as span N (`--span N`)
     compiled_input_base: str = ""      # the folder compiled in; a run may read another
+    # Split folders: input split -> {output split: hash buckets} (sources.split_routes).
+    # Empty: one input, split by the output config's hash buckets (TFX's way).
+    split_routes: Dict[str, Dict[str, int]] = {}

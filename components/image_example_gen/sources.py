@@ -1,7 +1,8 @@
 """Where the data is and how it is laid out; pure logic, no Beam.
 
 Three source kinds:
-  folders   <root>/<class>/<image>  or  <root>/train|test/<class>/<image>
+  folders   <root>/<class>/<image>, or split folders <root>/<split>/<class>/<image>
+            (train, val|validation|valid, test|eval; any subset with train, any case)
   npz       an .npz with x (N, H, W[, C]) and optional y (N,) or (N, 1), the
             layout of keras.datasets.*.load_data(); optional class_names
   tfrecord  TFRecord files of tf.Example (plain or gzip)
@@ -24,9 +25,15 @@ TFRECORD = "tfrecord"
 FORMATS = (FOLDERS, NPZ, TFRECORD)
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".tfrec", ".gz")
-# Folder names that turn a source into predefined splits, and the split names
-# they become (TFX's convention is train/eval).
-SPLIT_FOLDERS = {"train": "train", "test": "eval", "eval": "eval"}
+# Folder names (any case) that turn a source into predefined splits, and the
+# split each becomes: `validation` is for early stopping, `eval` for the
+# Evaluator (TFX's convention).
+SPLIT_FOLDERS = {"train": "train", "val": "validation", "validation": "validation",
+                 "valid": "validation", "test": "eval", "eval": "eval"}
+SPLIT_ORDER = ("train", "validation", "eval")
+LAYOUTS = ("the folder layouts read: class folders <root>/<class>/<images>, or split folders "
+           "<root>/train/<class>/<images> with any of val|validation|valid and test|eval "
+           "beside train (any case)")
 SPAN_TOKEN = "{SPAN}"
 
 
@@ -106,15 +113,8 @@ def discover_layout(source: str, source_format: str = "auto") -> SourceLayout:
         prefix = f"{rel}/" if rel else ""
         subdirs = {e.rstrip("/") for e in gfile.listdir(concrete)
                    if gfile.isdir(os.path.join(concrete, e))}
-        split_dirs = {d: SPLIT_FOLDERS[d] for d in subdirs if d in SPLIT_FOLDERS}
-        if "train" in split_dirs and len(set(split_dirs.values())) == 2:
-            if subdirs - set(split_dirs):
-                raise SourceError(
-                    f"data source {concrete!r} has split folders {sorted(split_dirs)} and also "
-                    f"other folders {sorted(subdirs - set(split_dirs))}; use one layout")
-            patterns = {name: f"{prefix}{folder}/*/*" for folder, name in sorted(split_dirs.items())}
-            return SourceLayout(FOLDERS, base, patterns)
-        return SourceLayout(FOLDERS, base, {"single_split": f"{prefix}*/*"})
+        patterns = split_folder_patterns(concrete, subdirs, prefix)
+        return SourceLayout(FOLDERS, base, patterns or {"single_split": f"{prefix}*/*"})
     if source_format == NPZ:
         if not rel:
             base, rel = os.path.dirname(source) or ".", os.path.basename(source)
@@ -128,6 +128,49 @@ def discover_layout(source: str, source_format: str = "auto") -> SourceLayout:
     elif gfile.isdir(concrete):
         rel = f"{rel}/*"
     return SourceLayout(TFRECORD, base, {"single_split": rel})
+
+
+def split_folder_patterns(root: str, subdirs: set, prefix: str = "") -> Optional[Dict[str, str]]:
+    """Split name -> `<folder>/*/*` when `root` holds split folders, else None."""
+    folders: Dict[str, List[str]] = {}
+    for name in sorted(subdirs):
+        if name.lower() in SPLIT_FOLDERS:
+            folders.setdefault(SPLIT_FOLDERS[name.lower()], []).append(name)
+    if not folders:
+        return None
+    for split, names in folders.items():
+        if len(names) > 1:
+            raise SourceError(f"data source {root!r}: folders {names} are all the {split} split; "
+                              "keep one")
+    found = sorted(name for names in folders.values() for name in names)
+    if "train" not in folders:
+        raise SourceError(f"data source {root!r} has split folders {found} but no train folder; "
+                          f"{LAYOUTS}")
+    others = sorted(subdirs - set(found))
+    if others:
+        raise SourceError(f"data source {root!r} has split folders {found} and also other "
+                          f"folders {others}; use one layout ({LAYOUTS})")
+    return {split: f"{prefix}{folders[split][0]}/*/*" for split in SPLIT_ORDER if split in folders}
+
+
+def split_routes(folder_splits: List[str], configured: Dict[str, float],
+                 total_buckets: int) -> Dict[str, Dict[str, int]]:
+    """Input split -> {output split: hash buckets}. A split folder feeds its own
+    split; configured splits without a folder are carved from train by hash, in
+    their configured proportions to train."""
+    routes = {split: {split: 1} for split in folder_splits}
+    missing = [split for split in configured if split not in folder_splits]
+    if missing:
+        shares = {split: configured[split] for split in ["train", *missing]}
+        routes["train"] = {split: max(1, round(total_buckets * share / sum(shares.values())))
+                           for split, share in shares.items()}
+    return routes
+
+
+def output_splits(routes: Dict[str, Dict[str, int]]) -> List[str]:
+    """The splits written, train, validation and eval first."""
+    names = {split for targets in routes.values() for split in targets}
+    return [s for s in SPLIT_ORDER if s in names] + sorted(names - set(SPLIT_ORDER))
 
 
 def source_as_read(source: str, compiled_base: str, input_base: str) -> str:
@@ -199,23 +242,26 @@ def scan_class_folders(class_roots: List[str], configured: List[str]) -> ClassFo
     domain instead of the images vanishing.
     """
     gfile = _gfile()
-    found, empty, ignored, skipped = set(), [], [], []
+    per_root: Dict[str, set] = {}
+    empty, ignored, skipped = [], [], []
     for root in class_roots:
         if not gfile.isdir(root):
             raise SourceError(f"data source {root!r} does not exist or is not a folder")
+        per_root[root] = set()
         for entry in sorted(gfile.listdir(root)):
             name = entry.rstrip("/")
             path = os.path.join(root, name)
             if not gfile.isdir(path):
                 ignored.append(path)
                 continue
-            found.add(name)
+            per_root[root].add(name)
             if not gfile.listdir(path):
                 empty.append(path)
             skipped.extend(_unlistable_entries(path))
+    found = set().union(*per_root.values())
     if not found:
-        raise SourceError(f"no class folders in {', '.join(class_roots)}: expected "
-                          "<root>/<class name>/<image files>")
+        raise SourceError(f"no class folders in {', '.join(class_roots)}; {LAYOUTS}")
+    check_classes_agree(per_root)
     if configured:
         unknown = sorted(found - set(configured))
         names = list(configured) + unknown
@@ -224,6 +270,17 @@ def scan_class_folders(class_roots: List[str], configured: List[str]) -> ClassFo
         names = sorted(found)
     return ClassFolders(class_names=names, unknown=unknown, empty=empty, ignored=ignored,
                         skipped=sorted(skipped))
+
+
+def check_classes_agree(classes_by_root: Dict[str, set]) -> None:
+    """Every split folder holds the same class folders; a class missing from
+    one is named (the model would never be trained or evaluated on it)."""
+    every = set().union(*classes_by_root.values())
+    gaps = [f"{root} has no {', '.join(sorted(every - names))}"
+            for root, names in classes_by_root.items() if every - names]
+    if gaps:
+        raise SourceError("the split folders disagree on the classes: " + "; ".join(gaps)
+                          + "; give every split a folder for every class")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,15 +3,16 @@
 For `imgpipe validate` (serving-skew checks, CI gates) and `imgpipe schema
 infer`. Arrays and TFRecords are taken exactly as they are; image files go
 through ingestion's decoding (the shared TF ops) and its conversions are
-reported. Everything is held in memory: it is meant for samples (thousands
-of images), not for whole training sets, which the pipeline handles.
+reported. Sources are read a batch at a time and TFDV's statistics
+accumulated batch by batch: memory is bounded by a batch (about 64 MB of
+pixels), not by the dataset.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 from collections import Counter
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -30,11 +31,22 @@ class InputError(ValueError):
 
 @dataclasses.dataclass
 class LoadedSource:
-    record_batch: Optional[pa.RecordBatch]   # None once let go (its statistics computed)
+    """A source being read: `batches` yields it once, a batch at a time;
+    conversions and quarantine fill up as it does."""
+    batches: Iterator[pa.RecordBatch]
     format: str
     conversions: Dict[str, int]
     quarantine: List[dict]
     class_names: List[str]
+
+
+# Pixel values per batch: tf.Example holds pixels as int64, so a batch is
+# about 8 bytes a value (64 MB here): 256 images of 32x32, 53 of 224x224.
+_BATCH_VALUES = 8_000_000
+
+
+def batch_size_for(values_per_image: int) -> int:
+    return max(1, min(_BATCH, _BATCH_VALUES // max(1, values_per_image)))
 
 
 def _image_files(root: str) -> Dict[str, List[str]]:
@@ -57,94 +69,145 @@ class FolderArrays:
     quarantine: List[dict]
 
 
+@dataclasses.dataclass
+class FolderImages:
+    """A folder's image files, listed and labelled; decoded a batch at a time."""
+    root: str
+    files: List[tuple]              # (path, label id or None)
+    labelled: bool
+    class_names: List[str]
+    conversions: Dict[str, int]
+    quarantine: List[dict]
+
+    def decoded_batches(self, height: int, width: int, channels: int,
+                        max_image_pixels: int) -> Iterator[tuple]:
+        """(pixels [n, h, w, c] uint8, labels or None, source ids) per batch,
+        decoded exactly as ingestion decodes (same probe and ops)."""
+        from imgpipe.contract import ImageSpec, image_ops
+        spec = ImageSpec(height=height, width=width, channels=channels)
+        decoder = image_ops.make_batch_decoder(spec)
+        size, produced = batch_size_for(height * width * channels), 0
+        for start in range(0, len(self.files), size):
+            items, label_of = [], {}
+            for path, label in self.files[start:start + size]:
+                try:
+                    with open(path, "rb") as handle:
+                        data = handle.read()
+                    items.append((path, data, image_files.probe_image(data, max_image_pixels)))
+                    label_of[path] = label
+                except (OSError, image_files.BadInput) as error:
+                    self.quarantine.append({"path": path, "reason": str(error), "kind": "bad"})
+            decoded, failures, counts = image_ops.decode_items(decoder, items, spec)
+            self.quarantine += [{"path": path, "reason": reason, "kind": "bad"}
+                                for path, reason in failures]
+            for name, count in counts.items():
+                self.conversions[name] = self.conversions.get(name, 0) + count
+            if decoded:
+                produced += len(decoded)
+                yield (np.stack([image for _, image, _ in decoded]),
+                       np.array([label_of[path] for path, _, _ in decoded]) if self.labelled else None,
+                       [os.path.relpath(path, self.root) for path, _, _ in decoded])
+        if not produced:
+            raise InputError(f"{self.root}: no readable JPEG or PNG images")
+
+
+def list_folder_images(root: str, classes: Sequence[str] = ()) -> FolderImages:
+    """The image files of a class-folder tree (or a folder of images), labelled by
+    ingestion's own rule (configured order, then unknown folders); other files
+    are listed as ignored."""
+    by_class = _image_files(root)
+    labelled = "" not in by_class
+    names = sources.scan_class_folders([root], list(classes)).class_names if labelled else []
+    class_ids = {name: index for index, name in enumerate(names)}
+    files, quarantine = [], []
+    for name, paths in by_class.items():
+        for path in paths:
+            if image_files.is_candidate_image(path):
+                files.append((path, class_ids.get(name)))
+            else:
+                quarantine.append({"path": path, "reason": "not an image file", "kind": "ignored"})
+    return FolderImages(root, files, labelled, names, {}, quarantine)
+
+
 def load_folder_arrays(root: str, height: int, width: int, channels: int,
                        classes: Sequence[str] = (),
                        max_image_pixels: int = image_files.DEFAULT_MAX_IMAGE_PIXELS) -> FolderArrays:
-    """Decodes a folder exactly as ingestion does (same probe, ops and label rule)."""
-    from imgpipe.contract import ImageSpec, image_ops
-    by_class = _image_files(root)
-    labelled = "" not in by_class
-    # Label ids by ingestion's own rule (configured order, then unknown folders).
-    names = sources.scan_class_folders([root], list(classes)).class_names if labelled else []
-    class_ids = {name: index for index, name in enumerate(names)}
-    spec = ImageSpec(height=height, width=width, channels=channels)
-    decoder = image_ops.make_batch_decoder(spec)
-    quarantine, conversions = [], Counter()
-    items = []
-    for name, paths in by_class.items():
-        for path in paths:
-            if not image_files.is_candidate_image(path):
-                quarantine.append({"path": path, "reason": "not an image file", "kind": "ignored"})
-                continue
-            try:
-                with open(path, "rb") as handle:
-                    data = handle.read()
-                info = image_files.probe_image(data, max_image_pixels)
-            except (OSError, image_files.BadInput) as error:
-                quarantine.append({"path": path, "reason": str(error), "kind": "bad"})
-                continue
-            items.append((path, data, info, class_ids.get(name)))
-    pixels, labels, ids = [], [], []
-    for start in range(0, len(items), _BATCH):
-        chunk = items[start:start + _BATCH]
-        label_of = {item[0]: item[3] for item in chunk}
-        decoded, failures, counts = image_ops.decode_items(
-            decoder, [item[:3] for item in chunk], spec)
-        quarantine += [{"path": path, "reason": reason, "kind": "bad"} for path, reason in failures]
-        conversions.update(counts)
-        for path, image, _ in decoded:
-            pixels.append(image)
-            labels.append(label_of[path])
-            ids.append(os.path.relpath(path, root))
-    if not pixels:
-        raise InputError(f"{root}: no readable JPEG or PNG images")
-    return FolderArrays(np.stack(pixels), np.array(labels) if labelled else None, ids, names,
-                        dict(conversions), quarantine)
+    """A folder decoded whole, as ingestion decodes it (for `imgpipe to-npz`)."""
+    folder = list_folder_images(root, classes)
+    x, y, ids = [], [], []
+    for pixels, labels, source_ids in folder.decoded_batches(height, width, channels,
+                                                             max_image_pixels):
+        x.append(pixels)
+        y.append(labels)
+        ids += source_ids
+    return FolderArrays(np.concatenate(x), np.concatenate(y) if folder.labelled else None, ids,
+                        folder.class_names, folder.conversions, folder.quarantine)
 
 
 def _load_folder(root: str, height: int, width: int, channels: int, classes: Sequence[str],
                  max_image_pixels: int) -> LoadedSource:
-    arrays = load_folder_arrays(root, height, width, channels, classes, max_image_pixels)
-    batch = encoding.examples_record_batch(arrays.x, arrays.y, arrays.source_ids, "uint8")
-    return LoadedSource(batch, sources.FOLDERS, arrays.conversions, arrays.quarantine,
-                        arrays.class_names)
+    folder = list_folder_images(root, classes)
+    batches = (encoding.examples_record_batch(pixels, labels, ids, "uint8") for pixels, labels, ids
+               in folder.decoded_batches(height, width, channels, max_image_pixels))
+    return LoadedSource(batches, sources.FOLDERS, folder.conversions, folder.quarantine,
+                        folder.class_names)
+
+
+def _npz_batches(path: str, layout: sources.NpzLayout) -> Iterator[pa.RecordBatch]:
+    size = batch_size_for(int(np.prod(layout.image_shape)))
+    try:
+        with sources.NpzReader(path) as reader:
+            for start, stop in sources.row_ranges(layout.count, size):
+                x = encoding.as_nhwc(reader.read_rows("x", start, stop), path)
+                y = encoding.labels_from_array(reader.read_rows("y", start, stop), len(x), path) \
+                    if layout.has_labels else None
+                ids = [f"{os.path.basename(path)}[{i}]" for i in range(start, stop)]
+                yield encoding.examples_record_batch(x, y, ids, str(x.dtype))
+    except (sources.SourceError, image_files.BadInput) as error:
+        raise InputError(str(error)) from None
 
 
 def _load_npz(path: str) -> LoadedSource:
     try:
         layout = sources.inspect_npz(path)
-        with sources.NpzReader(path) as reader:
-            x = encoding.as_nhwc(reader.read_all("x"), path)
-            y = encoding.labels_from_array(reader.read_all("y"), len(x), path) \
-                if layout.has_labels else None
-    except (sources.SourceError, image_files.BadInput) as error:
+    except sources.SourceError as error:
         raise InputError(str(error)) from None
-    ids = [f"{os.path.basename(path)}[{i}]" for i in range(len(x))]
-    batch = encoding.examples_record_batch(x, y, ids, str(x.dtype))
-    return LoadedSource(batch, sources.NPZ, {}, [], layout.class_names or [])
+    return LoadedSource(_npz_batches(path, layout), sources.NPZ, {}, [], layout.class_names or [])
+
+
+def _tfrecord_batches(pattern: str, files: List[str]) -> Iterator[pa.RecordBatch]:
+    import tensorflow as tf
+    from tfx_bsl.coders import example_coder
+    decoder, records, seen = example_coder.ExamplesToRecordBatchDecoder(), [], 0
+
+    def decoded(records):
+        try:
+            return decoder.DecodeBatch(records)
+        except Exception as error:
+            raise InputError(f"{pattern}: records are not tf.Examples ({error})") from None
+
+    for path in files:
+        compression = "GZIP" if path.endswith(".gz") else ""
+        try:
+            for record in tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator():
+                records.append(record)
+                if len(records) == _BATCH:
+                    yield decoded(records)
+                    seen, records = seen + len(records), []
+        except tf.errors.OpError as error:
+            raise InputError(f"{path}: not a readable TFRecord file ({error.message})") from None
+    if records:
+        yield decoded(records)
+    elif not seen:
+        raise InputError(f"{pattern}: the TFRecord files hold no records")
 
 
 def _load_tfrecords(pattern: str) -> LoadedSource:
     import tensorflow as tf
-    from tfx_bsl.coders import example_coder
     files = sorted(tf.io.gfile.glob(os.path.join(pattern, "*") if os.path.isdir(pattern) else pattern))
     if not files:
         raise InputError(f"{pattern}: no TFRecord files")
-    records = []
-    for path in files:
-        compression = "GZIP" if path.endswith(".gz") else ""
-        try:
-            records += list(tf.data.TFRecordDataset(path, compression_type=compression)
-                            .as_numpy_iterator())
-        except tf.errors.OpError as error:
-            raise InputError(f"{path}: not a readable TFRecord file ({error.message})") from None
-    if not records:
-        raise InputError(f"{pattern}: the TFRecord files hold no records")
-    try:
-        batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records)
-    except Exception as error:
-        raise InputError(f"{pattern}: records are not tf.Examples ({error})") from None
-    return LoadedSource(batch, sources.TFRECORD, {}, [], [])
+    return LoadedSource(_tfrecord_batches(pattern, files), sources.TFRECORD, {}, [], [])
 
 
 def load_source(source: str, *, height: int, width: int, channels: int,
@@ -166,10 +229,40 @@ def load_source(source: str, *, height: int, width: int, channels: int,
 def statistics(record_batch: pa.RecordBatch, schema: Optional[schema_pb2.Schema] = None
                ) -> statistics_pb2.DatasetFeatureStatisticsList:
     """TFDV statistics of one in-memory batch (the schema makes `label` categorical)."""
-    import tensorflow_data_validation as tfdv
-    from tensorflow_data_validation.statistics import stats_impl
-    options = tfdv.StatsOptions(schema=schema) if schema is not None else tfdv.StatsOptions()
-    return stats_impl.generate_statistics_in_memory(record_batch, options)
+    return statistics_of(iter([record_batch]), schema)[0]
+
+
+class StreamingStatistics:
+    """TFDV's in-memory statistics generators, fed a batch at a time: what is
+    held is their accumulators (sketches, counts), not the data."""
+
+    def __init__(self, schema: Optional[schema_pb2.Schema] = None):
+        import tensorflow_data_validation as tfdv
+        from tensorflow_data_validation.statistics import stats_impl
+        options = tfdv.StatsOptions(schema=schema) if schema is not None else tfdv.StatsOptions()
+        self._generators = stats_impl.get_generators(options, in_memory=True)
+        self._accumulators = [generator.create_accumulator() for generator in self._generators]
+
+    def add(self, record_batch: pa.RecordBatch) -> None:
+        self._accumulators = [generator.add_input(accumulator, record_batch) for generator, accumulator
+                              in zip(self._generators, self._accumulators)]
+
+    def result(self) -> statistics_pb2.DatasetFeatureStatisticsList:
+        from tensorflow_data_validation.statistics import stats_impl
+        return stats_impl.extract_statistics_output(self._accumulators, self._generators)
+
+
+def statistics_of(batches: Iterator[pa.RecordBatch], *schemas: Optional[schema_pb2.Schema],
+                  on_batch: Optional[Callable[[int], None]] = None
+                  ) -> List[statistics_pb2.DatasetFeatureStatisticsList]:
+    """Statistics of every batch, once per schema, in one pass over the batches."""
+    streams = [StreamingStatistics(schema) for schema in (schemas or (None,))]
+    for batch in batches:
+        for stream in streams:
+            stream.add(batch)
+        if on_batch is not None:
+            on_batch(batch.num_rows)
+    return [stream.result() for stream in streams]
 
 
 # What a baseline may be (`imgpipe validate --baseline`), as its error names them.
@@ -347,12 +440,12 @@ def load_baseline(path: str, schema: Optional[schema_pb2.Schema], *, height: int
     try:
         loaded = load_source(path, height=height, width=width, channels=channels,
                              classes=classes, max_image_pixels=max_image_pixels)
+        [stats] = statistics_of(loaded.batches, schema)   # read here, a batch at a time
     except InputError as error:
         reason = str(error)
         if reason.startswith(f"{path}: "):
             reason = reason[len(path) + 2:]
         raise InputError(problem + f"{_what_is_at(path)}; read as data: {reason}") from None
-    stats = statistics(loaded.record_batch, schema)
     return Baseline(stats, loaded.format, f"{loaded.format} data")
 
 

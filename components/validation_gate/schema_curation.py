@@ -120,6 +120,15 @@ def _curate_label(curated: schema_pb2.Schema, class_names: Sequence[str]) -> Non
     label.annotation.comment[:] = [f"classes: {', '.join(class_names)}"]
 
 
+def label_schema() -> schema_pb2.Schema:
+    """Only `label`, categorical: what statistics need of a curated schema to
+    count classes (TFDV computes categorical statistics from the schema)."""
+    schema = schema_pb2.Schema()
+    label = schema.feature.add(name=FEATURES.label, type=schema_pb2.INT)
+    label.int_domain.is_categorical = True
+    return schema
+
+
 def _curate_lineage(curated: schema_pb2.Schema) -> None:
     """pixel_dtype (uint8 only) and source_id: optional, never drift-checked."""
     dtype = _feature(curated, FEATURES.pixel_dtype)
