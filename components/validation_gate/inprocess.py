@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections import Counter
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
