@@ -6,7 +6,7 @@ STAMP := $(VENV)/.imgpipe-installed
 PYTEST_ARGS ?=
 SHARED_DATA ?= ../shared/datasets
 
-.PHONY: run test test-fast lint venv lock bench bench-package bench-serving cifar10-data clean image
+.PHONY: run test test-fast lint venv lock bench bench-package bench-serving bench-photos cifar10-data clean image
 IMAGE ?= imgpipe:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' imgpipe/__init__.py)
 
 run: $(STAMP)
@@ -56,6 +56,11 @@ image:
 bench-package: $(STAMP)
 	$(VENV)/bin/python bench/package.py
 	$(VENV)/bin/python bench/baseline.py
+
+# Photos at 224x224 (the shared hymenoptera set, and copies of it): ingest, schema infer,
+# validate at three sizes against Pillow's decode + resize.
+bench-photos: $(STAMP)
+	$(VENV)/bin/python bench/photos.py
 
 # Prediction service throughput/latency against the quickstart champion.
 bench-serving: run

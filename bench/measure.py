@@ -21,7 +21,7 @@ _WRAPPER = (
 )
 
 
-def measure(command, cwd=None, env=None, ok=(0,)) -> dict:
+def measure(command, cwd=None, env=None, ok=(0,), keep_output=False) -> dict:
     start = time.perf_counter()
     wrapper = subprocess.run([sys.executable, "-c", _WRAPPER, *map(str, command)], cwd=cwd, env=env,
                              capture_output=True, text=True, check=True)
@@ -30,4 +30,5 @@ def measure(command, cwd=None, env=None, ok=(0,)) -> dict:
     if result["rc"] not in ok:
         raise SystemExit(f"{' '.join(map(str, command))} exited {result['rc']}:\n"
                          f"{result['out']}\n{result['err']}")
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(result["peak_kb"] / 1024)}
+    measured = {"wall_s": round(wall, 2), "peak_rss_mb": round(result["peak_kb"] / 1024)}
+    return {**measured, "out": result["out"]} if keep_output else measured

@@ -24,6 +24,8 @@ RESIZED = "resized"
 GREY_TO_RGB = "grayscale -> RGB"
 RGB_TO_GREY = "RGB -> grayscale"
 ALPHA_DROPPED = "alpha channel dropped"
+ASPECT_FITTED = {"crop": "centre-cropped to the aspect ratio",
+                 "pad": "padded to the aspect ratio (black)"}
 PALETTE_EXPANDED = "palette -> RGB"
 CMYK_TO_RGB = "CMYK -> RGB"
 SIXTEEN_BIT = "16-bit -> 8-bit (high byte)"
@@ -102,8 +104,10 @@ def _bit_depth(data: bytes, mode: str) -> int:
     return 16 if mode.startswith("I;16") else 8
 
 
-def conversions_for(info: ImageInfo, decoded_shape: Sequence[int], spec) -> List[str]:
-    """Names of the conversions the shared image ops applied to one image (to an ImageSpec)."""
+def conversions_for(info: ImageInfo, decoded_shape: Sequence[int], spec,
+                    orientation: int = 1) -> List[str]:
+    """Names of the conversions the shared image ops applied to one image (to an
+    ImageSpec); `orientation`: its EXIF orientation (1 upright)."""
     height, width, channels = spec.shape
     done = []
     if info.mode == "P":
@@ -121,6 +125,13 @@ def conversions_for(info: ImageInfo, decoded_shape: Sequence[int], spec) -> List
         done.append(GREY_TO_RGB)
     if source_channels in (3, 4) and channels == 1:
         done.append(RGB_TO_GREY)
+    if orientation != 1:
+        done.append(f"EXIF orientation {orientation} "
+                    f"{'applied' if spec.exif_orientation == 'apply' else 'ignored'}")
+        if spec.exif_orientation == "apply" and orientation >= 5:   # turned a quarter
+            source_height, source_width = source_width, source_height
+    if spec.aspect != "stretch" and source_height * width != source_width * height:
+        done.append(ASPECT_FITTED[spec.aspect])
     if (source_height, source_width) != (height, width):
         done.append(f"{RESIZED} from {source_height}x{source_width}")
     return done

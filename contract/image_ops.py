@@ -47,7 +47,8 @@ def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
 
 
 def resize(image: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
-    """Resizes uint8 [h, w, c] to the spec's [height, width, c] with its policy, rounding back to uint8.
+    """Resizes uint8 [h, w, c] to the spec's [height, width, c] with its method,
+    rounding back to uint8 (bicubic's overshoot clipped).
 
     Images already at the target size pass through untouched.
     """
@@ -64,31 +65,128 @@ def resize(image: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
     return tf.cond(same_size, lambda: image, _resized)
 
 
+# -- EXIF orientation ---------------------------------------------------------------
+
+_EXIF_MARKER = "Exif\x00\x00"
+_EXIF_SEARCH_BYTES = 65536        # APP1 sits at the start of a JPEG, within 64 KiB
+_ORIENTATION_TAG = 0x0112
+_MAX_IFD_ENTRIES = 64
+
+
+def exif_orientation(image_bytes: tf.Tensor) -> tf.Tensor:
+    """The EXIF orientation (1..8) of JPEG bytes; 1 (upright) when there is none
+    or it cannot be read. TIFF header and IFD0 read with tensor ops, so the
+    serving signature reads it as ingestion does."""
+    head = tf.strings.substr(image_bytes, 0, _EXIF_SEARCH_BYTES)
+    parts = tf.strings.split(head, sep=_EXIF_MARKER, maxsplit=1)
+    is_jpeg = tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8")
+    tiff = tf.cond(tf.logical_and(is_jpeg, tf.equal(tf.size(parts), 2)),
+                   lambda: parts[-1], lambda: tf.constant(b""))
+    raw = tf.cast(tf.io.decode_raw(tiff, tf.uint8), tf.int64)
+    size = tf.size(raw, out_type=tf.int64)
+    data = tf.concat([raw, tf.zeros([2], tf.int64)], 0)       # never gather from nothing
+    little = tf.reduce_all(tf.equal(data[:2], 0x49))            # "II"; "MM" is big-endian
+    big = tf.reduce_all(tf.equal(data[:2], 0x4D))
+
+    def byte(index):
+        return tf.gather(data, tf.clip_by_value(index, 0, size + 1))
+
+    def u16(index):
+        first, second = byte(index), byte(index + 1)
+        return tf.where(little, first + 256 * second, 256 * first + second)
+
+    def u32(index):
+        first, second = u16(index), u16(index + 2)
+        return tf.where(little, first + 65536 * second, 65536 * first + second)
+
+    ifd = u32(tf.constant(4, tf.int64))
+    count = tf.minimum(u16(ifd), _MAX_IFD_ENTRIES)
+    entries = ifd + 2 + 12 * tf.range(count)
+    matches = tf.equal(u16(entries), _ORIENTATION_TAG)
+    value = tf.reduce_max(tf.where(matches, u16(entries + 8), tf.zeros_like(entries)))
+    readable = tf.logical_and(tf.logical_or(little, big), ifd + 2 + 12 * count <= size)
+    valid = tf.logical_and(readable, tf.logical_and(value >= 1, value <= 8))
+    return tf.cast(tf.where(valid, value, 1), tf.int32)
+
+
+def upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """Turns uint8 [h, w, c] upright for an EXIF orientation, as PIL's
+    ImageOps.exif_transpose does (5..8 swap height and width)."""
+    branches = [
+        lambda: image,                                          # 1
+        lambda: tf.image.flip_left_right(image),                # 2 mirrored
+        lambda: tf.image.rot90(image, 2),                       # 3 upside down
+        lambda: tf.image.flip_up_down(image),                   # 4
+        lambda: tf.image.transpose(image),                      # 5
+        lambda: tf.image.rot90(image, 3),                       # 6 turned 90 degrees clockwise
+        lambda: tf.image.rot90(tf.image.transpose(image), 2),   # 7
+        lambda: tf.image.rot90(image, 1),                       # 8 turned 90 counter-clockwise
+    ]
+    return tf.switch_case(tf.clip_by_value(orientation, 1, 8) - 1, branches)
+
+
+# -- aspect ratio ---------------------------------------------------------------------
+
+def fit_aspect(image: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
+    """uint8 [h, w, c] brought to the spec's height:width ratio by its aspect
+    policy: "crop" keeps the centre, "pad" letterboxes with black (as Keras's
+    crop_to_aspect_ratio / pad_to_aspect_ratio), "stretch" leaves it for resize."""
+    if spec.aspect == "stretch":
+        return image
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    # The side that fits the target ratio for the other side, rounded.
+    ratio_height = tf.cast(tf.round(tf.cast(width, tf.float64) * spec.height / spec.width), tf.int32)
+    ratio_width = tf.cast(tf.round(tf.cast(height, tf.float64) * spec.width / spec.height), tf.int32)
+    if spec.aspect == "crop":
+        new_height, new_width = tf.minimum(height, ratio_height), tf.minimum(width, ratio_width)
+        return tf.image.crop_to_bounding_box(image, (height - new_height) // 2,
+                                             (width - new_width) // 2, new_height, new_width)
+    new_height, new_width = tf.maximum(height, ratio_height), tf.maximum(width, ratio_width)
+    return tf.image.pad_to_bounding_box(image, (new_height - height) // 2,
+                                        (new_width - width) // 2, new_height, new_width)
+
+
+def prepare(decoded: tf.Tensor, image_bytes: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
+    """A decoded file's pixels -> uint8 [height, width, channels], by the spec's
+    policies: EXIF orientation, channels, aspect, resize."""
+    if spec.exif_orientation == "apply":
+        decoded = upright(decoded, exif_orientation(image_bytes))
+    prepared = resize(fit_aspect(to_channels(decoded, spec.channels), spec), spec)
+    return tf.ensure_shape(prepared, list(spec.shape))
+
+
 def decode_and_prepare(image_bytes: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
     """Encoded bytes -> uint8 [height, width, channels]: the serving path."""
-    image = resize(to_channels(decode(image_bytes), spec.channels), spec)
-    return tf.ensure_shape(image, list(spec.shape))
+    return prepare(decode(image_bytes), image_bytes, spec)
+
+
+def decode_and_prepare_batch(image_bytes: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
+    """Encoded bytes [n] -> uint8 [n, height, width, channels]: what the
+    serving_bytes signature runs on a request."""
+    return tf.map_fn(lambda data: decode_and_prepare(data, spec), image_bytes,
+                     fn_output_signature=tf.TensorSpec(list(spec.shape), tf.uint8))
 
 
 def make_batch_decoder(spec: ImageSpec):
     """A compiled decoder for a batch of encoded images.
 
-    Returns pixels uint8 [n, height, width, channels] and each image's decoded
-    source shape [n, 3] (ingestion reports conversions from it). One call per
-    batch keeps TensorFlow's per-call overhead off the per-image cost.
+    Returns pixels uint8 [n, height, width, channels], each image's decoded
+    source shape [n, 3] and EXIF orientation [n] (ingestion reports
+    conversions from them). One call per batch keeps TensorFlow's per-call
+    overhead off the per-image cost.
     """
 
     def _one(image_bytes):
         decoded = decode(image_bytes)
-        prepared = resize(to_channels(decoded, spec.channels), spec)
-        return tf.ensure_shape(prepared, list(spec.shape)), tf.shape(decoded)
+        return prepare(decoded, image_bytes, spec), tf.shape(decoded), exif_orientation(image_bytes)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def decode_batch(images):
         return tf.map_fn(
             _one, images,
             fn_output_signature=(tf.TensorSpec(list(spec.shape), tf.uint8),
-                                 tf.TensorSpec([3], tf.int32)))
+                                 tf.TensorSpec([3], tf.int32), tf.TensorSpec([], tf.int32)))
 
     return decode_batch
 
@@ -108,19 +206,19 @@ def decode_items(decoder, items, spec: ImageSpec):
     if not items:
         return decoded, failures, conversions
     try:
-        pixels, shapes = decoder(tf.constant([item[1] for item in items]))
-        results = list(zip(items, pixels.numpy(), shapes.numpy()))
+        pixels, shapes, orientations = decoder(tf.constant([item[1] for item in items]))
+        results = list(zip(items, pixels.numpy(), shapes.numpy(), orientations.numpy()))
     except tf.errors.InvalidArgumentError:
         results = []
         for item in items:
             try:
-                single, shape = decoder(tf.constant([item[1]]))
-                results.append((item, single.numpy()[0], shape.numpy()[0]))
+                single, shape, orientation = decoder(tf.constant([item[1]]))
+                results.append((item, single.numpy()[0], shape.numpy()[0], orientation.numpy()[0]))
             except tf.errors.InvalidArgumentError as error:
                 message = str(error.message).strip().splitlines()[0][:200]
                 failures.append((item[0], f"corrupt or truncated {item[2].format} data ({message})"))
-    for (key, _, info), image, shape in results:
-        names = image_files.conversions_for(info, shape, spec)
+    for (key, _, info), image, shape, orientation in results:
+        names = image_files.conversions_for(info, shape, spec, int(orientation))
         conversions.update(names)
         decoded.append((key, image, names))
     return decoded, failures, conversions

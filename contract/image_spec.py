@@ -5,9 +5,16 @@ import dataclasses
 from typing import Any, Dict, Mapping, Tuple
 
 SUPPORTED_CHANNELS = (1, 3)
-# Bilinear with antialiasing: downscaling without it aliases badly, and
-# ingestion, Transform and every serving signature go through this one call.
-RESIZE_METHODS = ("bilinear",)
+# tf.image.resize's methods; antialiasing on by default (downscaling without
+# it aliases badly). Ingestion and every serving signature make this one call.
+RESIZE_METHODS = ("bilinear", "area", "bicubic", "nearest")
+# How an image of another aspect ratio reaches the target's: stretched, centre-
+# cropped, or letterboxed with black (Keras's crop_to_aspect_ratio /
+# pad_to_aspect_ratio), then resized.
+ASPECT_POLICIES = ("stretch", "crop", "pad")
+# EXIF orientation of JPEGs: turned upright as browsers and PIL's exif_transpose
+# do, or ignored as TensorFlow's decoder does.
+EXIF_POLICIES = ("apply", "ignore")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +30,10 @@ class ImageSpec:
     channels: int = 3
     resize_method: str = "bilinear"
     antialias: bool = True
+    aspect: str = "stretch"
+    # "ignore" here: what models exported before the policy existed did. New
+    # configurations default to "apply" (pipeline/config.py).
+    exif_orientation: str = "ignore"
 
     RECORD_KEY = "image_spec"
 
@@ -31,8 +42,10 @@ class ImageSpec:
             raise ValueError(f"image size must be positive, got {self.height}x{self.width}")
         if self.channels not in SUPPORTED_CHANNELS:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if self.resize_method not in RESIZE_METHODS:
-            raise ValueError(f"resize_method must be one of {RESIZE_METHODS}, got {self.resize_method!r}")
+        for name, allowed in (("resize_method", RESIZE_METHODS), ("aspect", ASPECT_POLICIES),
+                              ("exif_orientation", EXIF_POLICIES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @property
     def shape(self) -> Tuple[int, int, int]:
@@ -44,6 +57,12 @@ class ImageSpec:
 
     def describe(self) -> str:
         return "x".join(str(v) for v in self.shape)
+
+    def describe_policies(self) -> str:
+        """e.g. "resize bilinear (antialiased), aspect crop, EXIF orientation applied"."""
+        return (f"resize {self.resize_method}{' (antialiased)' if self.antialias else ''}, "
+                f"aspect {self.aspect}, EXIF orientation "
+                f"{'applied' if self.exif_orientation == 'apply' else 'ignored'}")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -397,8 +397,13 @@ def _print_validation_inputs(loaded, baseline, against, bad) -> None:
         click.echo(f"  drift baseline: {baseline} ({against.description}, "
                    f"{against.examples} examples)")
     if loaded.conversions:
+        from imgpipe.components.image_example_gen import report
         click.echo("  conversions (as ingestion does them): " + ", ".join(
-            f"{name} x{count}" for name, count in sorted(loaded.conversions.items())))
+            f"{name} x{count}" for name, count in
+            sorted(report.summarize_conversions(loaded.conversions).items())))
+        sizes = report.describe_source_sizes(loaded.conversions)
+        if sizes:
+            click.echo(f"    {sizes}")
     if bad:
         click.echo(f"  unreadable inputs: {len(bad)}")
         for row in bad[:10]:

@@ -92,10 +92,16 @@ class ImageSection(_Section):
     height: int = Field(32, gt=0, le=4096)
     width: int = Field(32, gt=0, le=4096)
     channels: Literal[1, 3] = 3
+    # Applied to image files alike at ingestion and in the serving signature.
+    resize_method: Literal["bilinear", "area", "bicubic", "nearest"] = "bilinear"
+    aspect: Literal["stretch", "crop", "pad"] = "stretch"
+    exif_orientation: Literal["apply", "ignore"] = "apply"
 
     @property
     def spec(self) -> ImageSpec:
-        return ImageSpec(height=self.height, width=self.width, channels=self.channels)
+        return ImageSpec(height=self.height, width=self.width, channels=self.channels,
+                         resize_method=self.resize_method, aspect=self.aspect,
+                         exif_orientation=self.exif_orientation)
 
 
 class ValidationSection(_Section):

@@ -18,6 +18,7 @@ from typing import List, Optional, Tuple
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from imgpipe.contract import ImageSpec
 from imgpipe.pipeline import cli_options
 from imgpipe.pipeline.config import Config
 from imgpipe.registry import store
@@ -176,6 +177,11 @@ def show_command(uid, output_format, config_path, sets):
     for name, value in row.items():
         shown = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else _cell(value)
         click.echo(f"{name:<{width}}  {shown}")
+    try:   # what every image file is brought to, in training and in serving
+        spec = ImageSpec.from_record(row.get("training_config") or {})
+        click.echo(f"{'image':<{width}}  {spec.describe()} uint8; {spec.describe_policies()}")
+    except (KeyError, ValueError, TypeError):
+        pass
 
 
 def _moved(config: Config, verb: str, new_champion, previous=None) -> None:

@@ -44,8 +44,10 @@ def test_image_spec_round_trips_and_refuses_what_no_op_supports():
         ImageSpec(32, 32, 4)
     with pytest.raises(ValueError, match="resize_method must be one of"):
         ImageSpec(32, 32, 3, resize_method="lanczos")
-    with pytest.raises(ValueError, match="unknown image spec keys \\['aspect'\\]"):
-        ImageSpec.from_dict({**spec.to_dict(), "aspect": "crop"})
+    with pytest.raises(ValueError, match="unknown image spec keys \\['letterbox'\\]"):
+        ImageSpec.from_dict({**spec.to_dict(), "letterbox": True})
+    policies = ImageSpec(224, 160, 3, resize_method="area", aspect="pad", exif_orientation="apply")
+    assert ImageSpec.from_dict(policies.to_dict()) == policies
 
 
 def test_records_written_before_the_spec_existed_still_read():

@@ -1,11 +1,13 @@
 """The shared decode/convert/resize ops used by ingestion and serving."""
+import io
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
 from conftest import encode, shape_image
-from imgpipe.contract import ImageSpec, image_ops
+from imgpipe.contract import ImageSpec, image_files, image_ops
 
 
 def prepare(data: bytes, height=32, width=32, channels=3) -> np.ndarray:
@@ -97,10 +99,11 @@ def test_batch_decoder_matches_the_single_image_path():
               encode(shape_image("cross", seed=21, size=48), "JPEG"),
               encode(shape_image("square", seed=22).convert("L"), "PNG")]
     decoder = image_ops.make_batch_decoder(ImageSpec(32, 32, 3))
-    pixels, shapes = decoder(tf.constant(images))
+    pixels, shapes, orientations = decoder(tf.constant(images))
     for data, batch_pixels in zip(images, pixels.numpy()):
         np.testing.assert_array_equal(batch_pixels, prepare(data))
     assert shapes.numpy().tolist() == [[32, 32, 3], [48, 48, 3], [32, 32, 1]]
+    assert orientations.numpy().tolist() == [1, 1, 1]
 
 
 def test_corrupt_bytes_raise_invalid_argument():
@@ -112,3 +115,101 @@ def test_corrupt_bytes_raise_invalid_argument():
 def test_unsupported_channel_count_is_refused():
     with pytest.raises(ValueError, match="channels must be 1 or 3"):
         image_ops.to_channels(np.zeros((2, 2, 3), np.uint8), 4)
+
+
+# -- policies: EXIF orientation, aspect, resize method ---------------------------------
+
+def marked_photo(size=(90, 60)) -> Image.Image:
+    """An asymmetric picture (corners of different colours), so any turn or flip shows."""
+    width, height = size
+    pixels = np.full((height, width, 3), 128, np.uint8)
+    pixels[: height // 3, : width // 3] = [250, 10, 10]
+    pixels[-height // 3:, -width // 3:] = [10, 10, 250]
+    pixels[: height // 4, -width // 4:] = [10, 240, 10]
+    return Image.fromarray(pixels)
+
+
+def jpeg_with_orientation(image: Image.Image, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_read_and_applied_as_pil_exif_transpose_does(orientation):
+    from PIL import ImageOps
+    data = jpeg_with_orientation(marked_photo(), orientation)
+    assert int(image_ops.exif_orientation(tf.constant(data))) == orientation
+    turned = image_ops.upright(image_ops.decode(tf.constant(data)), tf.constant(orientation)).numpy()
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    assert turned.shape == expected.shape
+    # TensorFlow's and Pillow's JPEG decoders differ by a few levels; a wrong
+    # turn would differ by hundreds (the corners are red, blue, green, grey).
+    assert np.abs(turned.astype(int) - expected).mean() < 2
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\xff\xd8", b"\xff\xd8Exif\x00\x00MM\x00*\xff\xff\xff\xff",
+    b"\xff\xd8Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff", b"\x89PNG\r\n\x1a\nExif\x00\x00"])
+def test_missing_or_broken_exif_reads_as_upright(data):
+    assert int(image_ops.exif_orientation(tf.constant(data))) == 1
+
+
+def test_aspect_policies_crop_the_centre_or_letterbox_in_black():
+    landscape = np.zeros((40, 80, 3), np.uint8)
+    landscape[:, 20:60] = 200                                 # the centre square is bright
+    spec = {aspect: ImageSpec(20, 20, 3, aspect=aspect) for aspect in ("stretch", "crop", "pad")}
+    cropped = image_ops.fit_aspect(tf.constant(landscape), spec["crop"]).numpy()
+    assert cropped.shape == (40, 40, 3) and cropped.min() == 200
+    padded = image_ops.fit_aspect(tf.constant(landscape), spec["pad"]).numpy()
+    assert padded.shape == (80, 80, 3)
+    assert padded[:20].max() == 0 and padded[60:].max() == 0   # black bars above and below
+    np.testing.assert_array_equal(padded[20:60], landscape)
+    assert image_ops.fit_aspect(tf.constant(landscape), spec["stretch"]).shape == (40, 80, 3)
+
+
+@pytest.mark.parametrize("aspect", ["stretch", "crop", "pad"])
+@pytest.mark.parametrize("picture", ["rotated", "portrait", "landscape"])
+def test_ingested_pixels_equal_the_serving_signatures_for_every_policy(tmp_path, aspect, picture):
+    """Ingestion's batch decoder (eager, Python around it) against the
+    function the serving_bytes signature runs, saved and reloaded."""
+    data = {"rotated": jpeg_with_orientation(marked_photo((96, 64)), 6),
+            "portrait": encode(marked_photo((48, 80)), "JPEG"),
+            "landscape": encode(marked_photo((120, 50)), "PNG")}[picture]
+    spec = ImageSpec(24, 32, 3, aspect=aspect, exif_orientation="apply", resize_method="area")
+
+    class Serving(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def pixels(self, image_bytes):
+            return image_ops.decode_and_prepare_batch(image_bytes, spec)
+
+    tf.saved_model.save(Serving(), str(tmp_path / "serving"))
+    served = tf.saved_model.load(str(tmp_path / "serving")).pixels(tf.constant([data])).numpy()[0]
+    info = image_files.probe_image(data)
+    [(_, ingested, conversions)], failures, _ = image_ops.decode_items(
+        image_ops.make_batch_decoder(spec), [("photo", data, info)], spec)
+    assert not failures
+    assert np.abs(ingested.astype(int) - served).max() <= 1
+    # What the picture is, upright (Pillow's exif_transpose), through the same fit and resize.
+    from PIL import ImageOps
+    seen = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    expected = image_ops.resize(image_ops.fit_aspect(tf.constant(seen), spec), spec).numpy()
+    assert np.abs(ingested.astype(int) - expected).mean() < 3
+    if picture == "rotated":
+        assert "EXIF orientation 6 applied" in conversions
+    if aspect != "stretch":
+        assert image_files.ASPECT_FITTED[aspect] in conversions
+
+
+def test_a_spec_refuses_unknown_policies_and_old_records_mean_ignore():
+    with pytest.raises(ValueError, match="aspect must be one of"):
+        ImageSpec(32, 32, 3, aspect="squash")
+    with pytest.raises(ValueError, match="exif_orientation must be one of"):
+        ImageSpec(32, 32, 3, exif_orientation="auto")
+    old = ImageSpec.from_record({"image_spec": {"height": 32, "width": 32, "channels": 3,
+                                                "resize_method": "bilinear", "antialias": True}})
+    assert (old.aspect, old.exif_orientation) == ("stretch", "ignore")
+    assert ImageSpec(32, 32, 3, aspect="crop", exif_orientation="apply").describe_policies() == \
+        "resize bilinear (antialiased), aspect crop, EXIF orientation applied"

@@ -78,6 +78,9 @@ def test_filter_values_are_inert(pushed, hostile):
 def test_show_promote_rollback_move_both_stores(pushed):
     shown = invoke("show", "m3")
     assert shown.exit_code == 0 and "model_uid" in shown.output and "m3" in shown.output
+    # A row written before the policies existed: its model ignored EXIF and stretched.
+    assert "8x8x3 uint8; resize bilinear (antialiased), aspect stretch, EXIF orientation " \
+           "ignored" in shown.output
     assert json.loads(invoke("show", "m3", "--format", "json").output)["status"] == "registered"
     missing = invoke("show", "nope")
     assert missing.exit_code == 1 and "no model version with uid 'nope'" in missing.output

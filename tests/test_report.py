@@ -63,3 +63,16 @@ def test_report_files_are_written(tmp_path):
     assert "ERROR" in (tmp_path / report.REPORT_TEXT).read_text()
     assert report.read_report(str(tmp_path))["status"] == "failed"
     assert set(paths) == {"json", "text", "quarantine"}
+
+
+def test_hundreds_of_source_sizes_are_summarised_in_one_short_line():
+    conversions = {f"resized from {h}x{w}": 1 for h in range(100, 300, 10) for w in (400, 500)}
+    conversions.update({"resized from 375x500": 84, "resized from 500x375": 19,
+                        "grayscale -> RGB": 3})
+    line = report.describe_source_sizes(conversions)
+    assert line == ("source sizes resized: 42 sizes, 375-500 wide, 100-500 high; most common "
+                    "375x500 x84, 500x375 x19, 100x400 x1")
+    assert report.describe_source_sizes({"resized from 48x48": 40}) == \
+        "source sizes resized: 48x48 x40"
+    assert report.describe_source_sizes({"grayscale -> RGB": 3}) == ""
+    assert report.summarize_conversions(conversions) == {"resized": 143, "grayscale -> RGB": 3}

@@ -124,7 +124,8 @@ def test_validate_image_folders_like_ingestion_and_against_a_baseline(tmp_path):
     for i in range(20):
         quickstart_data.draw_shape("circle", rng, size=48 if i < 5 else 32).save(sample / f"{i}.jpg")
     result = invoke("validate", sample, "--environment", "serving", "--baseline", tmp_path / "train")
-    assert "conversions (as ingestion does them): resized from 48x48 x5" in result.output
+    assert "conversions (as ingestion does them): resized x5" in result.output
+    assert "source sizes resized: 48x48 x5" in result.output
     assert "drift label" not in result.output or result.exit_code in (0, 1)
     dark = tmp_path / "dark"
     shapes_tree(dark, seed=6, transform=lambda im: ImageEnhance.Brightness(im).enhance(0.2))

@@ -119,6 +119,27 @@ def summarize_conversions(conversions: Dict[str, int]) -> Dict[str, int]:
     return dict(folded)
 
 
+def describe_source_sizes(conversions: Dict[str, int], most_common: int = 3) -> str:
+    """One line for the sizes images were resized from, however many there are:
+    "source sizes resized: 212 sizes, 120-500 wide, 93-500 high; most common
+    500x375 x84, 375x500 x19, 500x333 x12" ('' when nothing was resized)."""
+    sizes = Counter()
+    for name, count in conversions.items():
+        if name.startswith("resized from "):
+            sizes[name[len("resized from "):]] += count
+    if not sizes:
+        return ""
+    top = ", ".join(f"{size} x{count}" for size, count in
+                    sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))[:most_common])
+    if len(sizes) <= most_common:
+        return f"source sizes resized: {top}"
+    dims = [tuple(int(v) for v in size.split("x")) for size in sizes]
+    # HxW, as ops name them ("resized from 48x64" is 48 high, 64 wide)
+    heights, widths = [d[0] for d in dims], [d[1] for d in dims]
+    return (f"source sizes resized: {len(sizes)} sizes, {min(widths)}-{max(widths)} wide, "
+            f"{min(heights)}-{max(heights)} high; most common {top}")
+
+
 def format_report(report: dict, max_quarantine_lines: int = 20) -> str:
     lines = []
     shape = "x".join(str(v) for v in report["image_shape"])
@@ -132,10 +153,9 @@ def format_report(report: dict, max_quarantine_lines: int = 20) -> str:
         lines.append("  conversions (same TensorFlow ops as the serving signature):")
         for name, count in summarize_conversions(report["conversions"]).items():
             lines.append(f"    {name:<40} {count:>8}")
-        sizes = {k: v for k, v in report["conversions"].items() if k.startswith("resized from")}
+        sizes = describe_source_sizes(report["conversions"])
         if sizes:
-            top = ", ".join(f"{k[len('resized from '):]} x{v}" for k, v in list(sizes.items())[:5])
-            lines.append(f"    source sizes resized: {top}{' ...' if len(sizes) > 5 else ''}")
+            lines.append(f"    {sizes}")
     else:
         lines.append("  conversions: none")
     lines.append(f"  quarantined: {report['bad']} bad ({report['bad_fraction']:.2%}, allowed "

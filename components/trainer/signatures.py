@@ -40,10 +40,7 @@ def make_signatures(model, tft_output, image: ImageSpec,
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SIGNATURES.bytes_input)])
     def serve_bytes(image_bytes):
-        images = tf.map_fn(
-            lambda data: image_ops.decode_and_prepare(data, image), image_bytes,
-            fn_output_signature=tf.TensorSpec(list(image.shape), tf.uint8))
-        return from_pixels(images)
+        return from_pixels(image_ops.decode_and_prepare_batch(image_bytes, image))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SIGNATURES.examples_input)])
     def serve_examples(examples):

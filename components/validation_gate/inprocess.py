@@ -48,14 +48,30 @@ def batch_size_for(values_per_image: int) -> int:
     return max(1, min(_BATCH, _BATCH_VALUES // max(1, values_per_image)))
 
 
+def _class_roots(root: str) -> List[str]:
+    """The folders holding class folders: the split folders of a split layout
+    (train/, val/, test/, as ingestion reads them), else `root` itself."""
+    folders = {e for e in os.listdir(root) if os.path.isdir(os.path.join(root, e))}
+    try:
+        patterns = sources.split_folder_patterns(root, folders)
+    except sources.SourceError as error:
+        raise InputError(str(error)) from None
+    return [os.path.join(root, p[:-len("/*/*")]) for p in patterns.values()] if patterns else [root]
+
+
 def _image_files(root: str) -> Dict[str, List[str]]:
-    """class name ('' for unlabelled) -> image paths."""
-    entries = sorted(os.listdir(root))
-    folders = [e for e in entries if os.path.isdir(os.path.join(root, e))]
-    if folders:
-        return {name: sorted(os.path.join(root, name, f) for f in os.listdir(os.path.join(root, name)))
-                for name in folders}
-    return {"": [os.path.join(root, e) for e in entries]}
+    """class name ('' for unlabelled) -> image paths, over every split folder."""
+    by_class: Dict[str, List[str]] = {}
+    for class_root in _class_roots(root):
+        entries = sorted(os.listdir(class_root))
+        folders = [e for e in entries if os.path.isdir(os.path.join(class_root, e))]
+        if not folders:
+            by_class.setdefault("", []).extend(os.path.join(class_root, e) for e in entries)
+        for name in folders:
+            folder = os.path.join(class_root, name)
+            by_class.setdefault(name, []).extend(sorted(os.path.join(folder, f)
+                                                        for f in os.listdir(folder)))
+    return by_class
 
 
 @dataclasses.dataclass
@@ -116,7 +132,11 @@ def list_folder_images(root: str, classes: Sequence[str] = ()) -> FolderImages:
     are listed as ignored."""
     by_class = _image_files(root)
     labelled = "" not in by_class
-    names = sources.scan_class_folders([root], list(classes)).class_names if labelled else []
+    try:
+        names = sources.scan_class_folders(_class_roots(root), list(classes)).class_names \
+            if labelled else []
+    except sources.SourceError as error:
+        raise InputError(str(error)) from None
     class_ids = {name: index for index, name in enumerate(names)}
     files, quarantine = [], []
     for name, paths in by_class.items():
