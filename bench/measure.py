@@ -16,7 +16,7 @@ _WRAPPER = (
     "import json, resource, subprocess, sys\n"
     "proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
     "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print(json.dumps({'rc': proc.returncode, 'peak_kb': peak, 'out': proc.stdout[-4000:],\n"
+    "print(json.dumps({'rc': proc.returncode, 'peak_kb': peak, 'out': proc.stdout[-20000:],\n"
     "                  'err': proc.stderr[-4000:]}))\n"
 )
 

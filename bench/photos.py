@@ -13,7 +13,9 @@ For each size, each command in a fresh measuring process (bench/measure.py):
   - the baseline, in this process on one core: Pillow's decode, RGB
     conversion and bilinear resize to 224x224 of the same files;
   - `imgpipe schema infer` and `imgpipe validate` (against that schema):
-    wall time (start-up included), peak RSS.
+    wall time (start-up included), peak RSS;
+  - at the two smaller sizes, the whole pipeline (`imgpipe run`, 3 epochs,
+    floors off, that schema): each stage's time and the run's peak RSS.
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ def copies(root: Path, total: int) -> None:
             if index % 3 == 0:
                 w, h = image.size
                 image = image.crop((w // 10, h // 10, w - w // 10, h - h // 10))
-            target = source.parent / f"copy{index:05d}.jpg"
+            target = source.parent / f"copy{have + index:05d}.jpg"
             image.save(target, "JPEG", quality=int(rng.integers(70, 96)))
 
 
@@ -81,6 +83,15 @@ def ingest(root: Path, out: Path, count: int) -> dict:
                    (out / "pipelines" / "photos" / "ImageExampleGen" / "examples").rglob("*.gz"))
     return {**result, "stage_s": stage, "images_per_s": round(count / stage, 1),
             "example_bytes_per_image": round(examples / count)}
+
+
+def pipeline_run(root: Path, schema: Path, out: Path) -> dict:
+    result = measure([IMGPIPE, "run", "--data", root, "--output-root", out, *SETS,
+                      "--set", "training.epochs=3", "--set", f"validation.schema_file='{schema}'",
+                      "--set", "evaluation.f1_floor=0", "--set", "evaluation.accuracy_floor=0",
+                      "--set", "pipeline.name='photos'"], ok=(0, 1), keep_output=True)
+    stages = re.findall(r"\[done \] (\w+)\s+([\d.]+)s", result.pop("out"))
+    return {**result, "stages_s": {name: float(seconds) for name, seconds in stages}}
 
 
 def main() -> None:
@@ -111,6 +122,9 @@ def main() -> None:
             row["schema_infer"] = measure([IMGPIPE, "schema", "infer", root, "--output", schema, *SETS])
             row["validate"] = measure([IMGPIPE, "validate", root, "--schema", schema, *SETS],
                                       ok=(0, 1))
+            if len(files) <= 1001:
+                row["pipeline"] = pipeline_run(root, schema, Path(tmp) / f"run-{len(files)}")
+                shutil.rmtree(Path(tmp) / f"run-{len(files)}")
             shutil.rmtree(out)
             print(row, flush=True)
             results["sizes"].append(row)

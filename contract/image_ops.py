@@ -8,6 +8,8 @@ or resize kernel at serving time is itself a training/serving skew).
 
 All functions work eagerly and inside a traced tf.function/SavedModel graph.
 """
+import dataclasses
+
 import tensorflow as tf
 
 import imgpipe  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
@@ -76,12 +78,17 @@ _MAX_IFD_ENTRIES = 64
 def exif_orientation(image_bytes: tf.Tensor) -> tf.Tensor:
     """The EXIF orientation (1..8) of JPEG bytes; 1 (upright) when there is none
     or it cannot be read. TIFF header and IFD0 read with tensor ops, so the
-    serving signature reads it as ingestion does."""
+    serving signature reads it as ingestion does; files without an EXIF block
+    (most PNGs and small JPEGs) pay only for the search."""
     head = tf.strings.substr(image_bytes, 0, _EXIF_SEARCH_BYTES)
     parts = tf.strings.split(head, sep=_EXIF_MARKER, maxsplit=1)
-    is_jpeg = tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8")
-    tiff = tf.cond(tf.logical_and(is_jpeg, tf.equal(tf.size(parts), 2)),
-                   lambda: parts[-1], lambda: tf.constant(b""))
+    found = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8"),
+                           tf.equal(tf.size(parts), 2))
+    return tf.cond(found, lambda: _tiff_orientation(parts[-1]), lambda: tf.constant(1, tf.int32))
+
+
+def _tiff_orientation(tiff: tf.Tensor) -> tf.Tensor:
+    """Orientation tag of IFD0 in a TIFF block (what follows "Exif\\0\\0"), else 1."""
     raw = tf.cast(tf.io.decode_raw(tiff, tf.uint8), tf.int64)
     size = tf.size(raw, out_type=tf.int64)
     data = tf.concat([raw, tf.zeros([2], tf.int64)], 0)       # never gather from nothing
@@ -147,25 +154,57 @@ def fit_aspect(image: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
                                         (new_width - width) // 2, new_height, new_width)
 
 
-def prepare(decoded: tf.Tensor, image_bytes: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
-    """A decoded file's pixels -> uint8 [height, width, channels], by the spec's
-    policies: EXIF orientation, channels, aspect, resize."""
+def prepare(decoded: tf.Tensor, orientation: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
+    """A decoded file's pixels and EXIF orientation -> uint8 [height, width,
+    channels], by the spec's policies: orientation, channels, aspect, resize."""
     if spec.exif_orientation == "apply":
-        decoded = upright(decoded, exif_orientation(image_bytes))
+        decoded = upright(decoded, orientation)
     prepared = resize(fit_aspect(to_channels(decoded, spec.channels), spec), spec)
     return tf.ensure_shape(prepared, list(spec.shape))
 
 
 def decode_and_prepare(image_bytes: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
     """Encoded bytes -> uint8 [height, width, channels]: the serving path."""
-    return prepare(decode(image_bytes), image_bytes, spec)
+    orientation = (exif_orientation(image_bytes) if spec.exif_orientation == "apply"
+                   else tf.constant(1, tf.int32))
+    return prepare(decode(image_bytes), orientation, spec)
+
+
+def _orientations(image_bytes: tf.Tensor) -> tf.Tensor:
+    """EXIF orientations of a batch [n]; found with vectorised string ops first,
+    so a batch without any EXIF block runs no per-image op for it."""
+    head = tf.strings.substr(image_bytes, 0, _EXIF_SEARCH_BYTES)
+    has_marker = tf.equal(tf.strings.split(head, sep=_EXIF_MARKER, maxsplit=1).row_lengths(), 2)
+    candidates = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8"), has_marker)
+    return tf.cond(tf.reduce_any(candidates),
+                   lambda: tf.map_fn(exif_orientation, image_bytes, fn_output_signature=tf.int32),
+                   lambda: tf.ones_like(candidates, tf.int32))
+
+
+def _by_orientation(one, image_bytes: tf.Tensor, orientations: tf.Tensor, spec: ImageSpec,
+                    signature):
+    """map_fn of `one(bytes, orientation, spec)` over a batch. A batch without
+    any EXIF turn (the usual case) skips the orientation ops altogether: inside
+    map_fn every op costs, about 35 us an image for the turn."""
+    ignoring = dataclasses.replace(spec, exif_orientation="ignore")
+
+    def run(with_spec):
+        return tf.map_fn(lambda args: one(args[0], args[1], with_spec),
+                         (image_bytes, orientations), fn_output_signature=signature)
+
+    if spec.exif_orientation == "ignore":
+        return run(spec)
+    return tf.cond(tf.reduce_all(tf.equal(orientations, 1)), lambda: run(ignoring),
+                   lambda: run(spec))
 
 
 def decode_and_prepare_batch(image_bytes: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
     """Encoded bytes [n] -> uint8 [n, height, width, channels]: what the
     serving_bytes signature runs on a request."""
-    return tf.map_fn(lambda data: decode_and_prepare(data, spec), image_bytes,
-                     fn_output_signature=tf.TensorSpec(list(spec.shape), tf.uint8))
+    return _by_orientation(lambda data, orientation, with_spec: prepare(
+                               decode(data), orientation, with_spec),
+                           image_bytes, _orientations(image_bytes), spec,
+                           tf.TensorSpec(list(spec.shape), tf.uint8))
 
 
 def make_batch_decoder(spec: ImageSpec):
@@ -177,16 +216,17 @@ def make_batch_decoder(spec: ImageSpec):
     overhead off the per-image cost.
     """
 
-    def _one(image_bytes):
+    def _one(image_bytes, orientation, with_spec):
         decoded = decode(image_bytes)
-        return prepare(decoded, image_bytes, spec), tf.shape(decoded), exif_orientation(image_bytes)
+        return prepare(decoded, orientation, with_spec), tf.shape(decoded)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def decode_batch(images):
-        return tf.map_fn(
-            _one, images,
-            fn_output_signature=(tf.TensorSpec(list(spec.shape), tf.uint8),
-                                 tf.TensorSpec([3], tf.int32), tf.TensorSpec([], tf.int32)))
+        orientations = _orientations(images)
+        pixels, shapes = _by_orientation(
+            _one, images, orientations, spec,
+            (tf.TensorSpec(list(spec.shape), tf.uint8), tf.TensorSpec([3], tf.int32)))
+        return pixels, shapes, orientations
 
     return decode_batch
 

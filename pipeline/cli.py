@@ -515,25 +515,35 @@ def to_npz(source, output, dtype, scale_to_unit, config_path, sets):
     """
     import numpy as np
 
+    from imgpipe.components.image_example_gen.sources import NpzArrayWriter
     from imgpipe.components.validation_gate import inprocess
 
     config = _load(config_path, {}, sets)
+    image = config.image
+    writer, labels, low, high = NpzArrayWriter(output, "x"), [], None, None
     try:
-        arrays = inprocess.load_folder_arrays(source, config.image.height, config.image.width,
-                                              config.image.channels, config.data.classes,
-                                              config.data.max_image_pixels)
+        folder = inprocess.list_folder_images(source, config.data.classes)
+        for pixels, batch_labels, _ in folder.decoded_batches(image.height, image.width,
+                                                              image.channels,
+                                                              config.data.max_image_pixels):
+            x = pixels.astype(dtype)      # a batch at a time: memory holds one batch
+            if scale_to_unit:
+                x = x / np.array(255, dtype=x.dtype if dtype != "uint8" else np.float32)
+            writer.add_rows(x)
+            low = x.min() if low is None else min(low, x.min())
+            high = x.max() if high is None else max(high, x.max())
+            if batch_labels is not None:
+                labels.append(batch_labels)
     except inprocess.InputError as error:
         raise InputProblem(str(error)) from None
-    x = arrays.x.astype(dtype)
-    if scale_to_unit:
-        x = x / np.array(255, dtype=x.dtype if dtype != "uint8" else np.float32)
-    payload = {"x": x, "class_names": np.array(arrays.class_names)}
-    if arrays.y is not None:
-        payload["y"] = arrays.y
-    np.savez(output, **payload)
-    bad = sum(1 for row in arrays.quarantine if row["kind"] == "bad")
-    click.echo(f"wrote {output}: x {x.shape} {x.dtype} in [{x.min():g}, {x.max():g}], "
-               f"{len(arrays.class_names)} classes; {bad} unreadable inputs skipped")
+    writer.add_array("class_names", np.array(folder.class_names))
+    if labels:
+        writer.add_array("y", np.concatenate(labels))
+    writer.close()
+    bad = sum(1 for row in folder.quarantine if row["kind"] == "bad")
+    click.echo(f"wrote {output}: x ({writer.rows}, {image.height}, {image.width}, {image.channels}) "
+               f"{writer.dtype} in [{low:g}, {high:g}], {len(folder.class_names)} classes; "
+               f"{bad} unreadable inputs skipped")
 
 
 main.add_command(project_cli.init_command)

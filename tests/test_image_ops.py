@@ -213,3 +213,16 @@ def test_a_spec_refuses_unknown_policies_and_old_records_mean_ignore():
     assert (old.aspect, old.exif_orientation) == ("stretch", "ignore")
     assert ImageSpec(32, 32, 3, aspect="crop", exif_orientation="apply").describe_policies() == \
         "resize bilinear (antialiased), aspect crop, EXIF orientation applied"
+
+
+def test_a_batch_mixing_turned_and_plain_images_turns_only_the_turned_ones():
+    spec = ImageSpec(32, 32, 3, exif_orientation="apply")
+    images = [encode(marked_photo(), "PNG"), jpeg_with_orientation(marked_photo(), 8),
+              encode(marked_photo(), "JPEG")]
+    pixels, shapes, orientations = image_ops.make_batch_decoder(spec)(tf.constant(images))
+    assert orientations.numpy().tolist() == [1, 8, 1]
+    for data, batch_pixels in zip(images, pixels.numpy()):
+        np.testing.assert_array_equal(batch_pixels,
+                                      image_ops.decode_and_prepare(tf.constant(data), spec).numpy())
+    served = image_ops.decode_and_prepare_batch(tf.constant(images), spec).numpy()
+    np.testing.assert_array_equal(served, pixels.numpy())

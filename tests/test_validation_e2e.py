@@ -201,8 +201,8 @@ def peak_rss_mb(*args) -> tuple:
 
 def test_validate_and_schema_infer_hold_a_batch_of_photos_not_the_dataset(tmp_path):
     """224x224 photos at two dataset sizes: held whole, the 240 more photos
-    would add at least 290 MB (int64 pixels alone; 7.4 MB a photo measured);
-    read a batch at a time, the peak is the same."""
+    would add at least 290 MB (int64 pixels alone; 7.4 MB a photo measured;
+    36 MB of uint8 for to-npz's arrays); read a batch at a time, the peak is the same."""
     sets = ("--set", "image.height=224", "--set", "image.width=224",
             "--set", "data.classes=['ants','bees']")
     peaks = {}
@@ -213,8 +213,14 @@ def test_validate_and_schema_infer_hold_a_batch_of_photos_not_the_dataset(tmp_pa
         assert code == 0, err
         code, validate_peak, err = peak_rss_mb("validate", photos, "--schema", schema, *sets)
         assert code == 0, err
-        peaks[per_class] = (infer_peak, validate_peak)
-    for command in (0, 1):
+        npz = tmp_path / f"photos-{per_class}.npz"
+        code, npz_peak, err = peak_rss_mb("to-npz", photos, "--output", npz, *sets)
+        assert code == 0, err
+        with np.load(npz) as arrays:
+            assert arrays["x"].shape == (2 * per_class, 224, 224, 3) and arrays["x"].dtype == np.uint8
+            assert arrays["y"].tolist() == [0] * per_class + [1] * per_class
+        peaks[per_class] = (infer_peak, validate_peak, npz_peak)
+    for command in (0, 1, 2):
         small, large = peaks[40][command], peaks[160][command]
         assert large - small < 100, peaks
         assert large < 2048, peaks

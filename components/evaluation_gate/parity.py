@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-from typing import List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
@@ -20,37 +20,59 @@ from imgpipe.contract import FEATURES, OUTPUTS, SIGNATURES, image_files
 _BATCH = 64
 
 
-def _eval_records(split_dir: str) -> List[bytes]:
+def _record_batches(split_dir: str) -> Iterator[List[bytes]]:
+    """The split's serialized tf.Examples, _BATCH at a time (never all at once:
+    a 224x224 photo is about 140 KB serialized, 1.2 MB parsed)."""
     import tensorflow as tf
     files = sorted(glob.glob(os.path.join(split_dir, "*.gz")))
-    return list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(_BATCH):
+        yield list(batch.numpy())
 
 
 @dataclasses.dataclass
 class ServingInputs:
-    """The evaluation split as a server would receive it."""
-    records: List[bytes]             # the tf.Examples (TFMA's path)
+    """The evaluation split as a server would receive it, read a batch at a time."""
+    split_dir: str                   # the tf.Examples (TFMA's path)
     labels: np.ndarray
     files: List[str]                 # the original encoded images, when they exist
-    pixels: List[np.ndarray]         # else the uint8 pixels (array sources)
+    image_shape: Tuple[int, int, int]
 
     @property
     def serving_path(self) -> str:
         return SIGNATURES.bytes if self.files else SIGNATURES.pixels
 
+    def record_batches(self) -> Iterator[List[bytes]]:
+        return _record_batches(self.split_dir)
+
+    def served_batches(self) -> Iterator[Dict]:
+        """The serving signature's keyword arguments, a batch at a time: the
+        original files' bytes, else the records' uint8 pixels (array sources)."""
+        import tensorflow as tf
+        if self.files:
+            for start in range(0, len(self.files), _BATCH):
+                data = [tf.io.gfile.GFile(f, "rb").read() for f in self.files[start:start + _BATCH]]
+                yield {SIGNATURES.bytes_input: tf.constant(data)}
+            return
+        spec = {FEATURES.image: tf.io.FixedLenFeature([int(np.prod(self.image_shape))], tf.int64)}
+        for records in self.record_batches():
+            pixels = tf.io.parse_example(records, spec)[FEATURES.image]
+            yield {SIGNATURES.pixels_input: tf.cast(tf.reshape(pixels, [-1, *self.image_shape]),
+                                                    tf.uint8)}
+
 
 def load_inputs(split_dir: str, input_base: str, image_shape: Tuple[int, int, int]) -> ServingInputs:
     import tensorflow as tf
-    records = _eval_records(split_dir)
-    parsed = [tf.train.Example.FromString(r).features.feature for r in records]
-    labels = np.array([p[FEATURES.label].int64_list.value[0] for p in parsed])
-    source_ids = [p[FEATURES.source_id].bytes_list.value[0].decode() for p in parsed]
+    spec = {FEATURES.label: tf.io.FixedLenFeature([1], tf.int64),
+            FEATURES.source_id: tf.io.FixedLenFeature([1], tf.string)}
+    labels, source_ids = [], []
+    for records in _record_batches(split_dir):
+        parsed = tf.io.parse_example(records, spec)
+        labels += parsed[FEATURES.label].numpy()[:, 0].tolist()
+        source_ids += [s.decode() for s in parsed[FEATURES.source_id].numpy()[:, 0]]
     files = [os.path.join(input_base, s) for s in source_ids]
-    if all(image_files.is_candidate_image(f) and tf.io.gfile.exists(f) for f in files):
-        return ServingInputs(records, labels, files, [])
-    pixels = [np.array(p[FEATURES.image].int64_list.value, np.uint8).reshape(image_shape)
-              for p in parsed]
-    return ServingInputs(records, labels, [], pixels)
+    originals = all(image_files.is_candidate_image(f) and tf.io.gfile.exists(f) for f in files)
+    return ServingInputs(split_dir, np.array(labels, np.int64), files if originals else [],
+                         tuple(image_shape))
 
 
 def served_class_ids(model, inputs: ServingInputs) -> np.ndarray:
@@ -60,16 +82,10 @@ def served_class_ids(model, inputs: ServingInputs) -> np.ndarray:
 
 def served_predictions(model, inputs: ServingInputs):
     """(class ids, confidences) from the serving signature, fed the original inputs."""
-    import tensorflow as tf
+    signature = model.signatures[inputs.serving_path]
     served, confidence = [], []
-    for start in range(0, len(inputs.records), _BATCH):
-        batch = slice(start, start + _BATCH)
-        if inputs.files:
-            data = [tf.io.gfile.GFile(f, "rb").read() for f in inputs.files[batch]]
-            outputs = model.signatures[SIGNATURES.bytes](**{SIGNATURES.bytes_input: tf.constant(data)})
-        else:
-            outputs = model.signatures[SIGNATURES.pixels](
-                **{SIGNATURES.pixels_input: tf.constant(np.stack(inputs.pixels[batch]))})
+    for arguments in inputs.served_batches():
+        outputs = signature(**arguments)
         served.append(outputs[OUTPUTS.class_id].numpy())
         confidence.append(outputs[OUTPUTS.probabilities].numpy().max(axis=-1))
     if not served:
@@ -82,15 +98,14 @@ def check(model_dir: str, inputs: ServingInputs, evaluated_accuracy: float) -> P
     import tensorflow as tf
     model = tf.saved_model.load(model_dir)
     evaluated = [model.signatures[SIGNATURES.examples](
-                     **{SIGNATURES.examples_input: tf.constant(inputs.records[start:start + _BATCH])}
-                 )[OUTPUTS.class_id].numpy()
-                 for start in range(0, len(inputs.records), _BATCH)]
-    evaluated_ids = np.concatenate(evaluated)
+                     **{SIGNATURES.examples_input: tf.constant(records)})[OUTPUTS.class_id].numpy()
+                 for records in inputs.record_batches()]
+    evaluated_ids = np.concatenate(evaluated) if evaluated else np.zeros(0, np.int64)
     served_ids, confidences = served_predictions(model, inputs)
     return Parity(evaluated_accuracy=float(evaluated_accuracy),
                   served_accuracy=float((served_ids == inputs.labels).mean()),
                   disagreement=float((served_ids != evaluated_ids).mean()),
-                  images=len(inputs.records), serving_path=inputs.serving_path,
+                  images=len(inputs.labels), serving_path=inputs.serving_path,
                   served_class_ids=served_ids.tolist(), served_confidences=confidences.tolist())
 
 

@@ -359,6 +359,46 @@ class NpzReader:
         self.close()
 
 
+class NpzArrayWriter:
+    """Writes an .npz whose `name` array arrives a batch of rows at a time:
+    rows go to a temporary .npy on disk, then into the zip with the final
+    row count, so memory holds one batch. Other (small) arrays are added
+    whole. The result is what np.savez writes; np.load reads it."""
+
+    def __init__(self, path: str, name: str):
+        import tempfile
+        self.path, self.name, self.rows, self._row_shape, self._dtype = path, name, 0, None, None
+        self._spool = tempfile.TemporaryFile()
+        self._small: Dict[str, np.ndarray] = {}
+
+    def add_rows(self, rows: np.ndarray) -> None:
+        if self._row_shape is None:
+            self._row_shape, self._dtype = rows.shape[1:], rows.dtype
+        self._spool.write(np.ascontiguousarray(rows, dtype=self._dtype).tobytes())
+        self.rows += len(rows)
+
+    @property
+    def dtype(self) -> Optional[np.dtype]:
+        return self._dtype
+
+    def add_array(self, name: str, array: np.ndarray) -> None:
+        self._small[name] = np.asarray(array)
+
+    def close(self) -> None:
+        header = {"descr": np.lib.format.dtype_to_descr(self._dtype), "fortran_order": False,
+                  "shape": (self.rows, *self._row_shape)}
+        self._spool.seek(0)
+        with zipfile.ZipFile(self.path, "w", allowZip64=True) as archive:
+            with archive.open(f"{self.name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_2_0(member, header)
+                while chunk := self._spool.read(1 << 24):
+                    member.write(chunk)
+            for name, array in self._small.items():
+                with archive.open(f"{name}.npy", "w") as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+        self._spool.close()
+
+
 @dataclasses.dataclass(frozen=True)
 class NpzLayout:
     count: int

@@ -75,16 +75,6 @@ def _image_files(root: str) -> Dict[str, List[str]]:
 
 
 @dataclasses.dataclass
-class FolderArrays:
-    x: np.ndarray                   # uint8 [n, height, width, channels]
-    y: Optional[np.ndarray]         # label ids, None for a folder of images alone
-    source_ids: List[str]
-    class_names: List[str]
-    conversions: Dict[str, int]
-    quarantine: List[dict]
-
-
-@dataclasses.dataclass
 class FolderImages:
     """A folder's image files, listed and labelled; decoded a batch at a time."""
     root: str
@@ -146,21 +136,6 @@ def list_folder_images(root: str, classes: Sequence[str] = ()) -> FolderImages:
             else:
                 quarantine.append({"path": path, "reason": "not an image file", "kind": "ignored"})
     return FolderImages(root, files, labelled, names, {}, quarantine)
-
-
-def load_folder_arrays(root: str, height: int, width: int, channels: int,
-                       classes: Sequence[str] = (),
-                       max_image_pixels: int = image_files.DEFAULT_MAX_IMAGE_PIXELS) -> FolderArrays:
-    """A folder decoded whole, as ingestion decodes it (for `imgpipe to-npz`)."""
-    folder = list_folder_images(root, classes)
-    x, y, ids = [], [], []
-    for pixels, labels, source_ids in folder.decoded_batches(height, width, channels,
-                                                             max_image_pixels):
-        x.append(pixels)
-        y.append(labels)
-        ids += source_ids
-    return FolderArrays(np.concatenate(x), np.concatenate(y) if folder.labelled else None, ids,
-                        folder.class_names, folder.conversions, folder.quarantine)
 
 
 def _load_folder(root: str, height: int, width: int, channels: int, classes: Sequence[str],
