@@ -103,7 +103,8 @@ def test_bytes_signature_decodes_like_ingestion(trained):
 def test_training_record_is_saved_with_the_model(trained):
     record = json.loads((trained["model_dir"] / "assets" / "training_config.json").read_text())
     assert record["class_names"] == list(quickstart_data.CLASSES)
-    assert record["image_spec"] == ImageSpec(32, 32, 3).to_dict()
+    # The quickstart's policies, as configured (EXIF orientation applied).
+    assert record["image_spec"] == ImageSpec(32, 32, 3, exif_orientation="apply").to_dict()
     assert record["epochs_run"] == 2 and record["fit"]["epochs"] == 2
     assert record["augmentation"]["translation"] == 0.1
     assert len(record["training_data_sha256"]) == 64 and len(record["schema_sha256"]) == 64

@@ -1,6 +1,5 @@
 """The gate in the real pipeline, and `imgpipe validate` / `imgpipe schema` through the CLI."""
 import json
-import os
 import subprocess
 import sys
 
@@ -190,13 +189,21 @@ def test_class_folders_that_disagree_with_the_schema_halt(tmp_path):
            "are ['circle', 'cross', 'square', 'triangle']" in result.output
 
 
+# The command runs under a small wrapper process: a child forked straight from
+# pytest (gigabytes by then) would count pytest's pages in its own peak.
+_MEASURE = ("import resource, subprocess, sys\n"
+            "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+            "sys.stderr.write(done.stderr.decode()[-2000:])\n"
+            "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+
+
 def peak_rss_mb(*args) -> tuple:
-    """Exit code and peak resident memory of one `imgpipe` command run alone."""
-    process = subprocess.Popen([sys.executable, "-m", "imgpipe.pipeline.cli", *map(str, args)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage.ru_maxrss / 1024, process.stderr.read().decode()[-2000:]
+    """Exit code, peak resident memory (MB) and stderr of one `imgpipe` command run alone."""
+    measured = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m",
+                               "imgpipe.pipeline.cli", *map(str, args)],
+                              capture_output=True, text=True, check=True)
+    code, peak_kb = measured.stdout.split()
+    return int(code), int(peak_kb) / 1024, measured.stderr
 
 
 def test_validate_and_schema_infer_hold_a_batch_of_photos_not_the_dataset(tmp_path):
