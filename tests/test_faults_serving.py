@@ -154,7 +154,7 @@ def _logged_predictions(out: Path) -> int:
 
 
 def test_sigterm_under_load_drains_requests_and_flushes_the_prediction_log(server, champion):
-    answered, refused = [], []
+    answered, refused, closed = [], [], []
 
     def client():
         while True:
@@ -163,7 +163,13 @@ def test_sigterm_under_load_drains_requests_and_flushes_the_prediction_log(serve
             except httpx.ConnectError:        # the server stopped accepting: the client's cue
                 refused.append(1)
                 return
-            except httpx.TransportError as error:   # a request dropped in flight: what must not be
+            except (httpx.ReadError, httpx.RemoteProtocolError) as error:
+                # HTTP/1.1's keep-alive race: the server closed an idle connection
+                # as the next request was on its way. Fine if the server never
+                # read that request; the log count below proves it did not.
+                closed.append(type(error).__name__)
+                return
+            except httpx.TransportError as error:   # anything else cut off: what must not be
                 answered.append(type(error).__name__)
                 return
             answered.append(response.status_code)
@@ -176,8 +182,9 @@ def test_sigterm_under_load_drains_requests_and_flushes_the_prediction_log(serve
         for future in clients:
             future.result(timeout=60)
     assert answered and set(answered) == {200}, sorted(set(map(str, answered)))
-    assert len(refused) == 8                          # every client was turned away, none cut off
-    # Every request answered 200 was logged before the process ended.
+    assert len(refused) + len(closed) == 8            # every client was turned away
+    # Every request answered 200 was logged before the process ended, and no
+    # other: a request the server read and predicted was never left unanswered.
     assert _logged_predictions(champion) == len(answered)
 
 
