@@ -354,7 +354,8 @@ def schema_infer(source, output, config_path, sets):
     try:
         loaded = inprocess.load_source(source, height=config.image.height, width=config.image.width,
                                        channels=config.image.channels, classes=config.data.classes,
-                                       max_image_pixels=config.data.max_image_pixels)
+                                       max_image_pixels=config.data.max_image_pixels,
+                                       policies=config.image.spec)
         class_names = list(config.data.classes) or loaded.class_names
         if len(class_names) < 2:
             raise InputProblem(f"{source}: need at least two class names (from class folders, the "
@@ -447,7 +448,7 @@ def validate(source, schema_path, environment, baseline, output_format, config_p
                 width=expected.width or config.image.width,
                 channels=expected.channels or config.image.channels,
                 classes=expected.class_names or config.data.classes,
-                max_image_pixels=config.data.max_image_pixels)
+                max_image_pixels=config.data.max_image_pixels, policies=config.image.spec)
     try:
         loaded = inprocess.load_source(source, **spec)
         [stats] = inprocess.statistics_of(loaded.batches, curated, on_batch=_progress("validate"))
@@ -523,8 +524,7 @@ def to_npz(source, output, dtype, scale_to_unit, config_path, sets):
     writer, labels, low, high = NpzArrayWriter(output, "x"), [], None, None
     try:
         folder = inprocess.list_folder_images(source, config.data.classes)
-        for pixels, batch_labels, _ in folder.decoded_batches(image.height, image.width,
-                                                              image.channels,
+        for pixels, batch_labels, _ in folder.decoded_batches(image.spec,
                                                               config.data.max_image_pixels):
             x = pixels.astype(dtype)      # a batch at a time: memory holds one batch
             if scale_to_unit:

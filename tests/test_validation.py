@@ -213,3 +213,28 @@ def test_class_names_must_be_in_the_schema_order():
     assert "label ids would mean other classes" in finding.message
     # A new class after the known ones is the label domain's business, not this check's.
     assert checks.class_names_mismatch(CLASSES + ["hexagon"], CLASSES) is None
+
+
+def test_in_process_reads_decode_with_the_configured_image_policies(tmp_path):
+    """validate, schema infer and to-npz decode as ingestion does, policies included."""
+    import io
+
+    from PIL import Image
+
+    pixels = np.zeros((30, 60, 3), np.uint8)
+    pixels[:10, :20] = 250                                      # a bright top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6                                            # to be turned 90 degrees clockwise
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "turned.jpg").write_bytes(buffer.getvalue())
+    folder = inprocess.list_folder_images(str(tmp_path))
+    for policy in ("apply", "ignore"):
+        spec = ImageSpec(16, 16, 3, aspect="crop", exif_orientation=policy)
+        [(batch, labels, ids)] = list(folder.decoded_batches(spec, 10_000_000))
+        expected = image_ops.decode_and_prepare(tf.constant(buffer.getvalue()), spec).numpy()
+        np.testing.assert_array_equal(batch[0], expected)
+    assert folder.conversions["EXIF orientation 6 applied"] == 2
+    assert folder.conversions["EXIF orientation 6 ignored"] == 2

@@ -19,7 +19,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from imgpipe.components.image_example_gen import encoding, sources
 from imgpipe.components.validation_gate import checks
-from imgpipe.contract import image_files
+from imgpipe.contract import ImageSpec, image_files
 
 _BATCH = 256
 
@@ -84,14 +84,12 @@ class FolderImages:
     conversions: Dict[str, int]
     quarantine: List[dict]
 
-    def decoded_batches(self, height: int, width: int, channels: int,
-                        max_image_pixels: int) -> Iterator[tuple]:
+    def decoded_batches(self, spec: ImageSpec, max_image_pixels: int) -> Iterator[tuple]:
         """(pixels [n, h, w, c] uint8, labels or None, source ids) per batch,
-        decoded exactly as ingestion decodes (same probe and ops)."""
-        from imgpipe.contract import ImageSpec, image_ops
-        spec = ImageSpec(height=height, width=width, channels=channels)
+        decoded exactly as ingestion decodes (same probe, ops and policies)."""
+        from imgpipe.contract import image_ops
         decoder = image_ops.make_batch_decoder(spec)
-        size, produced = batch_size_for(height * width * channels), 0
+        size, produced = batch_size_for(spec.values_per_image), 0
         for start in range(0, len(self.files), size):
             items, label_of = [], {}
             for path, label in self.files[start:start + size]:
@@ -138,11 +136,11 @@ def list_folder_images(root: str, classes: Sequence[str] = ()) -> FolderImages:
     return FolderImages(root, files, labelled, names, {}, quarantine)
 
 
-def _load_folder(root: str, height: int, width: int, channels: int, classes: Sequence[str],
+def _load_folder(root: str, spec: ImageSpec, classes: Sequence[str],
                  max_image_pixels: int) -> LoadedSource:
     folder = list_folder_images(root, classes)
     batches = (encoding.examples_record_batch(pixels, labels, ids, "uint8") for pixels, labels, ids
-               in folder.decoded_batches(height, width, channels, max_image_pixels))
+               in folder.decoded_batches(spec, max_image_pixels))
     return LoadedSource(batches, sources.FOLDERS, folder.conversions, folder.quarantine,
                         folder.class_names)
 
@@ -205,8 +203,10 @@ def _load_tfrecords(pattern: str) -> LoadedSource:
 
 
 def load_source(source: str, *, height: int, width: int, channels: int,
-                classes: Sequence[str] = (), max_image_pixels: int = image_files.DEFAULT_MAX_IMAGE_PIXELS
-                ) -> LoadedSource:
+                classes: Sequence[str] = (), max_image_pixels: int = image_files.DEFAULT_MAX_IMAGE_PIXELS,
+                policies: Optional[ImageSpec] = None) -> LoadedSource:
+    """`source` as batches; image files decoded to height x width x channels
+    with the policies of `policies` (an ImageSpec; None: the spec's defaults)."""
     if not os.path.exists(source) and not any(ch in source for ch in "*?["):
         raise InputError(f"{source}: no such file or folder")
     try:
@@ -217,7 +217,10 @@ def load_source(source: str, *, height: int, width: int, channels: int,
         return _load_npz(source)
     if kind == sources.TFRECORD:
         return _load_tfrecords(source)
-    return _load_folder(source, height, width, channels, classes, max_image_pixels)
+    spec = ImageSpec(height=height, width=width, channels=channels)
+    if policies is not None:
+        spec = dataclasses.replace(policies, height=height, width=width, channels=channels)
+    return _load_folder(source, spec, classes, max_image_pixels)
 
 
 def statistics(record_batch: pa.RecordBatch, schema: Optional[schema_pb2.Schema] = None
@@ -415,7 +418,8 @@ def _what_is_at(path: str) -> str:
 
 def load_baseline(path: str, schema: Optional[schema_pb2.Schema], *, height: int, width: int,
                   channels: int, classes: Sequence[str] = (),
-                  max_image_pixels: int = image_files.DEFAULT_MAX_IMAGE_PIXELS) -> Baseline:
+                  max_image_pixels: int = image_files.DEFAULT_MAX_IMAGE_PIXELS,
+                  policies: Optional[ImageSpec] = None) -> Baseline:
     """What drift is measured against, decided by what `path` is: a TFX
     statistics folder (Split-*/FeatureStats.pb) or a statistics file is used as
     it is; anything else is loaded as data exactly like a source (same loader,
@@ -433,7 +437,7 @@ def load_baseline(path: str, schema: Optional[schema_pb2.Schema], *, height: int
         raise InputError(problem + "nothing (no such file or folder)")
     try:
         loaded = load_source(path, height=height, width=width, channels=channels,
-                             classes=classes, max_image_pixels=max_image_pixels)
+                             classes=classes, max_image_pixels=max_image_pixels, policies=policies)
         [stats] = statistics_of(loaded.batches, schema)   # read here, a batch at a time
     except InputError as error:
         reason = str(error)
