@@ -24,11 +24,12 @@ def report(message: str) -> None:
 class Counter:
     """Reports `what` every `every` items, e.g. "ImageExampleGen: 10,000 images decoded"."""
 
-    def __init__(self, what: str, every: int = 5_000):
+    def __init__(self, what: str, every: int = 5_000, emit=None):
         self.what, self.every, self.count = what, every, 0
+        self.emit = emit or report      # a command's console instead of the logger
 
     def add(self, items: int) -> None:
         before = self.count // self.every
         self.count += items
         if self.count // self.every > before:
-            report(self.what.format(count=self.count))
+            self.emit(self.what.format(count=self.count))

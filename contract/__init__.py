@@ -3,7 +3,8 @@
 - `FEATURES`, `SIGNATURES`, `OUTPUTS`, `ARTIFACTS` (names.py): feature,
   signature and output names, and the artifact file names more than one
   stage opens.
-- `ImageSpec` (image_spec.py): the size and resize policy of model inputs;
+- `ImageSpec` (image_spec.py): the size of model inputs and the policies
+  (resize method, aspect, EXIF orientation) that bring image files to it;
   its JSON form travels in the training record and the registry row.
 - `image_files` (Pillow header probe: which files are images, and which are
   refused and why) and `image_ops` (the TensorFlow decode, channel and resize

@@ -300,17 +300,12 @@ def ingest(ctx, source, config_path, output, max_bad_fraction, span, sets):
     _run(config, until="ImageExampleGen", verbose=ctx.obj["verbose"])
 
 
-def _progress(command: str, every: int = 5_000):
-    """A batch callback: "<command>: N images read" on stderr every `every`
-    images (stdout may be a JSON report)."""
-    count = 0
-
-    def add(images: int) -> None:
-        nonlocal count
-        if (count + images) // every > count // every:
-            click.echo(f"{command}: {count + images:,} images read", err=True)
-        count += images
-    return add
+def _progress(command: str):
+    """A batch callback: "<command>: N images read" every 5,000 images, on
+    stderr (stdout may be a JSON report)."""
+    from imgpipe.components import progress
+    return progress.Counter(command + ": {count:,} images read",
+                            emit=lambda line: click.echo(line, err=True)).add
 
 
 def _thresholds(config: Config):

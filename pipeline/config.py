@@ -33,6 +33,7 @@ PATH_KEYS = ("pipeline.output_root", "pipeline.metadata_path", "data.source",
              "registry.mlflow_artifact_root", "serving.samples_root")
 from imgpipe import __version__  # noqa: E402
 from imgpipe.contract import ImageSpec  # noqa: E402
+from imgpipe.contract.image_spec import ASPECT_POLICIES, EXIF_POLICIES, RESIZE_METHODS  # noqa: E402
 from imgpipe.registry.mlflow_sync import TRACKING_URI_ENV as MLFLOW_URI_ENV  # noqa: E402
 from imgpipe.registry.mlflow_sync import resolve_uri as resolve_tracking_uri  # noqa: E402
 from imgpipe.registry.store import REGISTRY_URL_ENV, has_password, mask_url  # noqa: E402
@@ -93,9 +94,10 @@ class ImageSection(_Section):
     width: int = Field(32, gt=0, le=4096)
     channels: Literal[1, 3] = 3
     # Applied to image files alike at ingestion and in the serving signature.
-    resize_method: Literal["bilinear", "area", "bicubic", "nearest"] = "bilinear"
-    aspect: Literal["stretch", "crop", "pad"] = "stretch"
-    exif_orientation: Literal["apply", "ignore"] = "apply"
+    # The choices are the contract's (imgpipe.contract.image_spec).
+    resize_method: Literal[RESIZE_METHODS] = RESIZE_METHODS[0]      # bilinear
+    aspect: Literal[ASPECT_POLICIES] = ASPECT_POLICIES[0]            # stretch
+    exif_orientation: Literal[EXIF_POLICIES] = EXIF_POLICIES[0]      # apply
 
     @property
     def spec(self) -> ImageSpec:

@@ -173,11 +173,20 @@ def _metrics():
     }
 
 
+# A body may take `read_timeout` seconds plus one second per this many bytes
+# (mod_reqtimeout's MinRate): a slow link passes, a trickle of bytes that
+# never pauses long enough to time out does not hold the connection for hours.
+MIN_BODY_BYTES_PER_S = 64 * 1024
+
+
 async def read_body(request: Request, max_body_bytes: int, read_timeout: float) -> bytes:
     """The whole body, refused (413) as soon as it is declared or read over the
-    limit, and (408) when the client pauses longer than `read_timeout` seconds."""
+    limit, and (408) when the client pauses longer than `read_timeout` seconds
+    or sends slower than MIN_BODY_BYTES_PER_S beyond that allowance."""
     parsing.check_declared_length(request.headers.get("content-length"), max_body_bytes)
     body, chunks = parsing.BodyBuffer(max_body_bytes), request.stream().__aiter__()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     while True:
         try:
             chunk = await asyncio.wait_for(chunks.__anext__(), read_timeout)
@@ -187,6 +196,12 @@ async def read_body(request: Request, max_body_bytes: int, read_timeout: float) 
             raise InputRejected(408, f"the request body stalled: nothing arrived for "
                                      f"{read_timeout:g} s after {body.size:,} bytes") from None
         body.add(chunk)
+        elapsed = loop.time() - started
+        if elapsed > read_timeout + body.size / MIN_BODY_BYTES_PER_S:
+            raise InputRejected(408, f"the request body is arriving too slowly: {body.size:,} "
+                                     f"bytes in {elapsed:.1f} s; the minimum is "
+                                     f"{MIN_BODY_BYTES_PER_S // 1024} KiB/s after the first "
+                                     f"{read_timeout:g} s")
 
 
 # Bodies up to this size are parsed on the event loop (well under a millisecond):
@@ -226,7 +241,9 @@ def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONRes
 
 
 async def _input_rejected(_request: Request, rejected: InputRejected) -> JSONResponse:
-    return _error(rejected.status, str(rejected))
+    # A 408's body was never read to its end: the connection cannot carry another request.
+    return _error(rejected.status, str(rejected),
+                  headers={"Connection": "close"} if rejected.status == 408 else None)
 
 
 async def _queue_full(_request: Request, full: QueueFull) -> JSONResponse:

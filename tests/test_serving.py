@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import select
 import socket
 import sqlite3
 import stat
@@ -906,6 +907,23 @@ def test_a_stalled_body_gets_408(loopback, path):
         answer = read_answer(connection)
     assert answer.startswith("HTTP/1.1 408"), answer
     assert "the request body stalled: nothing arrived for 1 s after 1 bytes" in answer
+    assert predict(loopback["client"], {"instances": [b64(png(250))]}).status_code == 200
+
+
+def test_a_body_trickling_in_without_ever_stalling_gets_408(loopback):
+    """A byte every 0.4 s never trips the 1 s pause limit; the minimum rate does."""
+    with raw_connection(loopback["port"]) as connection:
+        connection.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Length: 500\r\nContent-Type: application/json\r\n\r\n")
+        started = time.monotonic()
+        for _ in range(20):                            # 8 s if nobody stopped it
+            connection.sendall(b" ")
+            if select.select([connection], [], [], 0.4)[0]:   # the server has answered
+                break
+        answer = read_answer(connection)
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert "the request body is arriving too slowly" in answer and "64 KiB/s" in answer
+    assert time.monotonic() - started < 5
     assert predict(loopback["client"], {"instances": [b64(png(250))]}).status_code == 200
 
 

@@ -42,6 +42,9 @@ class LoadedSource:
 # Pixel values per batch: tf.Example holds pixels as int64, so a batch is
 # about 8 bytes a value (64 MB here): 256 images of 32x32, 53 of 224x224.
 _BATCH_VALUES = 8_000_000
+# Serialized records per batch, for TFRecords (their image size is unknown
+# until parsed): a varint pixel takes 1-2 bytes, so about the same batch.
+_BATCH_RECORD_BYTES = 8_000_000
 
 
 def batch_size_for(values_per_image: int) -> int:
@@ -59,10 +62,10 @@ def _class_roots(root: str) -> List[str]:
     return [os.path.join(root, p[:-len("/*/*")]) for p in patterns.values()] if patterns else [root]
 
 
-def _image_files(root: str) -> Dict[str, List[str]]:
+def _image_files(class_roots: List[str]) -> Dict[str, List[str]]:
     """class name ('' for unlabelled) -> image paths, over every split folder."""
     by_class: Dict[str, List[str]] = {}
-    for class_root in _class_roots(root):
+    for class_root in class_roots:
         entries = sorted(os.listdir(class_root))
         folders = [e for e in entries if os.path.isdir(os.path.join(class_root, e))]
         if not folders:
@@ -118,10 +121,11 @@ def list_folder_images(root: str, classes: Sequence[str] = ()) -> FolderImages:
     """The image files of a class-folder tree (or a folder of images), labelled by
     ingestion's own rule (configured order, then unknown folders); other files
     are listed as ignored."""
-    by_class = _image_files(root)
+    class_roots = _class_roots(root)
+    by_class = _image_files(class_roots)
     labelled = "" not in by_class
     try:
-        names = sources.scan_class_folders(_class_roots(root), list(classes)).class_names \
+        names = sources.scan_class_folders(class_roots, list(classes)).class_names \
             if labelled else []
     except sources.SourceError as error:
         raise InputError(str(error)) from None
@@ -170,7 +174,7 @@ def _load_npz(path: str) -> LoadedSource:
 def _tfrecord_batches(pattern: str, files: List[str]) -> Iterator[pa.RecordBatch]:
     import tensorflow as tf
     from tfx_bsl.coders import example_coder
-    decoder, records, seen = example_coder.ExamplesToRecordBatchDecoder(), [], 0
+    decoder, records, held, seen = example_coder.ExamplesToRecordBatchDecoder(), [], 0, 0
 
     def decoded(records):
         try:
@@ -183,9 +187,10 @@ def _tfrecord_batches(pattern: str, files: List[str]) -> Iterator[pa.RecordBatch
         try:
             for record in tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator():
                 records.append(record)
-                if len(records) == _BATCH:
+                held += len(record)
+                if len(records) == _BATCH or held >= _BATCH_RECORD_BYTES:
                     yield decoded(records)
-                    seen, records = seen + len(records), []
+                    seen, records, held = seen + len(records), [], 0
         except tf.errors.OpError as error:
             raise InputError(f"{path}: not a readable TFRecord file ({error.message})") from None
     if records:
