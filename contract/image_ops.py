@@ -211,10 +211,12 @@ def make_batch_decoder(spec: ImageSpec):
     """A compiled decoder for a batch of encoded images.
 
     Returns pixels uint8 [n, height, width, channels], each image's decoded
-    source shape [n, 3] and EXIF orientation [n] (ingestion reports
-    conversions from them). One call per batch keeps TensorFlow's per-call
-    overhead off the per-image cost.
+    source shape [n, 3], EXIF orientation [n] and pixel properties
+    (image_properties; on the prepared pixels). Ingestion reports conversions
+    from them. One call per batch keeps TensorFlow's per-call overhead off the
+    per-image cost.
     """
+    from imgpipe.contract.image_properties import pixel_properties
 
     def _one(image_bytes, orientation, with_spec):
         decoded = decode(image_bytes)
@@ -226,39 +228,64 @@ def make_batch_decoder(spec: ImageSpec):
         pixels, shapes = _by_orientation(
             _one, images, orientations, spec,
             (tf.TensorSpec(list(spec.shape), tf.uint8), tf.TensorSpec([3], tf.int32)))
-        return pixels, shapes, orientations
+        return pixels, shapes, orientations, pixel_properties(pixels)
 
     return decode_batch
+
+
+@dataclasses.dataclass
+class Decoded:
+    """One decoded image file, as ingestion and `imgpipe validate` keep it."""
+    key: str
+    data: bytes                  # the file's bytes, as they arrived
+    format: str                  # "JPEG" | "PNG"
+    pixels: object               # uint8 [height, width, channels], as the model sees it
+    shape: tuple                 # the decoded file's (height, width, channels)
+    orientation: int             # EXIF orientation, 1..8
+    properties: dict             # pixel properties (image_properties), floats
+    conversions: list            # conversion names (image_files.conversions_for)
+
+
+def _run_decoder(decoder, items):
+    """[(item, pixels, shape, orientation, properties)], [(key, reason)]. One
+    bad image fails a batch call, so a failed batch is retried image by image
+    to find which ones."""
+    def call(batch):
+        pixels, shapes, orientations, properties = decoder(tf.constant([i[1] for i in batch]))
+        values = {name: value.numpy() for name, value in properties.items()}
+        return [(item, p, s, int(o), {name: float(v[k]) for name, v in values.items()})
+                for k, (item, p, s, o) in enumerate(zip(batch, pixels.numpy(), shapes.numpy(),
+                                                        orientations.numpy()))]
+    try:
+        return call(items), []
+    except tf.errors.InvalidArgumentError:
+        results, failures = [], []
+        for item in items:
+            try:
+                results += call([item])
+            except tf.errors.InvalidArgumentError as error:
+                message = str(error.message).strip().splitlines()[0][:200]
+                failures.append((item[0], f"corrupt or truncated {item[2].format} data ({message})"))
+        return results, failures
 
 
 def decode_items(decoder, items, spec: ImageSpec):
     """Decodes (key, bytes, ImageInfo) items with a batch decoder.
 
-    Returns (decoded, failures, conversions): decoded is [(key, pixels,
-    conversion names)], failures [(key, reason)], conversions a Counter. One
-    bad image fails a batch call, so a failed batch is retried image by image
-    to find which ones.
+    Returns (decoded, failures, conversions): decoded is [Decoded], failures
+    [(key, reason)], conversions a Counter.
     """
     from collections import Counter
 
     from imgpipe.contract import image_files
-    decoded, failures, conversions = [], [], Counter()
+    conversions = Counter()
     if not items:
-        return decoded, failures, conversions
-    try:
-        pixels, shapes, orientations = decoder(tf.constant([item[1] for item in items]))
-        results = list(zip(items, pixels.numpy(), shapes.numpy(), orientations.numpy()))
-    except tf.errors.InvalidArgumentError:
-        results = []
-        for item in items:
-            try:
-                single, shape, orientation = decoder(tf.constant([item[1]]))
-                results.append((item, single.numpy()[0], shape.numpy()[0], orientation.numpy()[0]))
-            except tf.errors.InvalidArgumentError as error:
-                message = str(error.message).strip().splitlines()[0][:200]
-                failures.append((item[0], f"corrupt or truncated {item[2].format} data ({message})"))
-    for (key, _, info), image, shape, orientation in results:
-        names = image_files.conversions_for(info, shape, spec, int(orientation))
+        return [], [], conversions
+    results, failures = _run_decoder(decoder, items)
+    decoded = []
+    for (key, data, info), image, shape, orientation, properties in results:
+        names = image_files.conversions_for(info, shape, spec, orientation)
         conversions.update(names)
-        decoded.append((key, image, names))
+        decoded.append(Decoded(key, data, info.format, image, tuple(int(v) for v in shape),
+                               orientation, properties, names))
     return decoded, failures, conversions

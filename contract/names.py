@@ -11,13 +11,30 @@ import dataclasses
 class FeatureNames:
     """tf.Example features written by ingestion and read by Transform, TFDV and serving."""
     image: str = "image"              # pixels (int64 or float list, H*W*C values)
-    height: str = "height"
+    height: str = "height"            # the stored image's: the array's, or the file's
     width: str = "width"
     channels: str = "channels"
     label: str = "label"
     source_id: str = "source_id"      # lineage only: file path or "<file>[<index>]"
     pixel_dtype: str = "pixel_dtype"  # the source's dtype, e.g. "uint8", "float64"
     image_transformed: str = "image_xf"  # Transform's output: float32 [H, W, C]
+    # Image files are kept as they arrived (decoded in the Transform graph):
+    image_encoded: str = "image_encoded"      # the file's bytes, JPEG or PNG
+    image_format: str = "image_format"        # "JPEG" | "PNG"
+    exif_orientation: str = "exif_orientation"  # 1..8, 1 = upright or none
+    # Per-image properties, on every example (float, computed as the model sees
+    # the image): what photo drift moves when pixel histograms blur it.
+    brightness: str = "brightness"            # mean luma (ITU-R 601), 0..255
+    contrast: str = "contrast"                # RMS contrast: std of luma
+    mean_red: str = "mean_red"
+    mean_green: str = "mean_green"
+    mean_blue: str = "mean_blue"
+    aspect_ratio: str = "aspect_ratio"        # source width / height (upright when applied)
+
+    @property
+    def properties(self) -> tuple:
+        return (self.brightness, self.contrast, self.mean_red, self.mean_green, self.mean_blue,
+                self.aspect_ratio)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -311,7 +311,8 @@ def _progress(command: str):
 def _thresholds(config: Config):
     from imgpipe.components.validation_gate.schema_curation import DriftThresholds
     return DriftThresholds(pixel_js_divergence=config.validation.pixel_drift_threshold,
-                           label_linf=config.validation.label_drift_threshold)
+                           label_linf=config.validation.label_drift_threshold,
+                           property_js_divergence=config.validation.property_drift_threshold)
 
 
 def _load_schema(path: str):
@@ -336,9 +337,11 @@ def schema():
 def schema_infer(source, output, config_path, sets):
     """Draft a curated schema from SOURCE (folder, .npz or TFRecords).
 
-    TFDV infers the draft; imgpipe then applies its curation (uint8 pixel
-    domain, fixed shapes, label domain, TRAINING/SERVING environments, drift
-    comparators with the config's thresholds). Review it before committing.
+    TFDV infers the draft; imgpipe then applies its curation (image files:
+    encoded bytes, format and size ranges; arrays and records: uint8 pixel
+    domain and fixed shape; per-image property ranges, label domain,
+    TRAINING/SERVING environments, drift comparators with the config's
+    thresholds). Review it before committing.
     """
     import tensorflow_data_validation as tfdv
     from google.protobuf import text_format
@@ -365,8 +368,11 @@ def schema_infer(source, output, config_path, sets):
     curated = schema_curation.curate(
         draft, height=config.image.height, width=config.image.width,
         channels=config.image.channels, class_names=class_names, thresholds=_thresholds(config))
+    kept = ("image_encoded holds the file as it arrived (decoded in the model's graph), "
+            "per-image properties in range" if schema_curation.is_encoded(curated)
+            else "image is uint8 [H, W, C]")
     header = (f"# imgpipe curated schema, drafted from {source} by `imgpipe schema infer`.\n"
-              "# Reviewed like code: image is uint8 [H, W, C], label a categorical class id.\n")
+              f"# Reviewed like code: {kept}, label a categorical class id.\n")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w", encoding="utf-8") as handle:
         handle.write(header + text_format.MessageToString(curated))
@@ -519,9 +525,10 @@ def to_npz(source, output, dtype, scale_to_unit, config_path, sets):
     writer, labels, low, high = NpzArrayWriter(output, "x"), [], None, None
     try:
         folder = inprocess.list_folder_images(source, config.data.classes)
-        for pixels, batch_labels, _ in folder.decoded_batches(image.spec,
-                                                              config.data.max_image_pixels):
-            x = pixels.astype(dtype)      # a batch at a time: memory holds one batch
+        for decoded, batch_labels, _ in folder.decoded_batches(image.spec,
+                                                               config.data.max_image_pixels):
+            # A batch at a time: memory holds one batch.
+            x = np.stack([d.pixels for d in decoded]).astype(dtype)
             if scale_to_unit:
                 x = x / np.array(255, dtype=x.dtype if dtype != "uint8" else np.float32)
             writer.add_rows(x)

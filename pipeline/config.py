@@ -109,11 +109,13 @@ class ImageSection(_Section):
 class ValidationSection(_Section):
     # Curated TFDV schema: a path, a URI, or builtin:<name> (shipped in imgpipe.schemas).
     schema_file: str = "builtin:quickstart"
-    # Drift between spans: Jensen-Shannon divergence of the pixel histogram,
-    # L-infinity distance of the label distribution. These override the
-    # comparators written in the schema file.
+    # Drift between spans: Jensen-Shannon divergence of the pixel histogram
+    # (pixel layout) and of each per-image property (brightness, contrast,
+    # R/G/B means, aspect ratio), L-infinity distance of the label
+    # distribution. These override the comparators written in the schema file.
     pixel_drift_threshold: float = Field(0.1, gt=0.0, le=1.0)
     label_drift_threshold: float = Field(0.1, gt=0.0, le=1.0)
+    property_drift_threshold: float = Field(0.1, gt=0.0, le=1.0)
     baseline_root: str = ""           # default: <output_root>/baselines/<pipeline name>
 
     @field_validator("schema_file")

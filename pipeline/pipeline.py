@@ -193,6 +193,7 @@ def checked_schema(config: Config):
     problems = schema_curation.mismatches(
         schema, height=config.image.height, width=config.image.width,
         channels=config.image.channels, class_names=config.data.classes)
+    problems += _layout_mismatch(config, schema)
     if problems:
         raise PipelineError(f"validation.schema_file {location} does not match the configuration: "
                             + "; ".join(problems))
@@ -202,6 +203,23 @@ def checked_schema(config: Config):
     if "://" not in origin and not origin.startswith(BUILTIN_PREFIX):
         origin = Path(origin).name
     return CuratedSchemaSettings(schema_text=text, origin=origin), schema
+
+
+def _layout_mismatch(config: Config, schema) -> List[str]:
+    """A schema of the other example layout than the source's (image files are
+    kept encoded; arrays and records as pixels)."""
+    if config.data.source.startswith(BUILTIN_PREFIX):
+        return []   # materialised later; the presets come with their schemas
+    try:
+        files = sources.discover_layout(config.data.source, config.data.format).format == sources.FOLDERS
+    except sources.SourceError:
+        return []   # source_layout() names the problem
+    if files == schema_curation.is_encoded(schema):
+        return []
+    found = "image files (kept encoded)" if files else "arrays or records (kept as pixels)"
+    wants = "encoded image files" if not files else "pixels"
+    return [f"data.source holds {found} but the schema describes {wants}; draft one from this "
+            "source with `imgpipe schema infer`"]
 
 
 def _validation_stages(config: Config, example_gen, locations: Locations):
@@ -219,7 +237,8 @@ def _validation_stages(config: Config, example_gen, locations: Locations):
         settings=ValidationSettings(
             thresholds=schema_curation.DriftThresholds(
                 pixel_js_divergence=config.validation.pixel_drift_threshold,
-                label_linf=config.validation.label_drift_threshold),
+                label_linf=config.validation.label_drift_threshold,
+                property_js_divergence=config.validation.property_drift_threshold),
             baseline_root=locations.baseline_root))
     return [schema_gen, statistics_gen, gate], class_names
 

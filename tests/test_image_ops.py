@@ -99,7 +99,7 @@ def test_batch_decoder_matches_the_single_image_path():
               encode(shape_image("cross", seed=21, size=48), "JPEG"),
               encode(shape_image("square", seed=22).convert("L"), "PNG")]
     decoder = image_ops.make_batch_decoder(ImageSpec(32, 32, 3))
-    pixels, shapes, orientations = decoder(tf.constant(images))
+    pixels, shapes, orientations, _ = decoder(tf.constant(images))
     for data, batch_pixels in zip(images, pixels.numpy()):
         np.testing.assert_array_equal(batch_pixels, prepare(data))
     assert shapes.numpy().tolist() == [[32, 32, 3], [48, 48, 3], [32, 32, 1]]
@@ -188,10 +188,15 @@ def test_ingested_pixels_equal_the_serving_signatures_for_every_policy(tmp_path,
     tf.saved_model.save(Serving(), str(tmp_path / "serving"))
     served = tf.saved_model.load(str(tmp_path / "serving")).pixels(tf.constant([data])).numpy()[0]
     info = image_files.probe_image(data)
-    [(_, ingested, conversions)], failures, _ = image_ops.decode_items(
+    [checked], failures, _ = image_ops.decode_items(
         image_ops.make_batch_decoder(spec), [("photo", data, info)], spec)
     assert not failures
+    ingested, conversions = checked.pixels, checked.conversions
     assert np.abs(ingested.astype(int) - served).max() <= 1
+    # What training sees: the Transform graph's decode of the stored example.
+    from imgpipe.components.trainer import transform
+    trained = transform.raw_pixels({"image_encoded": tf.constant([[data]])}, spec).numpy()[0]
+    assert np.abs(trained.astype(int) - served).max() <= 1
     # What the picture is, upright (Pillow's exif_transpose), through the same fit and resize.
     from PIL import ImageOps
     seen = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
@@ -219,7 +224,7 @@ def test_a_batch_mixing_turned_and_plain_images_turns_only_the_turned_ones():
     spec = ImageSpec(32, 32, 3, exif_orientation="apply")
     images = [encode(marked_photo(), "PNG"), jpeg_with_orientation(marked_photo(), 8),
               encode(marked_photo(), "JPEG")]
-    pixels, shapes, orientations = image_ops.make_batch_decoder(spec)(tf.constant(images))
+    pixels, shapes, orientations, _ = image_ops.make_batch_decoder(spec)(tf.constant(images))
     assert orientations.numpy().tolist() == [1, 8, 1]
     for data, batch_pixels in zip(images, pixels.numpy()):
         np.testing.assert_array_equal(batch_pixels,

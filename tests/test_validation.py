@@ -136,9 +136,10 @@ def test_pixel_drift_between_spans(schema, clean):
     baseline = stats_of(schema, x, y)
     brighter = np.clip(x.astype(int) + 60, 0, 255).astype(np.uint8)
     result = verdict(schema, brighter, y, baseline=baseline)
-    [message] = [m for m in errors(result) if "drifted" in m]
+    [message] = [m for m in errors(result) if m.startswith("image: ")]
     assert message.startswith("image: pixel distribution drifted from the baseline: "
                               "Jensen-Shannon divergence")
+    assert any(m.startswith("brightness: per-image distribution drifted") for m in errors(result))
     assert result.drift["image"]["value"] > 0.1
 
 
@@ -190,7 +191,7 @@ def test_schema_mismatches_with_the_config(schema):
     assert "image.channels is 1 but the schema expects 3" in problems
     assert "data.classes has 2 classes but the schema's label domain has 4" in problems
     text = schema_curation.describe(schema)
-    assert "image        INT     shape [32, 32, 3]  in [0, 255]" in text
+    assert "image            INT     shape [32, 32, 3]  in [0, 255]" in text
     assert "not in SERVING" in text
 
 
@@ -198,11 +199,18 @@ def test_checked_in_schemas_are_curated():
     import tensorflow_data_validation as tfdv
 
     from conftest import REPO
-    quick = schema_curation.expectations(tfdv.load_schema_text(str(REPO / "schemas" / "quickstart.pbtxt")))
-    assert (quick.height, quick.width, quick.channels, quick.num_classes) == (32, 32, 3, 4)
-    assert quick.class_names == CLASSES
-    cifar = schema_curation.expectations(tfdv.load_schema_text(str(REPO / "schemas" / "cifar10.pbtxt")))
-    assert cifar.num_classes == 10 and cifar.class_names[0] == "airplane"
+    for name, classes in (("quickstart", CLASSES), ("cifar10", None)):
+        schema = tfdv.load_schema_text(str(REPO / "schemas" / f"{name}.pbtxt"))
+        found = schema_curation.expectations(schema)
+        # Both presets read class folders of image files: the encoded layout,
+        # whose schema leaves the model's image size to the config.
+        assert found.encoded and (found.height, found.width, found.channels) == (None, None, None)
+        assert found.class_names == classes if classes else found.class_names[0] == "airplane"
+        curated = schema_curation.curate(schema, height=32, width=32, channels=3,
+                                         class_names=found.class_names, thresholds=THRESHOLDS)
+        assert curated == schema, f"{name}.pbtxt is not what curation makes of it"
+        assert schema_curation.mismatches(schema, height=224, width=224, channels=3,
+                                          class_names=found.class_names) == []
 
 
 def test_class_names_must_be_in_the_schema_order():
@@ -235,6 +243,7 @@ def test_in_process_reads_decode_with_the_configured_image_policies(tmp_path):
         spec = ImageSpec(16, 16, 3, aspect="crop", exif_orientation=policy)
         [(batch, labels, ids)] = list(folder.decoded_batches(spec, 10_000_000))
         expected = image_ops.decode_and_prepare(tf.constant(buffer.getvalue()), spec).numpy()
-        np.testing.assert_array_equal(batch[0], expected)
+        np.testing.assert_array_equal(batch[0].pixels, expected)
+        assert batch[0].data == buffer.getvalue()   # kept as it arrived
     assert folder.conversions["EXIF orientation 6 applied"] == 2
     assert folder.conversions["EXIF orientation 6 ignored"] == 2

@@ -87,7 +87,8 @@ class _DecodesImages(beam.DoFn):
 
 
 class DecodeImageFiles(_DecodesImages):
-    """A batch of image file paths -> tf.Examples (uint8 pixels kept as int64)."""
+    """A batch of image file paths -> tf.Examples in the encoded layout: the
+    files as they arrived, checked by decoding them with the serving ops."""
 
     def process(self, paths: List[str]):
         s = self._settings
@@ -113,11 +114,9 @@ class DecodeImageFiles(_DecodesImages):
         yield from _side_outputs(failures, events)
         if not decoded:
             return
-        good_paths = [path for path, _, _ in decoded]
-        good_pixels = [pixels for _, pixels, _ in decoded]
-        labels = [s.class_ids[os.path.basename(os.path.dirname(path))] for path in good_paths]
-        source_ids = [_relative(p, s.input_base) for p in good_paths]
-        serialized = encoding.encode_examples(np.stack(good_pixels), labels, source_ids, "uint8")
+        labels = [s.class_ids[os.path.basename(os.path.dirname(d.key))] for d in decoded]
+        source_ids = [_relative(d.key, s.input_base) for d in decoded]
+        serialized = encoding.encode_files(decoded, labels, source_ids, s.image)
         yield list(zip(source_ids, labels, serialized))
 
 
@@ -243,10 +242,11 @@ class ParseTFRecordExamples(_DecodesImages):
             yield passed
 
 
-def _encode_decoded(decoded: List[tuple], labels_by_path: Dict[str, int]) -> List[tuple]:
-    """(source_id, pixels, conversions) -> (source_id, label, serialized tf.Example)."""
-    good_ids = [source_id for source_id, _, _ in decoded]
-    good_pixels = [pixels for _, pixels, _ in decoded]
+def _encode_decoded(decoded: List[image_ops.Decoded], labels_by_path: Dict[str, int]) -> List[tuple]:
+    """Decoded records -> (source_id, label, serialized tf.Example), pixel layout
+    (records are a pixel source: one dataset, one layout)."""
+    good_ids = [d.key for d in decoded]
+    good_pixels = [d.pixels for d in decoded]
     labels = [labels_by_path[source_id] for source_id in good_ids]
     out = []
     # Records with and without a label are encoded apart: a missing label

@@ -1,9 +1,13 @@
 """The exported signatures: raw uint8 pixels, encoded bytes, tf.Examples.
 
 All of them call the transform graph (tf.Transform's layer) and then the
-model, so preprocessing exists once. serving_bytes decodes with the very
-image ops ingestion used. Inputs are typed: a float tensor sent where uint8
-pixels are expected is refused by the signature itself.
+model, so preprocessing exists once. Trained on image files (the encoded
+layout), the transform graph decodes: serving_bytes hands it the request's
+bytes, the very path training took, and serving_default wraps its pixels as
+uncompressed PNGs, which decode to themselves. Trained on arrays (the pixel
+layout), serving_bytes decodes with the shared image ops first. Inputs are
+typed: a float tensor sent where uint8 pixels are expected is refused by the
+signature itself.
 """
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ def make_signatures(model, tft_output, image: ImageSpec,
     model.tft_layer = tft_output.transform_features_layer()
     names = tf.constant(list(class_names))
     raw_spec = tft_output.raw_feature_spec()
-    serving_spec = {k: v for k, v in raw_spec.items() if k == FEATURES.image}
+    encoded = FEATURES.image_encoded in raw_spec
+    image_feature = FEATURES.image_encoded if encoded else FEATURES.image
+    serving_spec = {image_feature: raw_spec[image_feature]}
 
     def predict(raw_features):
         transformed = model.tft_layer(raw_features)
@@ -30,7 +36,17 @@ def make_signatures(model, tft_output, image: ImageSpec,
         return {OUTPUTS.probabilities: probabilities, OUTPUTS.class_id: class_id,
                 OUTPUTS.class_name: tf.gather(names, class_id)}
 
+    def from_bytes(image_bytes):
+        if not encoded:
+            return from_pixels(image_ops.decode_and_prepare_batch(image_bytes, image))
+        feature_shape = list(raw_spec[FEATURES.image_encoded].shape)
+        return predict({FEATURES.image_encoded: tf.reshape(image_bytes, [-1, *feature_shape])})
+
     def from_pixels(images):
+        if encoded:
+            # Level 0: stored, not compressed; decoding gives the pixels back.
+            return from_bytes(tf.map_fn(lambda one: tf.io.encode_png(one, compression=0), images,
+                                        fn_output_signature=tf.string))
         return predict({FEATURES.image: tf.cast(images, tf.int64)})
 
     @tf.function(input_signature=[tf.TensorSpec([None, *image.shape], tf.uint8,
@@ -40,7 +56,7 @@ def make_signatures(model, tft_output, image: ImageSpec,
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SIGNATURES.bytes_input)])
     def serve_bytes(image_bytes):
-        return from_pixels(image_ops.decode_and_prepare_batch(image_bytes, image))
+        return from_bytes(image_bytes)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SIGNATURES.examples_input)])
     def serve_examples(examples):

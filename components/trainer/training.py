@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 from typing import Dict, List, Sequence
 
 import tensorflow as tf
@@ -80,7 +81,8 @@ def training_record(*, model: ModelSettings, fit: FitSettings, class_names: Sequ
                          "translation": model.translation, "rotation": model.rotation},
         "class_names": list(class_names),
         ImageSpec.RECORD_KEY: image.to_dict(),
-        "input": "uint8 pixels [H, W, C], scaled by 1/255 inside the exported graph",
+        "input": "uint8 pixels [H, W, C] or encoded JPEG/PNG bytes, decoded, brought to the "
+                 "image spec and scaled by 1/255 inside the exported graph",
         "schema_sha256": hashlib.sha256(schema_text.encode()).hexdigest(),
         "training_data_sha256": data_fingerprint,
         "epochs_run": len(history.get("loss", [])),
@@ -90,7 +92,18 @@ def training_record(*, model: ModelSettings, fit: FitSettings, class_names: Sequ
     }
 
 
-def _dataset(fn_args, tft_output, files, fit: FitSettings, training: bool) -> tf.data.Dataset:
+# What the shuffle buffer may hold of transformed (float32) images: 10,000
+# CIFAR-sized images, 445 at 224x224. The examples are written in a shuffled
+# file order, so a smaller buffer still mixes the classes.
+SHUFFLE_BUFFER_BYTES = 256 << 20
+
+
+def shuffle_buffer_size(fit: FitSettings, image: ImageSpec) -> int:
+    return max(1, min(fit.shuffle_buffer, SHUFFLE_BUFFER_BYTES // (4 * image.values_per_image)))
+
+
+def _dataset(fn_args, tft_output, files, fit: FitSettings, image: ImageSpec,
+             cache_file: str, training: bool) -> tf.data.Dataset:
     from tfx_bsl.public import tfxio
     raw = fn_args.data_accessor.tf_dataset_factory(
         files, tfxio.TensorFlowDatasetOptions(batch_size=fit.batch_size, num_epochs=1,
@@ -101,32 +114,49 @@ def _dataset(fn_args, tft_output, files, fit: FitSettings, training: bool) -> tf
     def transform(features, label):
         return layer(features)[FEATURES.image_transformed], label
 
-    # Transformed once, then cached: the preprocessing is the transform graph.
-    dataset = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
+    # Transformed (decoded, for image files) once, then cached in a file:
+    # memory stays bounded by the shuffle buffer, not the dataset.
+    dataset = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache(cache_file)
     if training:
-        dataset = dataset.shuffle(fit.shuffle_buffer, seed=fit.seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(shuffle_buffer_size(fit, image), seed=fit.seed,
+                                  reshuffle_each_iteration=True)
     return dataset.batch(fit.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def run(fn_args) -> None:
     import tensorflow_transform as tft
     settings = TrainerSettings.from_dict(fn_args.custom_config)
-    model_settings, fit = settings.model, settings.fit
-    class_names, image = settings.class_names, settings.image
+    fit, image = settings.fit, settings.image
     tf.keras.utils.set_random_seed(fit.seed)
     keras.utils.set_random_seed(fit.seed)
 
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = _dataset(fn_args, tft_output, fn_args.train_files, fit, training=True)
-    validation = _dataset(fn_args, tft_output, fn_args.eval_files, fit, training=False)
+    with tempfile.TemporaryDirectory(prefix="imgpipe-trainer-cache-") as cache:
+        train = _dataset(fn_args, tft_output, fn_args.train_files, fit, image,
+                         os.path.join(cache, "train"), training=True)
+        validation = _dataset(fn_args, tft_output, fn_args.eval_files, fit, image,
+                              os.path.join(cache, "validation"), training=False)
+        model, history = _fit(settings, train, validation, fn_args.model_run_dir)
+    _export(fn_args, settings, tft_output, model, history)
+
+
+def _fit(settings: TrainerSettings, train, validation, log_dir: str):
+    model_settings, fit, image = settings.model, settings.fit, settings.image
     steps = int(train.reduce(0, lambda count, _: count + 1).numpy())  # also fills the cache
 
-    model = build_model(model_settings, image.shape, len(class_names),
+    model = build_model(model_settings, image.shape, len(settings.class_names),
                         input_name=FEATURES.image_transformed)
     model.compile(optimizer=make_optimizer(fit, steps), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     history = model.fit(train, validation_data=validation, epochs=fit.epochs, verbose=2,
-                        callbacks=make_callbacks(fit, fn_args.model_run_dir))
+                        callbacks=make_callbacks(fit, log_dir))
+    return model, history
+
+
+def _export(fn_args, settings: TrainerSettings, tft_output, model, history) -> None:
+    """The SavedModel with its signatures, and the training record beside it."""
+    model_settings, fit = settings.model, settings.fit
+    class_names, image = settings.class_names, settings.image
     val_losses = history.history.get("val_loss", [])
     best_epoch = int(min(range(len(val_losses)), key=val_losses.__getitem__)) + 1 if val_losses else 0
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from imgpipe.components.trainer.settings import TransformSettings
-from imgpipe.contract import FEATURES, ImageSpec
+from imgpipe.contract import FEATURES, ImageSpec, image_ops
 
 LABEL = FEATURES.label
 _SCALE = 1.0 / 255.0
@@ -22,10 +22,20 @@ def scale_pixels(image: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
     return pixels * _SCALE
 
 
+def raw_pixels(inputs, spec: ImageSpec) -> tf.Tensor:
+    """The batch's uint8-valued pixels: image files decoded and brought to the
+    spec by serving_bytes' own ops (decode_and_prepare_batch), or the pixels
+    of an array source as they are."""
+    if FEATURES.image_encoded in inputs:
+        encoded = tf.reshape(inputs[FEATURES.image_encoded], [-1])
+        return image_ops.decode_and_prepare_batch(encoded, spec)
+    return inputs[FEATURES.image]
+
+
 def preprocess(inputs, settings: TransformSettings):
     """preprocessing_fn's body: scaled (optionally standardised) image, label as it is."""
     import tensorflow_transform as tft
-    pixels = scale_pixels(inputs[FEATURES.image], settings.image)
+    pixels = scale_pixels(raw_pixels(inputs, settings.image), settings.image)
     channels = settings.image.channels
     if settings.standardize:
         # Per-channel mean and standard deviation over the training split,

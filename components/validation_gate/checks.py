@@ -241,16 +241,28 @@ def judge(anomalies: anomalies_pb2.Anomalies, statistics: statistics_pb2.Dataset
             drift[feature] = {"measure": measure, "value": measurement.value,
                               "threshold": measurement.threshold}
             if measurement.value > measurement.threshold:
-                what = "pixel" if feature == FEATURES.image else "label"
-                name = ("Jensen-Shannon divergence" if "JENSEN" in measure else "L-infinity distance")
-                findings.append(Finding(
-                    feature, ERROR,
-                    f"{feature}: {what} distribution drifted from the baseline: {name} "
-                    f"{measurement.value:.3f} above the threshold {measurement.threshold:g} — "
-                    "a different camera, preprocessing or class mix; check before training on it.",
-                    "DRIFT"))
+                findings.append(Finding(feature, ERROR, _drift_message(
+                    feature, measure, measurement.value, measurement.threshold), "DRIFT"))
     examples = int(dataset.num_examples)
     return Verdict(findings=findings, examples=examples, drift=drift, split=split)
+
+
+_DRIFT_CAUSES = {
+    FEATURES.brightness: "a darker or brighter camera or exposure",
+    FEATURES.contrast: "a new camera, compression or resize path",
+    FEATURES.mean_red: "a colour cast, or R and B exchanged (BGR vs RGB)",
+    FEATURES.mean_blue: "a colour cast, or R and B exchanged (BGR vs RGB)",
+    FEATURES.mean_green: "a colour cast",
+    FEATURES.aspect_ratio: "another camera or crop: other shapes of picture",
+}
+
+
+def _drift_message(feature: str, measure: str, value: float, threshold: float) -> str:
+    what = {FEATURES.image: "pixel", FEATURES.label: "label"}.get(feature, "per-image")
+    name = "Jensen-Shannon divergence" if "JENSEN" in measure else "L-infinity distance"
+    cause = _DRIFT_CAUSES.get(feature, "a different camera, preprocessing or class mix")
+    return (f"{feature}: {what} distribution drifted from the baseline: {name} {value:.3f} "
+            f"above the threshold {threshold:g} — {cause}; check before training on it.")
 
 
 def format_verdicts(verdicts: List[Verdict], header: str = "") -> str:

@@ -2,10 +2,10 @@
 
 For `imgpipe validate` (serving-skew checks, CI gates) and `imgpipe schema
 infer`. Arrays and TFRecords are taken exactly as they are; image files go
-through ingestion's decoding (the shared TF ops) and its conversions are
-reported. Sources are read a batch at a time and TFDV's statistics
-accumulated batch by batch: memory is bounded by a batch (about 64 MB of
-pixels), not by the dataset.
+through ingestion's decoding (the shared TF ops) and become examples of
+ingestion's encoded layout, its conversions reported. Sources are read a
+batch at a time and TFDV's statistics accumulated batch by batch: memory is
+bounded by a batch (about 64 MB of pixels), not by the dataset.
 """
 from __future__ import annotations
 
@@ -88,8 +88,8 @@ class FolderImages:
     quarantine: List[dict]
 
     def decoded_batches(self, spec: ImageSpec, max_image_pixels: int) -> Iterator[tuple]:
-        """(pixels [n, h, w, c] uint8, labels or None, source ids) per batch,
-        decoded exactly as ingestion decodes (same probe, ops and policies)."""
+        """([image_ops.Decoded], labels or None, source ids) per batch, decoded
+        exactly as ingestion decodes (same probe, ops and policies)."""
         from imgpipe.contract import image_ops
         decoder = image_ops.make_batch_decoder(spec)
         size, produced = batch_size_for(spec.values_per_image), 0
@@ -110,9 +110,9 @@ class FolderImages:
                 self.conversions[name] = self.conversions.get(name, 0) + count
             if decoded:
                 produced += len(decoded)
-                yield (np.stack([image for _, image, _ in decoded]),
-                       np.array([label_of[path] for path, _, _ in decoded]) if self.labelled else None,
-                       [os.path.relpath(path, self.root) for path, _, _ in decoded])
+                yield (decoded,
+                       np.array([label_of[d.key] for d in decoded]) if self.labelled else None,
+                       [os.path.relpath(d.key, self.root) for d in decoded])
         if not produced:
             raise InputError(f"{self.root}: no readable JPEG or PNG images")
 
@@ -143,7 +143,7 @@ def list_folder_images(root: str, classes: Sequence[str] = ()) -> FolderImages:
 def _load_folder(root: str, spec: ImageSpec, classes: Sequence[str],
                  max_image_pixels: int) -> LoadedSource:
     folder = list_folder_images(root, classes)
-    batches = (encoding.examples_record_batch(pixels, labels, ids, "uint8") for pixels, labels, ids
+    batches = (encoding.encoded_record_batch(decoded, labels, ids, spec) for decoded, labels, ids
                in folder.decoded_batches(spec, max_image_pixels))
     return LoadedSource(batches, sources.FOLDERS, folder.conversions, folder.quarantine,
                         folder.class_names)

@@ -2,18 +2,24 @@
 
 TFDV's infer_schema leaves int domains unset (so pixels of 300 or labels of 12
 pass) and turns 0/1 features into booleans; the curation here writes down
-what the model actually needs instead:
+what the model actually needs instead. Pixel layout (arrays, pixel records):
   image        INT, int_domain [0, 255], fixed shape [H, W, C], always present,
                drift: Jensen-Shannon divergence
   height/width/channels   INT, fixed values
+  pixel_dtype  BYTES, "uint8" only
+Encoded layout (image files, kept as they arrived; the image size is the
+model's business, not the data's, so the schema does not name it):
+  image_encoded  BYTES, one value, always present
+  image_format   BYTES, JPEG or PNG
+  height/width   INT >= 1; channels INT in [1, 4]; exif_orientation in [1, 8]
+Both:
+  brightness, contrast, mean_red/green/blue, aspect_ratio   FLOAT in their
+               ranges; drift: Jensen-Shannon divergence
   label        INT, categorical int_domain [0, K-1], always present in
                TRAINING, absent in SERVING; drift: L-infinity
-  pixel_dtype  BYTES, "uint8" only
   source_id    BYTES, lineage only, no constraints
-height, width, channels, pixel_dtype and source_id are what ingestion adds:
-checked when present, not required, so that samples logged by a serving
-system (pixels and nothing else) can be validated too. The image's fixed
-shape is what binds.
+What ingestion adds besides the image is checked when present, not required,
+so that samples logged by a serving system can be validated too.
 """
 from __future__ import annotations
 
@@ -28,12 +34,19 @@ TRAINING = "TRAINING"
 SERVING = "SERVING"
 ENVIRONMENTS = {"training": TRAINING, "serving": SERVING}
 PIXEL_DTYPE_DOMAIN = "pixel_dtype"
+IMAGE_FORMAT_DOMAIN = "image_format"
+IMAGE_FORMATS = ("JPEG", "PNG")
+# Each property's range: (min, max or None).
+PROPERTY_RANGES = {FEATURES.brightness: (0.0, 255.0), FEATURES.contrast: (0.0, 128.0),
+                   FEATURES.mean_red: (0.0, 255.0), FEATURES.mean_green: (0.0, 255.0),
+                   FEATURES.mean_blue: (0.0, 255.0), FEATURES.aspect_ratio: (0.0, None)}
 
 
 @dataclasses.dataclass(frozen=True)
 class DriftThresholds:
     pixel_js_divergence: float = 0.1
     label_linf: float = 0.1
+    property_js_divergence: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +57,7 @@ class SchemaExpectations:
     channels: Optional[int]
     num_classes: Optional[int]
     class_names: List[str]
+    encoded: bool = False          # image files kept encoded: the size is not the data's
 
 
 def _feature(schema: schema_pb2.Schema, name: str) -> schema_pb2.Feature:
@@ -69,21 +83,89 @@ def _fixed_int(feature: schema_pb2.Feature, value: int) -> None:
     _optional(feature)
 
 
+def is_encoded(schema: schema_pb2.Schema) -> bool:
+    """Whether `schema` describes the encoded layout (image files)."""
+    return any(feature.name == FEATURES.image_encoded for feature in schema.feature)
+
+
 def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, channels: int,
-           class_names: Sequence[str], thresholds: DriftThresholds) -> schema_pb2.Schema:
-    """Applies imgpipe's curation to `schema` (a TFDV draft, or None for none)."""
+           class_names: Sequence[str], thresholds: DriftThresholds,
+           encoded: Optional[bool] = None) -> schema_pb2.Schema:
+    """Applies imgpipe's curation to `schema` (a TFDV draft, or None for none).
+    The layout is the draft's unless `encoded` says (no draft: pixels)."""
     if not class_names or len(class_names) < 2:
         raise ValueError("a curated schema needs at least two class names")
     curated = schema_pb2.Schema()
     if schema is not None:
         curated.CopyFrom(schema)
+    if encoded is None:
+        encoded = is_encoded(curated)
     curated.ClearField("default_environment")
     curated.default_environment.extend([TRAINING, SERVING])
-    _curate_image(curated, height, width, channels)
+    if encoded:
+        _curate_encoded(curated)
+    else:
+        _curate_image(curated, height, width, channels)
+    _curate_properties(curated)
     _curate_label(curated, class_names)
-    _curate_lineage(curated)
+    _curate_lineage(curated, encoded)
     apply_thresholds(curated, thresholds)
     return curated
+
+
+def _remove(curated: schema_pb2.Schema, *names: str) -> None:
+    for feature in [f for f in curated.feature if f.name in names]:
+        curated.feature.remove(feature)
+
+
+def _string_domain(curated: schema_pb2.Schema, feature: schema_pb2.Feature, name: str,
+                   values: Sequence[str]) -> None:
+    feature.type = schema_pb2.BYTES
+    feature.ClearField("domain_info")
+    feature.domain = name
+    for domain in [d for d in curated.string_domain if d.name == name]:
+        curated.string_domain.remove(domain)
+    curated.string_domain.add(name=name, value=list(values))
+    _optional(feature)
+
+
+def _int_range(feature: schema_pb2.Feature, low: int, high: Optional[int]) -> None:
+    feature.type = schema_pb2.INT
+    feature.ClearField("domain_info")
+    feature.int_domain.min = low
+    if high is not None:
+        feature.int_domain.max = high
+    _optional(feature)
+
+
+def _curate_encoded(curated: schema_pb2.Schema) -> None:
+    """The file's bytes, always present; format, size and orientation in range."""
+    _remove(curated, FEATURES.image, FEATURES.pixel_dtype)
+    encoded = _feature(curated, FEATURES.image_encoded)
+    encoded.type = schema_pb2.BYTES
+    encoded.ClearField("domain_info")
+    encoded.ClearField("distribution_constraints")
+    encoded.presence.min_fraction = 1.0
+    encoded.ClearField("value_count")
+    encoded.shape.Clear()
+    encoded.shape.dim.add(size=1)
+    _string_domain(curated, _feature(curated, FEATURES.image_format), IMAGE_FORMAT_DOMAIN,
+                   IMAGE_FORMATS)
+    for name, low, high in ((FEATURES.height, 1, None), (FEATURES.width, 1, None),
+                            (FEATURES.channels, 1, 4), (FEATURES.exif_orientation, 1, 8)):
+        _int_range(_feature(curated, name), low, high)
+
+
+def _curate_properties(curated: schema_pb2.Schema) -> None:
+    """Each property a float in its range, optional (older examples lack them)."""
+    for name, (low, high) in PROPERTY_RANGES.items():
+        feature = _feature(curated, name)
+        feature.type = schema_pb2.FLOAT
+        feature.ClearField("domain_info")
+        feature.float_domain.min = low
+        if high is not None:
+            feature.float_domain.max = high
+        _optional(feature)
 
 
 def _curate_image(curated: schema_pb2.Schema, height: int, width: int, channels: int) -> None:
@@ -129,17 +211,11 @@ def label_schema() -> schema_pb2.Schema:
     return schema
 
 
-def _curate_lineage(curated: schema_pb2.Schema) -> None:
-    """pixel_dtype (uint8 only) and source_id: optional, never drift-checked."""
-    dtype = _feature(curated, FEATURES.pixel_dtype)
-    dtype.type = schema_pb2.BYTES
-    dtype.ClearField("domain_info")
-    dtype.domain = PIXEL_DTYPE_DOMAIN
-    for domain in list(curated.string_domain):
-        if domain.name == PIXEL_DTYPE_DOMAIN:
-            curated.string_domain.remove(domain)
-    curated.string_domain.add(name=PIXEL_DTYPE_DOMAIN, value=["uint8"])
-    _optional(dtype)
+def _curate_lineage(curated: schema_pb2.Schema, encoded: bool) -> None:
+    """pixel_dtype (uint8 only; pixel layout) and source_id: optional, never drift-checked."""
+    if not encoded:
+        _string_domain(curated, _feature(curated, FEATURES.pixel_dtype), PIXEL_DTYPE_DOMAIN,
+                       ["uint8"])
     source = _feature(curated, FEATURES.source_id)
     source.type = schema_pb2.BYTES
     source.ClearField("domain_info")
@@ -149,9 +225,16 @@ def _curate_lineage(curated: schema_pb2.Schema) -> None:
 
 def apply_thresholds(schema: schema_pb2.Schema, thresholds: DriftThresholds) -> None:
     """Sets the drift comparators (the config's thresholds are authoritative)."""
-    image = _feature(schema, FEATURES.image)
-    image.drift_comparator.Clear()
-    image.drift_comparator.jensen_shannon_divergence.threshold = thresholds.pixel_js_divergence
+    present = {feature.name for feature in schema.feature}
+    if FEATURES.image in present:
+        image = _feature(schema, FEATURES.image)
+        image.drift_comparator.Clear()
+        image.drift_comparator.jensen_shannon_divergence.threshold = thresholds.pixel_js_divergence
+    for name in (n for n in FEATURES.properties if n in present):
+        feature = _feature(schema, name)
+        feature.drift_comparator.Clear()
+        feature.drift_comparator.jensen_shannon_divergence.threshold = \
+            thresholds.property_js_divergence
     label = _feature(schema, FEATURES.label)
     label.drift_comparator.Clear()
     label.drift_comparator.infinity_norm.threshold = thresholds.label_linf
@@ -175,7 +258,7 @@ def expectations(schema: schema_pb2.Schema) -> SchemaExpectations:
             if comment.startswith("classes: "):
                 names = [n.strip() for n in comment[len("classes: "):].split(",")]
     return SchemaExpectations(fixed(FEATURES.height), fixed(FEATURES.width),
-                              fixed(FEATURES.channels), num_classes, names)
+                              fixed(FEATURES.channels), num_classes, names, is_encoded(schema))
 
 
 def mismatches(schema: schema_pb2.Schema, *, height: int, width: int, channels: int,
@@ -186,7 +269,7 @@ def mismatches(schema: schema_pb2.Schema, *, height: int, width: int, channels: 
     for key, expected, actual in (("image.height", height, found.height),
                                   ("image.width", width, found.width),
                                   ("image.channels", channels, found.channels)):
-        if actual != expected:
+        if actual != expected and not found.encoded:
             problems.append(f"{key} is {expected} but the schema expects {actual}")
     if class_names and found.num_classes != len(class_names):
         problems.append(f"data.classes has {len(class_names)} classes but the schema's label "
@@ -205,18 +288,24 @@ def describe(schema: schema_pb2.Schema) -> str:
     string_domains = {d.name: list(d.value) for d in schema.string_domain}
     for feature in schema.feature:
         kind = schema_pb2.FeatureType.Name(feature.type)
-        parts = [f"{feature.name:<12} {kind:<6}"]
+        parts = [f"{feature.name:<16} {kind:<6}"]
         if feature.shape.dim:
             parts.append("shape [" + ", ".join(str(d.size) for d in feature.shape.dim) + "]")
         elif feature.HasField("value_count"):
             parts.append(f"{feature.value_count.min}..{feature.value_count.max} values")
         if feature.HasField("int_domain"):
             domain = feature.int_domain
-            if domain.min == domain.max:
+            if domain.HasField("max") and domain.min == domain.max:
                 parts.append(f"= {domain.min}")
-            else:
+            elif domain.HasField("max"):
                 parts.append(f"in [{domain.min}, {domain.max}]"
                              + (" categorical" if domain.is_categorical else ""))
+            else:
+                parts.append(f">= {domain.min}")
+        if feature.HasField("float_domain"):
+            domain = feature.float_domain
+            parts.append(f"in [{domain.min:g}, {domain.max:g}]" if domain.HasField("max")
+                         else f">= {domain.min:g}")
         if feature.domain:
             parts.append(f"one of {string_domains.get(feature.domain, [])}")
         if feature.presence.min_fraction:

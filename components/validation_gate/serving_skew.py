@@ -2,34 +2,63 @@
 
 `imgpipe monitor` runs this check beside its prediction-log checks
 (imgpipe.serving.monitor): the samples are decoded by the serving ops and
-validated with this gate's own code (JS divergence of pixels, the
-[0, 1]-scaled-pixels check, shapes) against the curated schema.
+validated with this gate's own code against the curated schema: JS
+divergence of the per-image properties (brightness, contrast, R/G/B means,
+aspect ratio) for a model trained on image files, of the pixels otherwise.
 """
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import List, Sequence
 
 import numpy as np
 
 from imgpipe.components.image_example_gen import encoding
 from imgpipe.components.validation_gate import inprocess, schema_curation
-from imgpipe.contract import FEATURES, ImageSpec, image_ops
+from imgpipe.contract import FEATURES, ImageSpec, image_files, image_ops
 from imgpipe.serving.monitor import ALERT, OK, SKIPPED, Check
 
 
-def load_samples(paths: Sequence[str], image: ImageSpec) -> np.ndarray:
-    """Sampled inputs as uint8 [n, h, w, c], decoded exactly as serving decodes them."""
+def _sample_items(paths: Sequence[str]) -> List[tuple]:
+    """(key, encoded bytes, ImageInfo) per sample; a pixel sample (.npy, a
+    serving_default request) is wrapped as an uncompressed PNG, as that
+    signature does for a model trained on image files."""
     import tensorflow as tf
-    images = []
+    items = []
     for path in paths:
         if path.endswith(".npy"):
-            images.append(np.load(path).astype(np.uint8))
+            data = tf.io.encode_png(np.load(path).astype(np.uint8), compression=0).numpy()
         else:
             with open(path, "rb") as handle:
                 data = handle.read()
-            images.append(image_ops.decode_and_prepare(tf.constant(data), image).numpy())
-    return np.stack(images) if images else np.zeros((0, *image.shape), np.uint8)
+        items.append((path, data, image_files.probe_image(data)))
+    return items
+
+
+def samples_record_batch(paths: Sequence[str], image: ImageSpec, encoded: bool):
+    """Sampled inputs decoded exactly as serving decodes them, as examples of
+    the training data's layout (encoded: bytes and properties; else pixels)."""
+    decoded, failures, _ = image_ops.decode_items(image_ops.make_batch_decoder(image),
+                                                  _sample_items(paths), image)
+    if failures:
+        raise ValueError("; ".join(f"{key}: {reason}" for key, reason in failures))
+    ids = [os.path.basename(d.key) for d in decoded]
+    if encoded:
+        return encoding.encoded_record_batch(decoded, None, ids, image)
+    return encoding.examples_record_batch(np.stack([d.pixels for d in decoded]), None, ids, "uint8")
+
+
+def _watched(schema, threshold: float):
+    """The schema with the monitor's threshold on the drift of what the
+    layout has: pixels, else the per-image properties."""
+    watched = type(schema)()
+    watched.CopyFrom(schema)
+    names = FEATURES.properties if schema_curation.is_encoded(schema) else (FEATURES.image,)
+    for feature in watched.feature:
+        if feature.name in names:
+            feature.drift_comparator.Clear()
+            feature.drift_comparator.jensen_shannon_divergence.threshold = threshold
+    return watched, names
 
 
 def skew_check(sample_paths: Sequence[str], image: ImageSpec, schema,
@@ -48,22 +77,22 @@ def skew_check(sample_paths: Sequence[str], image: ImageSpec, schema,
     if training_statistics is None:
         return Check("input skew", SKIPPED, None, threshold,
                      "the training statistics recorded for this model are not readable")
-    pixels = load_samples(present, image)
-    batch = encoding.examples_record_batch(pixels, None, [os.path.basename(p) for p in present],
-                                           "uint8")
-    watched = type(schema)()
-    watched.CopyFrom(schema)
-    for feature in watched.feature:
-        if feature.name == FEATURES.image:
-            feature.drift_comparator.jensen_shannon_divergence.threshold = threshold
+    watched, names = _watched(schema, threshold)
+    try:
+        batch = samples_record_batch(present, image, schema_curation.is_encoded(schema))
+    except (ValueError, image_files.BadInput) as error:
+        return Check("input skew", SKIPPED, None, threshold,
+                     f"sampled inputs that serving accepted do not decode here: {error}")
     verdict = inprocess.validate(inprocess.statistics(batch, watched), watched,
                                  schema_curation.SERVING, baseline=training_statistics)
-    divergence = verdict.drift.get(FEATURES.image, {}).get("value")
+    measured = {n: verdict.drift[n]["value"] for n in names if n in verdict.drift}
+    worst = max(measured, key=measured.get) if measured else None
+    divergence = measured.get(worst)
     if verdict.passed:
         return Check("input skew", OK, divergence, threshold,
                      f"{len(present)} sampled inputs match the curated schema and the training "
-                     f"pixel distribution (JS divergence {divergence:.3f})" if divergence is not None
-                     else f"{len(present)} sampled inputs match the curated schema")
+                     f"distributions (largest JS divergence {divergence:.3f}, {worst})"
+                     if worst else f"{len(present)} sampled inputs match the curated schema")
     return Check("input skew", ALERT, divergence, threshold,
                  "; ".join(f.message for f in verdict.findings),
                  {"findings": [f.as_dict() for f in verdict.findings]})
