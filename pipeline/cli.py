@@ -174,14 +174,29 @@ def _run(config: Config, until: Optional[str], verbose: bool,
         click.echo(f"imgpipe: pipeline {config.pipeline.name!r}, output root "
                    f"{_rel(str(config.output_root))}"
                    + (f"; log {_rel(str(log_path))}" if log_path else ""))
-    result = _run_stages(config, until, verbose, quiet, log_path)
+    try:
+        result = _run_stages(config, until, verbose, quiet, log_path)
+    except click.ClickException:
+        _write_run_page(config, quiet)    # a gate's stop is when the pictures matter most
+        raise
     evaluation = _print_results(result, until, quiet)
     total = sum(s.seconds for s in result.stages)
     click.echo(f"\nimgpipe: {len(result.stages)} stages finished in {total:.1f}s; "
                f"data {_rel(result.source)}; metadata {_rel(str(config.metadata_path))}")
+    _write_run_page(config, quiet)
     if evaluation is not None and not evaluation["blessed"]:
         raise click.ClickException("the model is NOT BLESSED; nothing was pushed:\n  "
                                    + "\n  ".join(evaluation["failures"]))
+
+
+def _write_run_page(config: Config, quiet: bool) -> None:
+    from imgpipe.pipeline import html_report
+    try:
+        page = html_report.write_run_page(str(config.output_root))
+    except FileNotFoundError:
+        return
+    if not quiet:
+        click.echo(f"imgpipe: the run's reports and pictures: {_rel(page)}")
 
 
 def _run_stages(config: Config, until: Optional[str], verbose: bool, quiet: bool, log_path):
@@ -475,9 +490,12 @@ def validate(source, schema_path, environment, baseline, output_format, config_p
 
 @main.command()
 @click.argument("run_dir", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--html", "html_page", is_flag=True,
+              help="Write one HTML page linking the latest run's ingestion, validation and "
+                   "evaluation reports and pictures (RUN_DIR/report.html) and print its path.")
 @_config_option
 @_set_option
-def report(run_dir, config_path, sets):
+def report(run_dir, html_page, config_path, sets):
     """Print the evaluation table of the latest run (or of RUN_DIR).
 
     RUN_DIR: an output root, a pipeline root, or an EvaluationGate report folder.
@@ -487,6 +505,13 @@ def report(run_dir, config_path, sets):
     if run_dir is None:
         config = _load(config_path, {}, sets)
         run_dir = str(config.output_root)
+    if html_page:
+        from imgpipe.pipeline import html_report
+        try:
+            click.echo(html_report.write_run_page(run_dir))
+        except FileNotFoundError as error:
+            raise InputProblem(str(error)) from None
+        return
     candidates = glob.glob(os.path.join(run_dir, evaluation_report.REPORT_JSON)) or glob.glob(
         os.path.join(run_dir, "**", evaluation_report.REPORT_JSON), recursive=True)
     candidates = [c for c in candidates if f"{os.sep}failed{os.sep}" not in c]

@@ -239,7 +239,7 @@ def _validation_stages(config: Config, example_gen, locations: Locations):
                 pixel_js_divergence=config.validation.pixel_drift_threshold,
                 label_linf=config.validation.label_drift_threshold,
                 property_js_divergence=config.validation.property_drift_threshold),
-            baseline_root=locations.baseline_root))
+            baseline_root=locations.baseline_root, image=config.image.spec))
     return [schema_gen, statistics_gen, gate], class_names
 
 

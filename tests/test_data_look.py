@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgpipe.components.image_example_gen import data_look
+from imgpipe.components.validation_gate import data_look
 
 
 def _image(value, channels=3, size=8):

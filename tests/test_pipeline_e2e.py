@@ -66,8 +66,13 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     assert set(splits) == {"Split-train", "Split-validation", "Split-eval"}
     assert sum(len(v) for v in splits.values()) == 91
     example = splits["Split-train"][0].features.feature
-    assert len(example["image"].int64_list.value) == 32 * 32 * 3
-    assert example["pixel_dtype"].bytes_list.value == [b"uint8"]
+    # Image files are kept as they arrived, with their format, size and properties.
+    source = data / example["source_id"].bytes_list.value[0].decode()
+    assert example["image_encoded"].bytes_list.value == [source.read_bytes()]
+    assert example["image_format"].bytes_list.value[0] in (b"JPEG", b"PNG")
+    assert "image" not in example and "pixel_dtype" not in example
+    assert 0 < example["brightness"].float_list.value[0] < 255
+    assert example["aspect_ratio"].float_list.value == [1.0]
 
     report = json.loads((artifact_dir(out, "e2e", "ImageExampleGen", "report")
                          / "ingestion_report.json").read_text())
@@ -81,6 +86,14 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     assert json.loads((gate / "validation_report.json").read_text())["passed"] is True
     assert (gate / "statistics.html").exists()
     assert "Validation of span 0 against the curated schema" in result.output
+    # A look at the data: pictures beside the validation report, class warnings, one page.
+    for picture in ("samples.png", "label_distribution.png", "brightness.png", "aspect_ratio.png"):
+        assert (gate / picture).stat().st_size > 1000, picture
+    assert "WARNING (not blocking): class 'circle' has" in result.output
+    assert "the run's reports and pictures: " in result.output and "report.html" in result.output
+    page = (out / "report.html").read_text()
+    assert "ingestion_report.txt" in page and "samples.png" in page
+    assert "evaluation_report.txt" in page
 
     # Same data, same config: every stage comes from the cache and the split
     # of each image is the same.

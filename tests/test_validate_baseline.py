@@ -69,7 +69,10 @@ def test_a_clean_span_passes_against_a_data_baseline(data, kind):
     assert result.exit_code == 0, result.output
     assert f"drift baseline: {data[kind]} (" in result.output
     assert "200 examples, OK" in result.output
-    assert "drift image: jensen shannon divergence" in result.output
+    # Image files are the encoded layout: drift is judged on per-image properties,
+    # computed alike from the baseline's pixels (arrays, records) and files.
+    assert "drift brightness: jensen shannon divergence" in result.output
+    assert "drift mean_red: jensen shannon divergence" in result.output
     assert "drift label: l infty" in result.output
 
 
@@ -84,7 +87,7 @@ def test_one_class_span_is_label_drift_against_a_data_baseline(data, kind):
 
 
 @pytest.mark.parametrize("kind", BASELINES)
-def test_brighter_span_is_pixel_drift_against_a_data_baseline(data, kind):
+def test_brighter_span_is_brightness_drift_against_a_data_baseline(data, kind):
     result = invoke("validate", data["shifted"], "--schema", SCHEMA, "--baseline", data[kind],
                     "--format", "json")
     assert result.exit_code == 1, result.output
@@ -93,19 +96,22 @@ def test_brighter_span_is_pixel_drift_against_a_data_baseline(data, kind):
                                   "kind": {"folder": "folders", "npz": "npz",
                                            "tfrecord": "tfrecord"}[kind]}
     drift = report["splits"][0]["drift"]
-    assert drift["image"]["measure"] == "JENSEN_SHANNON_DIVERGENCE"
-    assert drift["image"]["value"] > drift["image"]["threshold"] == pytest.approx(0.1)
+    assert drift["brightness"]["measure"] == "JENSEN_SHANNON_DIVERGENCE"
+    assert drift["brightness"]["value"] > drift["brightness"]["threshold"] == pytest.approx(0.1)
     assert drift["label"]["value"] == 0
     messages = [f["message"] for f in report["splits"][0]["findings"]]
-    assert any(m.startswith("image: pixel distribution drifted from the baseline: "
+    assert any(m.startswith("brightness: per-image distribution drifted from the baseline: "
                             "Jensen-Shannon divergence ") for m in messages), messages
 
 
 def test_the_config_thresholds_apply_to_a_data_baseline(data):
     result = invoke("validate", data["one_class"], "--schema", SCHEMA, "--baseline", data["npz"],
-                    "--set", "validation.label_drift_threshold=0.8")
+                    "--set", "validation.label_drift_threshold=0.8",
+                    "--set", "validation.property_drift_threshold=0.9")
     assert result.exit_code == 0, result.output
     assert "drift label: l infty 0.7500 (threshold 0.8)" in result.output
+    assert "drift brightness: jensen shannon divergence" in result.output
+    assert "(threshold 0.9)" in result.output
 
 
 def test_statistics_baselines_are_recognised_by_what_they_are(data, tmp_path):

@@ -247,3 +247,53 @@ def test_in_process_reads_decode_with_the_configured_image_policies(tmp_path):
         assert batch[0].data == buffer.getvalue()   # kept as it arrived
     assert folder.conversions["EXIF orientation 6 applied"] == 2
     assert folder.conversions["EXIF orientation 6 ignored"] == 2
+
+
+def _photo_span(root, seed: int, per_class: int = 75, edit=None):
+    """Class folders of warm-toned JPEG photos (R above B, as daylight photos
+    are), optionally edited (channels swapped, darkened) before encoding."""
+    from PIL import Image
+
+    from conftest import PHOTO_SIZES, photo
+    for c_index, name in enumerate(("ants", "bees")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.asarray(photo(seed + 1000 * c_index + i, PHOTO_SIZES[i % 5],
+                                      tint=(1.0, 0.85, 0.6)))
+            if edit is not None:
+                pixels = edit(pixels)
+            (root / name / f"{i:04d}.jpg").write_bytes(encode(Image.fromarray(pixels), "JPEG"))
+    return str(root)
+
+
+def _property_stats(source, schema):
+    loaded = inprocess.load_source(source, height=48, width=48, channels=3,
+                                   policies=ImageSpec(48, 48, 3, exif_orientation="apply"))
+    [stats] = inprocess.statistics_of(loaded.batches, schema)
+    return stats
+
+
+def test_property_drift_flags_a_channel_swap_and_a_darker_span_not_a_clean_one(tmp_path):
+    """Image files are the encoded layout: drift is judged on the per-image
+    properties, which see what a pixel histogram over all channels blurs."""
+    schema = schema_curation.curate(None, height=48, width=48, channels=3,
+                                    class_names=["ants", "bees"], thresholds=THRESHOLDS,
+                                    encoded=True)
+    baseline = _property_stats(_photo_span(tmp_path / "base", seed=0), schema)
+    spans = {"clean": None, "swapped": lambda p: p[..., ::-1],
+             "darker": lambda p: (p.astype(np.float32) * 0.7).astype(np.uint8)}
+    flagged = {}
+    for name, edit in spans.items():
+        source = _photo_span(tmp_path / name, seed=50_000, edit=edit)
+        result = inprocess.validate(_property_stats(source, schema), schema, "TRAINING",
+                                    baseline=baseline)
+        flagged[name] = sorted(f.feature for f in result.findings if f.kind == "DRIFT")
+        assert set(result.drift) >= {"brightness", "mean_red", "mean_blue", "aspect_ratio"}
+    assert flagged["clean"] == []
+    assert {"mean_red", "mean_blue"} <= set(flagged["swapped"])
+    assert "brightness" in flagged["darker"]
+    message = next(f.message for f in inprocess.validate(
+        _property_stats(str(tmp_path / "swapped"), schema), schema, "TRAINING",
+        baseline=baseline).findings if f.feature == "mean_blue")
+    assert message.startswith("mean_blue: per-image distribution drifted from the baseline: "
+                              "Jensen-Shannon divergence") and "R and B exchanged" in message

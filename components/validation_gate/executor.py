@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any, Dict, List
 
 from tfx import types
@@ -11,7 +12,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from imgpipe.components import failed_outputs
-from imgpipe.components.validation_gate import baselines, checks, schema_curation
+from imgpipe.components.validation_gate import baselines, checks, look, schema_curation
 from imgpipe.components.validation_gate.settings import ValidationSettings
 from imgpipe.contract import ARTIFACTS
 
@@ -73,6 +74,30 @@ def _write_views(report_uri: str, current_stats, baseline_stats, span: int, prev
             lhs_name=f"span {span}", rhs_name=f"span {previous[0]}"))
 
 
+def _look(report_uri: str, examples: types.Artifact, current_stats, schema,
+          settings: ValidationSettings, data_names: List[str]) -> dict:
+    """The pictures of the data (PNG, in the report folder) and the class warnings."""
+    if settings.image is None:
+        return {"pictures": {}, "warnings": []}
+    split_dirs = {split: artifact_utils.get_split_uri([examples], split) for split in current_stats}
+    class_names = data_names or schema_curation.expectations(schema).class_names
+    with tempfile.TemporaryDirectory() as local:   # matplotlib writes local files; URIs may be gs://
+        found = look.write_look(local, split_dirs, current_stats, settings.image, class_names,
+                                schema_curation.is_encoded(schema))
+        for name, path in found["pictures"].items():
+            target = os.path.join(report_uri, os.path.basename(path))
+            fileio.copy(path, target, overwrite=True)
+            found["pictures"][name] = os.path.basename(path)
+    return found
+
+
+def _look_lines(found: dict) -> str:
+    lines = [f"  WARNING (not blocking): {warning}" for warning in found["warnings"]]
+    lines += [f"  {name}: {file}" for name, file in found["pictures"].items()]
+    return "\nA look at the data (pictures in the report folder):\n" + "\n".join(lines) \
+        if lines else ""
+
+
 class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -102,10 +127,12 @@ class Executor(base_executor.BaseExecutor):
         against = f"span {previous[0]}" if previous else "no earlier span (first validated span)"
         header = (f"Validation of span {span} against the curated schema; drift baseline: {against}: "
                   f"{'PASSED' if passed else 'FAILED'}")
-        text = checks.format_verdicts(verdicts, header)
+        found = _look(report.uri, examples, current_stats, schema, settings, data_names)
+        text = checks.format_verdicts(verdicts, header) + _look_lines(found)
         _write(os.path.join(report.uri, REPORT_TEXT), text + "\n")
         _write(os.path.join(report.uri, REPORT_JSON), checks.verdicts_json(
-            verdicts, span=span, baseline_span=previous[0] if previous else None) + "\n")
+            verdicts, span=span, baseline_span=previous[0] if previous else None,
+            look=found) + "\n")
         _write_views(report.uri, current_stats, baseline_stats, span, previous)
 
         report.set_string_custom_property("status", "passed" if passed else "failed")

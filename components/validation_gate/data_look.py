@@ -1,7 +1,7 @@
 """A look at the data: sample grid, label distribution, brightness and aspect charts, warnings.
 
-Pure rendering over plain data; the ingestion executor streams examples into
-the collectors below and hands the results to the writers.
+Pure rendering over plain data; `look.py` feeds it the validated examples and
+their TFDV statistics.
 """
 from __future__ import annotations
 
@@ -48,6 +48,13 @@ class Histogram:
         space = np.geomspace if log else np.linspace
         self.edges: np.ndarray = space(low, high, bins + 1)
         self.counts: np.ndarray = np.zeros(bins, dtype=np.int64)
+
+    @classmethod
+    def from_buckets(cls, edges: np.ndarray, counts: np.ndarray) -> "Histogram":
+        """A histogram someone else counted (e.g. TFDV's), for the writers."""
+        made = cls(0.0, 1.0, len(counts))
+        made.edges, made.counts = np.asarray(edges, np.float64), np.asarray(counts, np.int64)
+        return made
 
     def add(self, values: np.ndarray) -> None:
         """Counts `values`; out-of-range values go to the end bins, NaN is ignored."""
