@@ -67,7 +67,6 @@ def breakdown(tree: Path, limit: int = 5000) -> dict:
     """Per-image cost of each ingestion step in isolation (microseconds)."""
     import zlib
 
-    import tensorflow as tf
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.io.tfrecordio import _TFRecordUtil
@@ -94,13 +93,15 @@ def breakdown(tree: Path, limit: int = 5000) -> dict:
 
     data = timed("read file (Beam FileSystems)", read)
     timed("probe header (Pillow)", lambda: [image_files.probe_image(d) for d in data])
-    decoder = image_ops.make_batch_decoder(ImageSpec(32, 32, 3))
-    decoder(tf.constant(data[:256]))
-    pixels = timed("decode + convert + resize (TF, batches of 256)", lambda: np.concatenate(
-        [decoder(tf.constant(data[i:i + 256]))[0].numpy() for i in range(0, n, 256)]))
-    records = timed("build tf.Examples (tfx-bsl encoder)", lambda: sum(
-        (encoding.encode_examples(pixels[i:i + 256], [0] * len(pixels[i:i + 256]),
-                                  files[i:i + 256], "uint8") for i in range(0, n, 256)), []))
+    spec = ImageSpec(32, 32, 3, exif_orientation="apply")
+    decoder = image_ops.make_batch_decoder(spec)
+    items = [(path, d, image_files.probe_image(d)) for path, d in zip(files, data)]
+    image_ops.decode_items(decoder, items[:256], spec)
+    decoded = timed("decode + convert + resize + properties (TF, batches of 256)", lambda: sum(
+        (image_ops.decode_items(decoder, items[i:i + 256], spec)[0] for i in range(0, n, 256)), []))
+    records = timed("build tf.Examples, encoded layout (tfx-bsl encoder)", lambda: sum(
+        (encoding.encode_files(decoded[i:i + 256], [0] * len(decoded[i:i + 256]),
+                               files[i:i + 256], spec) for i in range(0, n, 256)), []))
 
     def frame():
         buffer = io.BytesIO()

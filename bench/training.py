@@ -75,8 +75,10 @@ def main() -> None:
         train_examples = sum(1 for _ in tf.data.TFRecordDataset(
             glob.glob(f"{examples_dir}/Split-train/*.gz"), compression_type="GZIP"))
 
-        pixels = np.stack([tf.train.Example.FromString(r).features.feature[FEATURES.image].int64_list.value
-                           for r in records[:64]]).reshape(-1, 32, 32, 3).astype(np.uint8)
+        # The eval split keeps the CIFAR-10 JPEGs as they arrived (32x32).
+        pixels = np.stack([tf.io.decode_jpeg(tf.train.Example.FromString(r).features
+                                             .feature[FEATURES.image_encoded].bytes_list.value[0],
+                                             channels=3).numpy() for r in records[:64]])
         jpegs = [tf.io.encode_jpeg(p, quality=95).numpy() for p in pixels]
         serving = loaded.signatures[SIGNATURES.pixels]
         bytes_fn = loaded.signatures[SIGNATURES.bytes]

@@ -175,8 +175,9 @@ def trainer_settings(config: Config, class_names: List[str]) -> TrainerSettings:
             shuffle_buffer=training.shuffle_buffer, seed=training.seed))
 
 
-def checked_schema(config: Config):
-    """The curated schema (settings carrying its text, and its proto), checked against the config."""
+def checked_schema(config: Config, layout: Optional[sources.SourceLayout] = None):
+    """The curated schema (settings carrying its text, and its proto), checked
+    against the config and the source's layout."""
     import tensorflow as tf
     import tensorflow_data_validation as tfdv
     location = config.schema_location
@@ -193,7 +194,7 @@ def checked_schema(config: Config):
     problems = schema_curation.mismatches(
         schema, height=config.image.height, width=config.image.width,
         channels=config.image.channels, class_names=config.data.classes)
-    problems += _layout_mismatch(config, schema)
+    problems += _layout_mismatch(layout, schema)
     if problems:
         raise PipelineError(f"validation.schema_file {location} does not match the configuration: "
                             + "; ".join(problems))
@@ -205,26 +206,24 @@ def checked_schema(config: Config):
     return CuratedSchemaSettings(schema_text=text, origin=origin), schema
 
 
-def _layout_mismatch(config: Config, schema) -> List[str]:
+def _layout_mismatch(layout: Optional[sources.SourceLayout], schema) -> List[str]:
     """A schema of the other example layout than the source's (image files are
     kept encoded; arrays and records as pixels)."""
-    if config.data.source.startswith(BUILTIN_PREFIX):
-        return []   # materialised later; the presets come with their schemas
-    try:
-        files = sources.discover_layout(config.data.source, config.data.format).format == sources.FOLDERS
-    except sources.SourceError:
-        return []   # source_layout() names the problem
+    if layout is None:
+        return []
+    files = layout.format == sources.FOLDERS
     if files == schema_curation.is_encoded(schema):
         return []
     found = "image files (kept encoded)" if files else "arrays or records (kept as pixels)"
-    wants = "encoded image files" if not files else "pixels"
+    wants = "pixels" if files else "encoded image files"
     return [f"data.source holds {found} but the schema describes {wants}; draft one from this "
             "source with `imgpipe schema infer`"]
 
 
-def _validation_stages(config: Config, example_gen, locations: Locations):
+def _validation_stages(config: Config, example_gen, locations: Locations,
+                       layout: sources.SourceLayout):
     """CuratedSchema, StatisticsGen and the ValidationGate; also the class names."""
-    curated, schema = checked_schema(config)
+    curated, schema = checked_schema(config, layout)
     class_names = list(config.data.classes) or schema_curation.expectations(schema).class_names
     schema_gen = CuratedSchema(settings=curated)
     # With the schema, statistics treat the label as categorical (needed
@@ -342,7 +341,7 @@ def create_pipeline(config: Config, source: Optional[str] = None,
     example_gen = example_gen_for(config, source, layout, locations.data_root_parameter)
     components: List = [example_gen]
     if until != "ImageExampleGen":
-        validation, class_names = _validation_stages(config, example_gen, locations)
+        validation, class_names = _validation_stages(config, example_gen, locations, layout)
         schema_gen, _, gate = validation
         training = _training_stages(config, example_gen, schema_gen, gate, class_names, locations,
                                     ingested_splits(config, layout))

@@ -32,3 +32,33 @@ def write_config(tmp_path):
     path = tmp_path / "imgpipe.toml"
     path.write_text("[pipeline]\noutput_root = 'runs'\n[validation]\nschema_file = 'schemas/mine.pbtxt'\n")
     return path
+
+
+def test_a_schema_of_the_other_layout_is_refused_naming_both(tmp_path):
+    """Image files are kept encoded; a pixel-layout schema (drafted from an .npz,
+    say) cannot describe them, and the reverse."""
+    import numpy as np
+    import pytest
+
+    from imgpipe.components.validation_gate import schema_curation
+    from imgpipe.pipeline.pipeline import PipelineError
+
+    data = write_class_tree(tmp_path / "data", classes=("circle", "cross", "square", "triangle"))
+    pixels = schema_curation.curate(None, height=32, width=32, channels=3,
+                                    class_names=["circle", "cross", "square", "triangle"],
+                                    thresholds=schema_curation.DriftThresholds())
+    from google.protobuf import text_format
+    schema = tmp_path / "schemas" / "mine.pbtxt"
+    schema.parent.mkdir()
+    schema.write_text(text_format.MessageToString(pixels))
+    config = load_config(write_config(tmp_path))
+    with pytest.raises(PipelineError, match=r"data.source holds image files \(kept encoded\) but "
+                                            r"the schema describes pixels; draft one"):
+        create_pipeline(config, source=str(data))
+    npz = tmp_path / "arrays.npz"
+    np.savez(npz, x=np.zeros((8, 32, 32, 3), np.uint8), y=np.arange(8) % 4)
+    create_pipeline(config, source=str(npz))          # the pixel schema fits arrays
+    schema.write_text(open(load_config("builtin:quickstart").schema_location).read())
+    with pytest.raises(PipelineError, match=r"holds arrays or records \(kept as pixels\) but the "
+                                            r"schema describes encoded image files"):
+        create_pipeline(load_config(write_config(tmp_path)), source=str(npz))

@@ -89,7 +89,8 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     # A look at the data: pictures beside the validation report, class warnings, one page.
     for picture in ("samples.png", "label_distribution.png", "brightness.png", "aspect_ratio.png"):
         assert (gate / picture).stat().st_size > 1000, picture
-    assert "WARNING (not blocking): class 'circle' has" in result.output
+    assert "WARNING (not blocking): class 'triangle' has 0 training images, class " in result.output
+    assert "training images (fewer than 50)" in result.output
     assert "the run's reports and pictures: " in result.output and "report.html" in result.output
     page = (out / "report.html").read_text()
     assert "ingestion_report.txt" in page and "samples.png" in page
