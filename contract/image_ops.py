@@ -118,18 +118,20 @@ def _tiff_orientation(tiff: tf.Tensor) -> tf.Tensor:
 
 def upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
     """Turns uint8 [h, w, c] upright for an EXIF orientation, as PIL's
-    ImageOps.exif_transpose does (5..8 swap height and width)."""
-    branches = [
-        lambda: image,                                          # 1
-        lambda: tf.image.flip_left_right(image),                # 2 mirrored
-        lambda: tf.image.rot90(image, 2),                       # 3 upside down
-        lambda: tf.image.flip_up_down(image),                   # 4
-        lambda: tf.image.transpose(image),                      # 5
-        lambda: tf.image.rot90(image, 3),                       # 6 turned 90 degrees clockwise
-        lambda: tf.image.rot90(tf.image.transpose(image), 2),   # 7
-        lambda: tf.image.rot90(image, 1),                       # 8 turned 90 counter-clockwise
-    ]
-    return tf.switch_case(tf.clip_by_value(orientation, 1, 8) - 1, branches)
+    ImageOps.exif_transpose does (5..8 swap height and width).
+
+    Each orientation is a transpose, then a left-right and an up-down flip, or
+    not: 6 (turned 90 degrees clockwise) is transpose + left-right, 8 is
+    transpose + up-down. Three conditionals, not an 8-way switch: tf.Transform
+    cannot serialize a switch's list of branch functions."""
+    orientation = tf.clip_by_value(tf.cast(orientation, tf.int32), 1, 8)
+
+    def when(flag, turn, picture):
+        return tf.cond(flag, lambda: turn(picture), lambda: picture)
+
+    image = when(orientation >= 5, tf.image.transpose, image)
+    image = when(tf.reduce_any(tf.equal(orientation, [2, 3, 6, 7])), tf.image.flip_left_right, image)
+    return when(tf.reduce_any(tf.equal(orientation, [3, 4, 7, 8])), tf.image.flip_up_down, image)
 
 
 # -- aspect ratio ---------------------------------------------------------------------

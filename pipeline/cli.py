@@ -450,6 +450,7 @@ def validate(source, schema_path, environment, baseline, output_format, config_p
     an .npz or TFRecords. Exit code 0 when clean, 1 when anomalies were
     found, 2 on usage or input errors: usable as a CI gate for serving code.
     """
+    from imgpipe.components.image_example_gen import sources
     from imgpipe.components.validation_gate import checks, inprocess, schema_curation
 
     config = _load(config_path, {}, sets)
@@ -467,6 +468,11 @@ def validate(source, schema_path, environment, baseline, output_format, config_p
                 max_image_pixels=config.data.max_image_pixels, policies=config.image.spec)
     try:
         loaded = inprocess.load_source(source, **spec)
+        # Image files are checked in the encoded layout, arrays and records as
+        # pixels (the image shape: the config's, when the schema has none).
+        curated = schema_curation.for_layout(
+            curated, encoded=loaded.format == sources.FOLDERS, height=spec["height"],
+            width=spec["width"], channels=spec["channels"])
         [stats] = inprocess.statistics_of(loaded.batches, curated, on_batch=_progress("validate"))
         against = inprocess.load_baseline(baseline, curated, **spec) if baseline else None
     except inprocess.InputError as error:

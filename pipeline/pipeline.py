@@ -194,7 +194,6 @@ def checked_schema(config: Config, layout: Optional[sources.SourceLayout] = None
     problems = schema_curation.mismatches(
         schema, height=config.image.height, width=config.image.width,
         channels=config.image.channels, class_names=config.data.classes)
-    problems += _layout_mismatch(layout, schema)
     if problems:
         raise PipelineError(f"validation.schema_file {location} does not match the configuration: "
                             + "; ".join(problems))
@@ -203,21 +202,21 @@ def checked_schema(config: Config, layout: Optional[sources.SourceLayout] = None
     origin = config.validation.schema_file
     if "://" not in origin and not origin.startswith(BUILTIN_PREFIX):
         origin = Path(origin).name
+    if layout is not None:
+        # Image files are kept encoded, arrays and records as pixels: a schema
+        # drafted from the other kind is re-curated for this one.
+        files = layout.format == sources.FOLDERS
+        converted = schema_curation.for_layout(
+            schema, encoded=files, height=config.image.height, width=config.image.width,
+            channels=config.image.channels)
+        if converted is not schema:
+            from google.protobuf import text_format
+            schema = converted
+            text = (f"# {origin}, re-curated by imgpipe for the "
+                    f"{'encoded' if files else 'pixel'} layout of this source\n"
+                    + text_format.MessageToString(schema))
+            origin += f" ({'encoded' if files else 'pixel'} layout)"
     return CuratedSchemaSettings(schema_text=text, origin=origin), schema
-
-
-def _layout_mismatch(layout: Optional[sources.SourceLayout], schema) -> List[str]:
-    """A schema of the other example layout than the source's (image files are
-    kept encoded; arrays and records as pixels)."""
-    if layout is None:
-        return []
-    files = layout.format == sources.FOLDERS
-    if files == schema_curation.is_encoded(schema):
-        return []
-    found = "image files (kept encoded)" if files else "arrays or records (kept as pixels)"
-    wants = "pixels" if files else "encoded image files"
-    return [f"data.source holds {found} but the schema describes {wants}; draft one from this "
-            "source with `imgpipe schema infer`"]
 
 
 def _validation_stages(config: Config, example_gen, locations: Locations,

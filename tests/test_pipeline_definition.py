@@ -34,31 +34,37 @@ def write_config(tmp_path):
     return path
 
 
-def test_a_schema_of_the_other_layout_is_refused_naming_both(tmp_path):
-    """Image files are kept encoded; a pixel-layout schema (drafted from an .npz,
-    say) cannot describe them, and the reverse."""
+def test_a_schema_of_the_other_layout_is_re_curated_for_the_source(tmp_path):
+    """Image files are kept encoded, arrays as pixels. A schema drafted from one
+    kind checks the other in that kind's layout: an .npz against the preset's
+    (encoded) schema meets the pixel checks, with the config's image shape."""
     import numpy as np
-    import pytest
+    import tensorflow_data_validation as tfdv
+    from google.protobuf import text_format
 
     from imgpipe.components.validation_gate import schema_curation
-    from imgpipe.pipeline.pipeline import PipelineError
 
-    data = write_class_tree(tmp_path / "data", classes=("circle", "cross", "square", "triangle"))
-    pixels = schema_curation.curate(None, height=32, width=32, channels=3,
-                                    class_names=["circle", "cross", "square", "triangle"],
-                                    thresholds=schema_curation.DriftThresholds())
-    from google.protobuf import text_format
-    schema = tmp_path / "schemas" / "mine.pbtxt"
-    schema.parent.mkdir()
-    schema.write_text(text_format.MessageToString(pixels))
-    config = load_config(write_config(tmp_path))
-    with pytest.raises(PipelineError, match=r"data.source holds image files \(kept encoded\) but "
-                                            r"the schema describes pixels; draft one"):
-        create_pipeline(config, source=str(data))
+    classes = ["circle", "cross", "square", "triangle"]
+    data = write_class_tree(tmp_path / "data", classes=tuple(classes))
     npz = tmp_path / "arrays.npz"
     np.savez(npz, x=np.zeros((8, 32, 32, 3), np.uint8), y=np.arange(8) % 4)
-    create_pipeline(config, source=str(npz))          # the pixel schema fits arrays
+    schema = tmp_path / "schemas" / "mine.pbtxt"
+    schema.parent.mkdir()
     schema.write_text(open(load_config("builtin:quickstart").schema_location).read())
-    with pytest.raises(PipelineError, match=r"holds arrays or records \(kept as pixels\) but the "
-                                            r"schema describes encoded image files"):
-        create_pipeline(load_config(write_config(tmp_path)), source=str(npz))
+    config = load_config(write_config(tmp_path))
+
+    as_given = _curated_schema_settings(config, data)
+    assert as_given["origin"] == "mine.pbtxt" and as_given["schema_text"] == schema.read_text()
+    pixels = _curated_schema_settings(config, npz)
+    assert pixels["origin"] == "mine.pbtxt (pixel layout)"
+    parsed = text_format.Parse(pixels["schema_text"], tfdv.load_schema_text(str(schema)).__class__())
+    found = schema_curation.expectations(parsed)
+    assert not found.encoded and (found.height, found.width, found.channels) == (32, 32, 3)
+    assert found.class_names == classes
+    names = {f.name for f in parsed.feature}
+    assert "image" in names and "image_encoded" not in names and "brightness" in names
+    # And back: the pixel schema, given image files, is re-curated to the encoded layout.
+    schema.write_text(text_format.MessageToString(parsed))
+    encoded = _curated_schema_settings(load_config(write_config(tmp_path)), data)
+    assert encoded["origin"] == "mine.pbtxt (encoded layout)"
+    assert "image_encoded" in encoded["schema_text"] and 'name: "image"\n' not in encoded["schema_text"]

@@ -40,8 +40,11 @@ def trained(tmp_path_factory):
                                            compression_type="GZIP").as_numpy_iterator())[:12]
     parsed = [tf.train.Example.FromString(r).features.feature for r in records]
     sources = [data / p["source_id"].bytes_list.value[0].decode() for p in parsed]
-    pixels = np.stack([np.array(p["image"].int64_list.value, np.uint8).reshape(32, 32, 3)
-                       for p in parsed])
+    # Image files are kept encoded: the example holds the file, as it arrived.
+    assert [p["image_encoded"].bytes_list.value[0] for p in parsed] == [f.read_bytes() for f in sources]
+    spec = ImageSpec(32, 32, 3, exif_orientation="apply")
+    pixels = np.stack([image_ops.decode_and_prepare(tf.constant(f.read_bytes()), spec).numpy()
+                       for f in sources])
     transform_graph = latest(str(pipeline / "Transform" / "transform_graph" / "*"))
     return {"model": tf.saved_model.load(str(model_dir)), "model_dir": model_dir,
             "records": records, "pixels": pixels, "files": sources,
@@ -67,7 +70,7 @@ def test_all_signatures_agree(trained):
 def test_signatures_agree_with_the_transform_output(trained):
     import tensorflow_transform as tft
     output = tft.TFTransformOutput(str(trained["transform_graph"]))
-    raw = {"image": tf.constant(trained["pixels"].astype(np.int64))}
+    raw = {"image_encoded": tf.constant([[f.read_bytes()] for f in trained["files"]])}
     transformed = output.transform_raw_features(raw, drop_unused_features=True)["image_xf"]
     via_signature = trained["model"].signatures["transform_features"](
         examples=tf.constant(trained["records"]))["image_xf"]
@@ -94,10 +97,24 @@ def test_inference_is_deterministic(trained):
     np.testing.assert_array_equal(first["probabilities"].numpy(), second["probabilities"].numpy())
 
 
-def test_bytes_signature_decodes_like_ingestion(trained):
-    data = trained["files"][0].read_bytes()
-    expected = image_ops.decode_and_prepare(tf.constant(data), ImageSpec(32, 32, 3)).numpy()
-    np.testing.assert_array_equal(expected, trained["pixels"][0])
+def test_the_transform_graph_decodes_like_the_bytes_signature(trained):
+    """Training's pixels come from the stored file through the transform graph;
+    serving_bytes decodes a client's file with the same function. Both, and
+    serving_default's uncompressed-PNG wrap of the decoded pixels, give one
+    model input."""
+    import tensorflow_transform as tft
+    output = tft.TFTransformOutput(str(trained["transform_graph"]))
+    from_examples = trained["model"].signatures["transform_features"](
+        examples=tf.constant(trained["records"]))["image_xf"].numpy()
+    from_files = output.transform_raw_features(
+        {"image_encoded": tf.constant([[f.read_bytes()] for f in trained["files"]])},
+        drop_unused_features=True)["image_xf"].numpy()
+    np.testing.assert_array_equal(from_examples, from_files)
+    rewrapped = output.transform_raw_features(
+        {"image_encoded": tf.constant([[tf.io.encode_png(p, compression=0).numpy()]
+                                       for p in trained["pixels"]])},
+        drop_unused_features=True)["image_xf"].numpy()
+    np.testing.assert_array_equal(from_examples, rewrapped)
 
 
 def test_training_record_is_saved_with_the_model(trained):

@@ -80,7 +80,9 @@ def test_a_drifted_span_halts_and_a_clean_one_passes(tmp_path):
     assert "[start] Transform" not in drifted.output  # the gate held
     assert drifted.exit_code == 1
     assert "drift baseline: span 2: FAILED" in drifted.output
-    assert "image: pixel distribution drifted from the baseline: Jensen-Shannon divergence" in drifted.output
+    # Image files are the encoded layout: their drift shows in the per-image properties.
+    assert "brightness: per-image distribution drifted from the baseline: Jensen-Shannon " \
+        "divergence" in drifted.output
 
 
 def test_validate_exit_codes_and_formats(tmp_path):
@@ -129,18 +131,20 @@ def test_validate_image_folders_like_ingestion_and_against_a_baseline(tmp_path):
     dark = tmp_path / "dark"
     shapes_tree(dark, seed=6, transform=lambda im: ImageEnhance.Brightness(im).enhance(0.2))
     drifted = invoke("validate", dark, "--baseline", tmp_path / "train")
-    assert drifted.exit_code == 1 and "pixel distribution drifted" in drifted.output
+    assert drifted.exit_code == 1 and "brightness: per-image distribution drifted" in drifted.output
 
 
 def test_schema_infer_writes_a_curated_draft_and_show_reads_it(tmp_path):
     shapes_tree(tmp_path / "data", per_class=8)
     out = tmp_path / "schema.pbtxt"
     result = invoke("schema", "infer", tmp_path / "data", "--output", out,
-                    "--set", "validation.pixel_drift_threshold=0.05")
+                    "--set", "validation.property_drift_threshold=0.05")
     assert result.exit_code == 0, result.output
     assert out.read_text().startswith("# imgpipe curated schema")
     shown = invoke("schema", "show", out)
-    assert "label        INT     shape [1]  in [0, 3] categorical" in shown.output
+    assert "label            INT     shape [1]  in [0, 3] categorical" in shown.output
+    assert "image_encoded    BYTES   shape [1]  present in 100%" in shown.output
+    assert "brightness       FLOAT   1..1 values  in [0, 255]  optional" in shown.output
     assert "drift: JS divergence > 0.05" in shown.output
     # The drafted schema gates the same data cleanly.
     assert invoke("validate", tmp_path / "data", "--schema", out).exit_code == 0

@@ -12,6 +12,8 @@ import os
 from collections import Counter
 from typing import Dict, Iterable, List, Optional
 
+from imgpipe.components.image_example_gen.sources import FOLDERS
+
 REPORT_JSON = "ingestion_report.json"
 REPORT_TEXT = "ingestion_report.txt"
 QUARANTINE_CSV = "quarantine.csv"
@@ -143,8 +145,10 @@ def describe_source_sizes(conversions: Dict[str, int], most_common: int = 3) -> 
 def format_report(report: dict, max_quarantine_lines: int = 20) -> str:
     lines = []
     shape = "x".join(str(v) for v in report["image_shape"])
+    kept = (f"files kept encoded, checked at {shape}" if report["format"] == FOLDERS
+            else f"{shape} images")
     lines.append(f"Ingestion of {report['source']} ({report['format']}, span {report['span']}) "
-                 f"-> {shape} images: {report['status'].upper()}")
+                 f"-> {kept}: {report['status'].upper()}")
     for split, info in report["splits"].items():
         lines.append(f"  split {split}: {info['examples']} examples")
         for name, count in info["per_class"].items():

@@ -105,12 +105,45 @@ def curate(schema: Optional[schema_pb2.Schema], *, height: int, width: int, chan
     if encoded:
         _curate_encoded(curated)
     else:
+        _remove(curated, FEATURES.image_encoded, FEATURES.image_format, FEATURES.exif_orientation)
         _curate_image(curated, height, width, channels)
     _curate_properties(curated)
     _curate_label(curated, class_names)
     _curate_lineage(curated, encoded)
     apply_thresholds(curated, thresholds)
     return curated
+
+
+def for_layout(schema: schema_pb2.Schema, *, encoded: bool, height: int, width: int,
+               channels: int) -> schema_pb2.Schema:
+    """`schema` for data of the given layout: itself, or re-curated for the
+    other one (pixels get the configured image shape). What it says of labels,
+    properties and drift carries over, so an .npz checked against a schema
+    drafted from image files meets the pixel checks (float, scale, shape)."""
+    if is_encoded(schema) == encoded:
+        return schema
+    found = expectations(schema)
+    converted = curate(schema, height=height, width=width, channels=channels,
+                       class_names=found.class_names or [str(i) for i in range(found.num_classes or 2)],
+                       thresholds=thresholds_of(schema), encoded=encoded)
+    return converted
+
+
+def thresholds_of(schema: schema_pb2.Schema) -> DriftThresholds:
+    """The drift thresholds a schema's comparators hold (defaults where none)."""
+    found = {f.name: f.drift_comparator for f in schema.feature}
+    default = DriftThresholds()
+
+    def js(names, fallback):
+        values = [found[n].jensen_shannon_divergence.threshold for n in names
+                  if n in found and found[n].HasField("jensen_shannon_divergence")]
+        return values[0] if values else fallback
+    label = found.get(FEATURES.label)
+    return DriftThresholds(
+        pixel_js_divergence=js([FEATURES.image], default.pixel_js_divergence),
+        label_linf=label.infinity_norm.threshold if label is not None and
+        label.HasField("infinity_norm") else default.label_linf,
+        property_js_divergence=js(FEATURES.properties, default.property_js_divergence))
 
 
 def _remove(curated: schema_pb2.Schema, *names: str) -> None:
