@@ -26,6 +26,13 @@ def pixel_properties(pixels: tf.Tensor) -> Dict[str, tf.Tensor]:
     images report the grey mean for R, G and B; a fourth channel (alpha) is
     not part of the picture. TensorFlow ops: the ingestion decoder runs them
     in its graph, and they are several times faster than NumPy's here."""
+    pixels = tf.convert_to_tensor(pixels)
+    height, width = pixels.shape[1], pixels.shape[2]
+    if height and width:
+        # A grid of at most about 64x64 pixels: the means and the spread of a
+        # photo do not need all 50,000 (a quarter of the decode's time did).
+        step = max(1, min(height, width) // 64)
+        pixels = pixels[:, ::step, ::step]
     values = tf.cast(pixels, tf.float32)
     colour = tf.cond(tf.shape(values)[-1] >= 3, lambda: values[..., :3],
                      lambda: tf.tile(values[..., :1], [1, 1, 1, 3]))

@@ -84,7 +84,7 @@ def test_every_bad_input_kind_is_quarantined_with_its_reason(tmp_path):
     assert len(out[ptransforms.RECORDS]) in (8, 9)
 
 
-def test_good_images_keep_uint8_labels_and_report_conversions(tmp_path):
+def test_good_images_are_kept_encoded_with_labels_properties_and_conversions(tmp_path):
     root = write_class_tree(tmp_path / "images", per_class=2)
     shape_image("square", seed=3).convert("L").save(root / "square" / "grey.png")
     shape_image("circle", seed=4, size=48).save(root / "circle" / "big.png")
@@ -95,10 +95,17 @@ def test_good_images_keep_uint8_labels_and_report_conversions(tmp_path):
     by_id = {source_id: (label, parse(record)) for source_id, label, record in out[ptransforms.RECORDS]}
     label, grey = by_id["square/grey.png"]
     assert label == 1 and grey["label"] == [1]
-    assert len(grey["image"]) == 32 * 32 * 3 and max(grey["image"]) <= 255
-    assert grey["pixel_dtype"] == [b"uint8"]
-    pixels = np.array(by_id["circle/000.png"][1]["image"]).reshape(32, 32, 3)
-    np.testing.assert_array_equal(pixels, np.asarray(Image.open(root / "circle" / "000.png")))
+    # The file as it arrived, and what it is: a 1-channel PNG, grey R = G = B.
+    assert grey["image_encoded"] == [(root / "square" / "grey.png").read_bytes()]
+    assert grey["image_format"] == [b"PNG"] and grey["channels"] == [1]
+    assert grey["mean_red"] == grey["mean_green"] == grey["mean_blue"]
+    assert "image" not in grey and "pixel_dtype" not in grey
+    big = by_id["circle/big.png"][1]
+    assert (big["height"], big["width"], big["aspect_ratio"]) == ([48], [48], [1.0])
+    circle = by_id["circle/000.png"][1]
+    pixels = np.asarray(Image.open(root / "circle" / "000.png").convert("RGB"), np.float64)
+    assert circle["brightness"][0] == pytest.approx((pixels @ [0.299, 0.587, 0.114]).mean(), abs=0.5)
+    assert circle["mean_red"][0] == pytest.approx(pixels[..., 0].mean(), abs=0.01)
 
 
 def test_npz_keeps_dtype_scale_and_shape(tmp_path):
@@ -173,18 +180,20 @@ def test_hash_split_is_deterministic_and_follows_the_ratios():
     assert 0.77 < first.count(0) / len(ids) < 0.83
 
 
-def test_written_examples_are_standard_gzip_tfrecords(tmp_path):
+@pytest.mark.parametrize("level", [ptransforms.PIXELS_LEVEL, ptransforms.ENCODED_LEVEL])
+def test_written_examples_are_standard_gzip_tfrecords(tmp_path, level):
     records = [f"record-{i}".encode() * (i + 1) for i in range(2000)]
     with beam.Pipeline() as pipeline:
         _ = (pipeline | beam.Create(records)
-             | ptransforms.WriteExamples(str(tmp_path / "Split-train"), str(tmp_path / "tmp")))
+             | ptransforms.WriteExamples(str(tmp_path / "Split-train"), str(tmp_path / "tmp"),
+                                         level=level))
     files = sorted((tmp_path / "Split-train").glob("data_tfrecord-*.gz"))
     assert files and sorted((tmp_path / "Split-train").iterdir()) == files
     read = list(tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP")
                 .as_numpy_iterator())
     assert sorted(read) == sorted(records)
     # The sink may end a gzip member and start another; readers must accept it.
-    sink = ptransforms.GzipTFRecordSink()
+    sink = ptransforms.GzipTFRecordSink(level)
     with open(tmp_path / "two_members.gz", "wb") as handle:
         sink.open(handle)
         sink.write(b"first")

@@ -95,6 +95,10 @@ def test_run_ingests_validates_statistics_and_caches(tmp_path):
     page = (out / "report.html").read_text()
     assert "ingestion_report.txt" in page and "samples.png" in page
     assert "evaluation_report.txt" in page
+    (out / "report.html").unlink()
+    again_page = invoke("report", out, "--html")
+    assert again_page.exit_code == 0 and again_page.output.strip() == str(out / "report.html")
+    assert (out / "report.html").read_text() == page
 
     # Same data, same config: every stage comes from the cache and the split
     # of each image is the same.

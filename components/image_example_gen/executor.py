@@ -133,7 +133,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             (by_split[name]
              | f"Flatten[{name}]" >> beam.Flatten()
              | f"Write[{name}]" >> ptransforms.WriteExamples(
-                 uri, os.path.join(beam_dir, f"tmp-{name}"), write_split.DEFAULT_TF_RECORD_FILE_NAME))
+                 uri, os.path.join(beam_dir, f"tmp-{name}"), write_split.DEFAULT_TF_RECORD_FILE_NAME,
+                 level=(ptransforms.ENCODED_LEVEL if plan["format"] == sources.FOLDERS
+                        else ptransforms.PIXELS_LEVEL)))
         _write_tallies(per_input, counts, beam_dir)
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],

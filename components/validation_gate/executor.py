@@ -127,7 +127,11 @@ class Executor(base_executor.BaseExecutor):
         against = f"span {previous[0]}" if previous else "no earlier span (first validated span)"
         header = (f"Validation of span {span} against the curated schema; drift baseline: {against}: "
                   f"{'PASSED' if passed else 'FAILED'}")
-        found = _look(report.uri, examples, current_stats, schema, settings, data_names)
+        try:
+            found = _look(report.uri, examples, current_stats, schema, settings, data_names)
+        except Exception as error:  # the pictures must never hide the verdict
+            found = {"pictures": {}, "warnings": [
+                f"the look at the data was not drawn ({type(error).__name__}: {error})"]}
         text = checks.format_verdicts(verdicts, header) + _look_lines(found)
         _write(os.path.join(report.uri, REPORT_TEXT), text + "\n")
         _write(os.path.join(report.uri, REPORT_JSON), checks.verdicts_json(

@@ -57,8 +57,9 @@ def property_histogram(stats: statistics_pb2.DatasetFeatureStatisticsList,
         if histogram.type == statistics_pb2.Histogram.STANDARD and histogram.buckets:
             buckets = histogram.buckets
             edges = [buckets[0].low_value] + [b.high_value for b in buckets]
+            # TFDV counts from its quantiles sketch: fractional, so rounded.
             return data_look.Histogram.from_buckets(np.array(edges),
-                                                    np.array([b.sample_count for b in buckets]))
+                                                    np.rint([b.sample_count for b in buckets]))
     return None
 
 
