@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 import warnings
 from typing import Optional, Tuple
 
@@ -174,10 +175,13 @@ def _run(config: Config, until: Optional[str], verbose: bool,
         click.echo(f"imgpipe: pipeline {config.pipeline.name!r}, output root "
                    f"{_rel(str(config.output_root))}"
                    + (f"; log {_rel(str(log_path))}" if log_path else ""))
+    started = time.time()
     try:
         result = _run_stages(config, until, verbose, quiet, log_path)
     except click.ClickException:
-        _write_run_page(config, quiet)    # a gate's stop is when the pictures matter most
+        # A gate's stop is when the pictures matter most; a run that stopped
+        # before ingesting has none of its own.
+        _write_run_page(config, quiet, since=started)
         raise
     evaluation = _print_results(result, until, quiet)
     total = sum(s.seconds for s in result.stages)
@@ -189,10 +193,10 @@ def _run(config: Config, until: Optional[str], verbose: bool,
                                    + "\n  ".join(evaluation["failures"]))
 
 
-def _write_run_page(config: Config, quiet: bool) -> None:
+def _write_run_page(config: Config, quiet: bool, since: float = 0.0) -> None:
     from imgpipe.pipeline import html_report
     try:
-        page = html_report.write_run_page(str(config.output_root))
+        page = html_report.write_run_page(str(config.output_root), since=since)
     except FileNotFoundError:
         return
     if not quiet:
@@ -505,7 +509,8 @@ def report(run_dir, html_page, config_path, sets):
     """Print the evaluation table of the latest run (or of RUN_DIR).
 
     RUN_DIR: an output root, a pipeline root, or an EvaluationGate report folder.
-    Exit code 1 when that model is not blessed.
+    Exit code 1 when that model is not blessed. With --html, write the run's
+    page of reports and pictures instead.
     """
     from imgpipe.components.evaluation_gate import report as evaluation_report
     if run_dir is None:

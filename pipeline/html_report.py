@@ -28,9 +28,10 @@ def _newest(run_dir: str, file_name: str, not_before: float = 0.0) -> Optional[s
     return os.path.dirname(max(found, key=os.path.getmtime)) if found else None
 
 
-def latest_run_reports(run_dir: str) -> Dict[str, Optional[str]]:
-    """Report kind -> the folder of the latest run's report of that kind (or None)."""
-    first = _newest(run_dir, REPORTS[0][1])
+def latest_run_reports(run_dir: str, since: float = 0.0) -> Dict[str, Optional[str]]:
+    """Report kind -> the folder of the latest run's report of that kind (or
+    None); with `since`, only an ingestion report written since then starts one."""
+    first = _newest(run_dir, REPORTS[0][1], since)
     started = os.path.getmtime(os.path.join(first, REPORTS[0][1])) if first else 0.0
     return {kind: (first if kind == REPORTS[0][0] else _newest(run_dir, json_name, started))
             for kind, json_name, _ in REPORTS}
@@ -47,9 +48,9 @@ def _entries(folder: Optional[str], text_name: str) -> List[Tuple[str, str]]:
     return entries
 
 
-def write_run_page(run_dir: str, output: Optional[str] = None) -> str:
+def write_run_page(run_dir: str, output: Optional[str] = None, since: float = 0.0) -> str:
     """Writes the page (default <run_dir>/report.html); returns its path."""
-    folders = latest_run_reports(run_dir)
+    folders = latest_run_reports(run_dir, since)
     if not any(folders.values()):
         raise FileNotFoundError(f"{run_dir}: no ingestion, validation or evaluation report "
                                 "found (run `imgpipe run` first)")
