@@ -77,6 +77,11 @@ def _print_validation_report(result) -> None:
         for name in (gate.STATISTICS_HTML, gate.PREVIOUS_SPAN_HTML):
             if os.path.exists(os.path.join(directory, name)):
                 click.echo(f"  statistics view: {_rel(os.path.join(directory, name))}")
+        from imgpipe.components.validation_gate import data_look
+        for name in (data_look.SAMPLES_PNG, data_look.LABELS_PNG, data_look.BRIGHTNESS_PNG,
+                     data_look.ASPECT_PNG):
+            if os.path.exists(os.path.join(directory, name)):
+                click.echo(f"  picture: {_rel(os.path.join(directory, name))}")
 
 
 def _print_training_summary(result) -> None:

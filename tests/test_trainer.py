@@ -100,3 +100,28 @@ def test_training_data_fingerprint_changes_with_content(tmp_path):
     before = training.files_fingerprint([str(tmp_path / "*.gz")])
     (tmp_path / "a.gz").write_bytes(b"two")
     assert training.files_fingerprint([str(tmp_path / "*.gz")]) != before
+
+
+def test_the_pixel_shortcut_is_read_from_the_transform_and_checked():
+    """serving_default of a model trained on files skips the decode (pixels at
+    the spec's size decode to themselves) and applies the transform graph's
+    per-channel map, read back from it; a map that is not affine is refused."""
+    import numpy as np
+    import pytest
+    import tensorflow as tf
+
+    from imgpipe.components.trainer.signatures import pixel_map
+    from imgpipe.contract import ImageSpec, image_ops
+
+    spec = ImageSpec(8, 6, 3)
+    mean, std = tf.constant([0.4, 0.5, 0.6]), tf.constant([0.2, 0.25, 0.3])
+
+    def standardise(data):
+        pixels = image_ops.decode_and_prepare_batch(data, spec)
+        return (tf.cast(pixels, tf.float32) / 255.0 - mean) / std
+
+    scale, offset = pixel_map(standardise, spec)
+    np.testing.assert_allclose(scale.numpy(), 1 / (255 * std.numpy()), rtol=1e-5)
+    np.testing.assert_allclose(offset.numpy(), -mean.numpy() / std.numpy(), rtol=1e-5)
+    with pytest.raises(ValueError, match="not a per-channel scale and offset"):
+        pixel_map(lambda data: tf.sqrt(standardise(data) + 10.0), spec)

@@ -3,11 +3,14 @@
 All of them call the transform graph (tf.Transform's layer) and then the
 model, so preprocessing exists once. Trained on image files (the encoded
 layout), the transform graph decodes: serving_bytes hands it the request's
-bytes, the very path training took, and serving_default wraps its pixels as
-uncompressed PNGs, which decode to themselves. Trained on arrays (the pixel
-layout), serving_bytes decodes with the shared image ops first. Inputs are
-typed: a float tensor sent where uint8 pixels are expected is refused by the
-signature itself.
+bytes, the very path training took. serving_default's pixels are already at
+the spec's size, where decoding and the policies are the identity; what the
+graph does after them (scale, standardise) is read back from it at export as
+a per-channel affine map and checked there (`pixel_map`), instead of paying
+a PNG encode and decode per image (43% of CIFAR-10 throughput at batch 64).
+Trained on arrays (the pixel layout), serving_bytes decodes with the shared
+image ops first. Inputs are typed: a float tensor sent where uint8 pixels
+are expected is refused by the signature itself.
 """
 from __future__ import annotations
 
@@ -17,6 +20,33 @@ import tensorflow as tf
 
 import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from imgpipe.contract import FEATURES, OUTPUTS, SIGNATURES, ImageSpec, image_ops
+
+
+def _as_png(images: tf.Tensor) -> tf.Tensor:
+    # Level 0: stored, not compressed; decoding gives the pixels back.
+    return tf.map_fn(lambda one: tf.io.encode_png(one, compression=0), images,
+                     fn_output_signature=tf.string)
+
+
+def pixel_map(transform_bytes, image: ImageSpec, tolerance: float = 1e-4):
+    """(scale, offset) per channel such that the transform graph maps uint8
+    pixels at the spec's size to `pixels * scale + offset`, read from the graph
+    itself (black and white probes) and checked on a random image; a
+    preprocessing that is not such a map is an error here, at export."""
+    random = tf.random.stateless_uniform([1, *image.shape], seed=[7, 17], maxval=256, dtype=tf.int32)
+    probes = tf.concat([tf.zeros([1, *image.shape], tf.uint8),
+                        tf.fill([1, *image.shape], tf.constant(255, tf.uint8)),
+                        tf.cast(random, tf.uint8)], axis=0)
+    out = transform_bytes(_as_png(probes))
+    offset = out[0, 0, 0]
+    scale = (out[1, 0, 0] - offset) / 255.0
+    mapped = tf.cast(probes[2], tf.float32) * scale + offset
+    error = float(tf.reduce_max(tf.abs(mapped - out[2])))
+    if error > tolerance:
+        raise ValueError(f"the transform graph is not a per-channel scale and offset of the "
+                         f"pixels (largest difference {error:.2e}); serving_default cannot take "
+                         "its shortcut")
+    return scale, offset
 
 
 def make_signatures(model, tft_output, image: ImageSpec,
@@ -30,23 +60,30 @@ def make_signatures(model, tft_output, image: ImageSpec,
     serving_spec = {image_feature: raw_spec[image_feature]}
 
     def predict(raw_features):
-        transformed = model.tft_layer(raw_features)
-        probabilities = model(transformed[FEATURES.image_transformed], training=False)
+        return classify(model.tft_layer(raw_features)[FEATURES.image_transformed])
+
+    def classify(model_input):
+        probabilities = model(model_input, training=False)
         class_id = tf.argmax(probabilities, axis=-1)
         return {OUTPUTS.probabilities: probabilities, OUTPUTS.class_id: class_id,
                 OUTPUTS.class_name: tf.gather(names, class_id)}
 
+    def as_raw(image_bytes):
+        shape = list(raw_spec[FEATURES.image_encoded].shape)
+        return {FEATURES.image_encoded: tf.reshape(image_bytes, [-1, *shape])}
+
     def from_bytes(image_bytes):
         if not encoded:
             return from_pixels(image_ops.decode_and_prepare_batch(image_bytes, image))
-        feature_shape = list(raw_spec[FEATURES.image_encoded].shape)
-        return predict({FEATURES.image_encoded: tf.reshape(image_bytes, [-1, *feature_shape])})
+        return predict(as_raw(image_bytes))
+
+    if encoded:
+        scale, offset = pixel_map(
+            lambda data: model.tft_layer(as_raw(data))[FEATURES.image_transformed], image)
 
     def from_pixels(images):
         if encoded:
-            # Level 0: stored, not compressed; decoding gives the pixels back.
-            return from_bytes(tf.map_fn(lambda one: tf.io.encode_png(one, compression=0), images,
-                                        fn_output_signature=tf.string))
+            return classify(tf.cast(images, tf.float32) * scale + offset)
         return predict({FEATURES.image: tf.cast(images, tf.int64)})
 
     @tf.function(input_signature=[tf.TensorSpec([None, *image.shape], tf.uint8,

@@ -92,10 +92,9 @@ def _look(report_uri: str, examples: types.Artifact, current_stats, schema,
 
 
 def _look_lines(found: dict) -> str:
+    """The warnings, for the report text (the pictures sit beside it, listed in the JSON)."""
     lines = [f"  WARNING (not blocking): {warning}" for warning in found["warnings"]]
-    lines += [f"  {name}: {file}" for name, file in found["pictures"].items()]
-    return "\nA look at the data (pictures in the report folder):\n" + "\n".join(lines) \
-        if lines else ""
+    return "\nA look at the data:\n" + "\n".join(lines) if lines else ""
 
 
 class Executor(base_executor.BaseExecutor):

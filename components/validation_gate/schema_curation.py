@@ -9,7 +9,7 @@ what the model actually needs instead. Pixel layout (arrays, pixel records):
   pixel_dtype  BYTES, "uint8" only
 Encoded layout (image files, kept as they arrived; the image size is the
 model's business, not the data's, so the schema does not name it):
-  image_encoded  BYTES, one value, always present
+  image_encoded  BYTES (image domain), one value, always present
   image_format   BYTES, JPEG or PNG
   height/width   INT >= 1; channels INT in [1, 4]; exif_orientation in [1, 8]
 Both:
@@ -177,6 +177,9 @@ def _curate_encoded(curated: schema_pb2.Schema) -> None:
     encoded = _feature(curated, FEATURES.image_encoded)
     encoded.type = schema_pb2.BYTES
     encoded.ClearField("domain_info")
+    # An image domain: TFDV then keeps byte-length statistics of the files and
+    # skips hashing every one of them for top-k and unique counts.
+    encoded.image_domain.SetInParent()
     encoded.ClearField("distribution_constraints")
     encoded.presence.min_fraction = 1.0
     encoded.ClearField("value_count")
