@@ -9,6 +9,7 @@ or resize kernel at serving time is itself a training/serving skew).
 All functions work eagerly and inside a traced tf.function/SavedModel graph.
 """
 import dataclasses
+import functools
 
 import tensorflow as tf
 
@@ -209,8 +210,10 @@ def decode_and_prepare_batch(image_bytes: tf.Tensor, spec: ImageSpec) -> tf.Tens
                            tf.TensorSpec(list(spec.shape), tf.uint8))
 
 
+@functools.lru_cache(maxsize=8)
 def make_batch_decoder(spec: ImageSpec):
-    """A compiled decoder for a batch of encoded images.
+    """A compiled decoder for a batch of encoded images (one per spec and
+    process: tracing it costs a few tenths of a second).
 
     Returns pixels uint8 [n, height, width, channels], each image's decoded
     source shape [n, 3], EXIF orientation [n] and pixel properties
