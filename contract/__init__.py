@@ -8,7 +8,10 @@
   its JSON form travels in the training record and the registry row.
 - `image_files` (Pillow header probe: which files are images, and which are
   refused and why) and `image_ops` (the TensorFlow decode, channel and resize
-  ops run at ingestion, in Transform's inputs and in the serving signatures).
+  ops run at ingestion, in the Transform graph and in the serving signatures).
+- `image_properties` (brightness, contrast, R/G/B means, aspect ratio per
+  image: computed alike at ingestion, by `imgpipe validate` and by the
+  monitor on served samples).
 
 Serving imports only this package and the registry.
 """

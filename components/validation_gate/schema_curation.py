@@ -76,11 +76,7 @@ def _optional(feature: schema_pb2.Feature) -> None:
 
 
 def _fixed_int(feature: schema_pb2.Feature, value: int) -> None:
-    feature.type = schema_pb2.INT
-    feature.ClearField("domain_info")
-    feature.int_domain.min = value
-    feature.int_domain.max = value
-    _optional(feature)
+    _int_range(feature, value, value)
 
 
 def is_encoded(schema: schema_pb2.Schema) -> bool:

@@ -21,8 +21,8 @@ from imgpipe.serving.monitor import ALERT, OK, SKIPPED, Check
 
 def _sample_items(paths: Sequence[str]) -> List[tuple]:
     """(key, encoded bytes, ImageInfo) per sample; a pixel sample (.npy, a
-    serving_default request) is wrapped as an uncompressed PNG, as that
-    signature does for a model trained on image files."""
+    serving_default request) is wrapped as an uncompressed PNG, which decodes
+    to itself, so one decoder reads both kinds."""
     import tensorflow as tf
     items = []
     for path in paths:
