@@ -4,8 +4,8 @@ Nothing here needs Beam or TFX. The Beam transforms in `ptransforms.py` call
 these functions on batches. Two layouts:
 
 Image files keep what arrived (`encoded_record_batch`); the Transform graph
-decodes them with the serving_bytes ops, so a new image size or policy needs
-no re-ingestion:
+decodes them with the serving_bytes ops (the stored example does not depend
+on the model's image size; its properties do):
   image_encoded     bytes: the file, JPEG or PNG
   image_format      bytes: "JPEG" | "PNG"
   height, width, channels   int64: the file's decoded size
