@@ -203,20 +203,25 @@ def checked_schema(config: Config, layout: Optional[sources.SourceLayout] = None
     if "://" not in origin and not origin.startswith(BUILTIN_PREFIX):
         origin = Path(origin).name
     if layout is not None:
-        # Image files are kept encoded, arrays and records as pixels: a schema
-        # drafted from the other kind is re-curated for this one.
-        files = layout.format == sources.FOLDERS
-        converted = schema_curation.for_layout(
-            schema, encoded=files, height=config.image.height, width=config.image.width,
-            channels=config.image.channels)
-        if converted is not schema:
-            from google.protobuf import text_format
-            schema = converted
-            text = (f"# {origin}, re-curated by imgpipe for the "
-                    f"{'encoded' if files else 'pixel'} layout of this source\n"
-                    + text_format.MessageToString(schema))
-            origin += f" ({'encoded' if files else 'pixel'} layout)"
+        schema, text, origin = _for_source(config, layout, schema, text, origin)
     return CuratedSchemaSettings(schema_text=text, origin=origin), schema
+
+
+def _for_source(config: Config, layout: sources.SourceLayout, schema, text: str, origin: str):
+    """Image files are kept encoded, arrays and records as pixels: a schema
+    drafted from the other kind is re-curated for this one (its text and
+    origin say so)."""
+    from google.protobuf import text_format
+    files = layout.format == sources.FOLDERS
+    converted = schema_curation.for_layout(
+        schema, encoded=files, height=config.image.height, width=config.image.width,
+        channels=config.image.channels)
+    if converted is schema:
+        return schema, text, origin
+    kind = "encoded" if files else "pixel"
+    text = (f"# {origin}, re-curated by imgpipe for the {kind} layout of this source\n"
+            + text_format.MessageToString(converted))
+    return converted, text, f"{origin} ({kind} layout)"
 
 
 def _validation_stages(config: Config, example_gen, locations: Locations,
