@@ -43,7 +43,7 @@ def _entries(folder: Optional[str], text_name: str) -> List[Tuple[str, str]]:
     entries = [(f"{text_name} (failed run, kept)" if f"{os.sep}failed{os.sep}" in folder
                 else text_name, os.path.join(folder, text_name))]
     for name in sorted(os.listdir(folder)):
-        if name.endswith((".png", ".html")):
+        if name.endswith((".png", ".html", ".csv")):   # pictures, TFDV views, quarantine list
             entries.append((name, os.path.join(folder, name)))
     return entries
 
