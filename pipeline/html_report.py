@@ -32,6 +32,8 @@ def latest_run_reports(run_dir: str, since: float = 0.0) -> Dict[str, Optional[s
     """Report kind -> the folder of the latest run's report of that kind (or
     None); with `since`, only an ingestion report written since then starts one."""
     first = _newest(run_dir, REPORTS[0][1], since)
+    if first is None and since:
+        return {kind: None for kind, _, _ in REPORTS}   # nothing ingested since then
     started = os.path.getmtime(os.path.join(first, REPORTS[0][1])) if first else 0.0
     return {kind: (first if kind == REPORTS[0][0] else _newest(run_dir, json_name, started))
             for kind, json_name, _ in REPORTS}
