@@ -13,8 +13,8 @@ from typing import Dict, List, Optional, Tuple
 
 from imgpipe.components.evaluation_gate import report as evaluation_report
 from imgpipe.components.image_example_gen import report as ingestion_report
+from imgpipe.components.validation_gate import checks as validation
 from imgpipe.components.validation_gate import data_look
-from imgpipe.components.validation_gate import executor as validation
 
 PAGE = "report.html"
 REPORTS = (("Ingestion", ingestion_report.REPORT_JSON, ingestion_report.REPORT_TEXT),

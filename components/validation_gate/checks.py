@@ -16,6 +16,10 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from imgpipe.components.validation_gate import schema_curation
 from imgpipe.contract import FEATURES
 
+# The gate's report files (the executor writes them; the run page links them).
+REPORT_JSON = "validation_report.json"
+REPORT_TEXT = "validation_report.txt"
+
 ERROR = "ERROR"
 WARNING = "WARNING"
 

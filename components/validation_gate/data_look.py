@@ -5,6 +5,7 @@ their TFDV statistics.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 from typing import Dict, List, Tuple
@@ -41,47 +42,16 @@ class SampleCollector:
         return {name: list(kept) for name, kept in zip(self.class_names, self._kept)}
 
 
+@dataclasses.dataclass
 class Histogram:
-    """A fixed-bin histogram filled in chunks; memory does not grow with the values."""
-
-    def __init__(self, low: float, high: float, bins: int, *, log: bool = False) -> None:
-        space = np.geomspace if log else np.linspace
-        self.edges: np.ndarray = space(low, high, bins + 1)
-        self.counts: np.ndarray = np.zeros(bins, dtype=np.int64)
-
-    @classmethod
-    def from_buckets(cls, edges: np.ndarray, counts: np.ndarray) -> "Histogram":
-        """A histogram someone else counted (e.g. TFDV's), for the writers."""
-        made = cls(0.0, 1.0, len(counts))
-        made.edges, made.counts = np.asarray(edges, np.float64), np.asarray(counts, np.int64)
-        return made
-
-    def add(self, values: np.ndarray) -> None:
-        """Counts `values`; out-of-range values go to the end bins, NaN is ignored."""
-        values = np.asarray(values, dtype=np.float64).ravel()
-        values = np.clip(values[~np.isnan(values)], self.edges[0], self.edges[-1])
-        self.counts += np.histogram(values, bins=self.edges)[0]
+    """Bins counted elsewhere (TFDV's statistics): edges [bins + 1], counts [bins]."""
+    edges: np.ndarray
+    counts: np.ndarray
 
     @property
     def total(self) -> int:
         """How many values were counted."""
-        return int(self.counts.sum())
-
-    def merge(self, other: "Histogram") -> None:
-        """Adds `other`'s counts (e.g. from another worker); the bins must be the same."""
-        if not np.array_equal(self.edges, other.edges):
-            raise ValueError("cannot merge histograms with different bin edges")
-        self.counts += other.counts
-
-
-def brightness_histogram() -> Histogram:
-    """Mean pixel brightness of an image, 0..255 in 32 bins."""
-    return Histogram(0.0, 255.0, 32)
-
-
-def aspect_histogram() -> Histogram:
-    """Aspect ratio (width / height), 0.25..4 in 30 log-spaced bins so 1:2 and 2:1 look alike."""
-    return Histogram(0.25, 4.0, 30, log=True)
+        return int(np.sum(self.counts))
 
 
 def _pyplot():

@@ -58,8 +58,8 @@ def property_histogram(stats: statistics_pb2.DatasetFeatureStatisticsList,
             buckets = histogram.buckets
             edges = [buckets[0].low_value] + [b.high_value for b in buckets]
             # TFDV counts from its quantiles sketch: fractional, so rounded.
-            return data_look.Histogram.from_buckets(np.array(edges),
-                                                    np.rint([b.sample_count for b in buckets]))
+            return data_look.Histogram(np.array(edges),
+                                       np.rint([b.sample_count for b in buckets]).astype(np.int64))
     return None
 
 
