@@ -64,6 +64,9 @@ class ArtifactFiles:
     training_record: str = "training_config.json"     # in <SavedModel>/assets/
     push_record: str = "push.json"                    # in the PushedModel artifact
     schema: str = "schema.pbtxt"                      # in a Schema artifact
+    # In <SavedModel>/assets/: what a later run's training.weights can start from.
+    weights: str = "weights.h5"                       # the whole model's weights
+    backbone_weights: str = "backbone_weights.h5"     # a backbone's alone (Keras' notop layout)
 
     def training_record_path(self, saved_model_dir: str) -> str:
         import os

@@ -30,7 +30,10 @@ DEFAULT_PRESET = "quickstart"
 # Keys holding a path, resolved against the folder of the file that sets them.
 PATH_KEYS = ("pipeline.output_root", "pipeline.metadata_path", "data.source",
              "validation.schema_file", "validation.baseline_root", "registry.serving_root",
-             "registry.mlflow_artifact_root", "serving.samples_root")
+             "registry.mlflow_artifact_root", "serving.samples_root", "training.weights",
+             "training.model")
+# Values of those keys that are words, not paths.
+PATH_KEYWORDS = {"training.weights": ("none", "imagenet")}
 from imgpipe import __version__  # noqa: E402
 from imgpipe.contract import ImageSpec  # noqa: E402
 from imgpipe.contract.image_spec import ASPECT_POLICIES, EXIF_POLICIES, RESIZE_METHODS  # noqa: E402
@@ -127,17 +130,33 @@ class ValidationSection(_Section):
 
 
 class AugmentationSection(_Section):
+    """Training-only; applied in the training input pipeline, never exported."""
     horizontal_flip: bool = True
+    crop_padding: int = Field(0, ge=0)      # pixels of reflect padding, cropped back at random
+    cutout: int = Field(0, ge=0)            # side of a random zeroed square
     translation: float = Field(0.0, ge=0.0, lt=1.0)
     rotation: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class TrainingSection(_Section):
+    # "cnn" (the source article's CNN), "resnet", a Keras Applications backbone
+    # (mobilenet_v2, mobilenet_v3_small, efficientnet_b0, resnet50) or "module:function".
+    model: str = "cnn"
+    model_args: Dict[str, Any] = {}          # passed to the model function / resnet
+    input_normalization: str = ""            # "" = the network's own (contract/normalization.py)
+    weights: str = "none"                    # none | imagenet | a weights file (any tf.io.gfile path)
+    fine_tune_layers: int = Field(0, ge=0)   # backbones: unfreeze this many top layers in phase 2
+    fine_tune_epochs: int = Field(0, ge=0)
+    fine_tune_lr_factor: float = Field(0.1, gt=0)
+    mixed_precision: bool = False            # mixed_float16 (GPUs; slower on CPUs)
     epochs: int = Field(30, gt=0)
     batch_size: int = Field(64, gt=0)
     learning_rate: float = Field(1e-3, gt=0)
-    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
     conv_filters: List[int] = Field([32, 64, 64], min_length=1)
     dense_units: int = Field(64, gt=0)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
@@ -151,6 +170,31 @@ class TrainingSection(_Section):
     shuffle_buffer: int = Field(10_000, gt=0)
     seed: int = 0
     augmentation: AugmentationSection = AugmentationSection()
+
+    @model_validator(mode="after")
+    def _model_fits_its_options(self):
+        from imgpipe.components.trainer import backbones  # light: no TensorFlow import
+        from imgpipe.components.trainer.user_model import split_reference
+        from imgpipe.contract.normalization import normalization
+        backbone = backbones.known(self.model)
+        if self.model not in ("cnn", "resnet") and not backbone:
+            split_reference(self.model)      # "module:function", or a clear error
+        if self.input_normalization:
+            normalization(self.input_normalization)
+            if backbone and self.input_normalization != backbone.normalization:
+                raise ValueError(f"model {self.model} takes {backbone.normalization!r} input "
+                                 f"(its preprocess_input); input_normalization = "
+                                 f"{self.input_normalization!r} would feed it something else")
+        if self.weights == "imagenet" and not backbone:
+            raise ValueError(f"weights = \"imagenet\" exists for the backbones "
+                             f"({', '.join(backbones.BACKBONES)}), not for model {self.model!r}")
+        if (self.fine_tune_layers or self.fine_tune_epochs) and not backbone:
+            raise ValueError("fine_tune_layers/fine_tune_epochs unfreeze a backbone's layers; "
+                             f"model {self.model!r} has none")
+        if self.standardize and (backbone or self.input_normalization not in ("", "unit")):
+            raise ValueError("standardize = true changes what the network receives; a backbone "
+                             "or an input_normalization expects [0, 1] pixels from the transform graph")
+        return self
 
 
 class EvaluationSection(_Section):
@@ -451,21 +495,37 @@ def _read_toml(path: Path) -> Dict[str, Any]:
 
 def _absolute_paths(tree: Dict[str, Any], base: Path) -> Dict[str, Any]:
     """Relative paths under PATH_KEYS made absolute against `base` (a nested tree or dotted keys)."""
-    def fixed(value):
-        if not isinstance(value, str) or not value or "://" in value or value.startswith(BUILTIN_PREFIX):
+    def fixed(value, dotted):
+        if (not isinstance(value, str) or not value or "://" in value
+                or value.startswith(BUILTIN_PREFIX) or value in PATH_KEYWORDS.get(dotted, ())):
             return value
+        if dotted == "training.model":
+            return _model_reference(value, base)
         path = Path(value).expanduser()
         return str(path if path.is_absolute() else base / path)
 
     out = {key: (dict(value) if isinstance(value, dict) else value) for key, value in tree.items()}
     for dotted in PATH_KEYS:
         if dotted in out:                      # CLI overrides use dotted keys
-            out[dotted] = fixed(out[dotted])
+            out[dotted] = fixed(out[dotted], dotted)
             continue
         section, key = dotted.split(".")
         if isinstance(out.get(section), dict) and key in out[section]:
-            out[section][key] = fixed(out[section][key])
+            out[section][key] = fixed(out[section][key], dotted)
     return out
+
+
+def _model_reference(value: str, base: Path) -> str:
+    """A built-in name as it is; "module:function" naming a file under `base` as
+    "<absolute file>:function" (an installed module stays a name)."""
+    from imgpipe.components.trainer.user_model import module_file, split_reference
+    if ":" not in value:
+        return value
+    try:
+        path = module_file(value, base)
+    except ValueError:
+        return value     # the section's validator names the mistake
+    return f"{path}:{split_reference(value)[1]}" if path else value
 
 
 def _merge(tree: Dict[str, Any], layer: Dict[str, Any]) -> None:

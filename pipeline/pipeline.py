@@ -37,7 +37,8 @@ from imgpipe.components.image_example_gen.component import ImageExampleGen
 from imgpipe.components.image_example_gen.settings import IngestionSettings
 from imgpipe.components.registry_pusher.component import RegistryPusher
 from imgpipe.components.registry_pusher.settings import PushSettings
-from imgpipe.components.trainer.settings import FitSettings, ModelSettings, TrainerSettings, TransformSettings
+from imgpipe.components.trainer.settings import (AugmentationSettings, FitSettings, ModelSettings,
+                                                 TrainerSettings, TransformSettings)
 from imgpipe.components.validation_gate import schema_curation
 from imgpipe.components.validation_gate.component import ValidationGate
 from imgpipe.components.validation_gate.settings import ValidationSettings
@@ -163,16 +164,36 @@ def trainer_settings(config: Config, class_names: List[str]) -> TrainerSettings:
     return TrainerSettings(
         class_names=class_names, image=config.image.spec,
         model=ModelSettings(
+            architecture=training.model, model_args=dict(training.model_args),
+            user_module=_user_module(training.model),
+            input_normalization=training.input_normalization, weights=training.weights,
             conv_filters=tuple(training.conv_filters), dense_units=training.dense_units,
-            dropout=training.dropout, padding=training.padding, batch_norm=training.batch_norm,
-            horizontal_flip=augmentation.horizontal_flip, translation=augmentation.translation,
-            rotation=augmentation.rotation),
+            dropout=training.dropout, padding=training.padding, batch_norm=training.batch_norm),
         fit=FitSettings(
             epochs=training.epochs, batch_size=training.batch_size,
             learning_rate=training.learning_rate, optimizer=training.optimizer,
-            lr_schedule=training.lr_schedule,
+            lr_schedule=training.lr_schedule, warmup_epochs=training.warmup_epochs,
+            weight_decay=training.weight_decay, label_smoothing=training.label_smoothing,
             early_stopping_patience=training.early_stopping_patience,
-            shuffle_buffer=training.shuffle_buffer, seed=training.seed))
+            shuffle_buffer=training.shuffle_buffer, seed=training.seed,
+            fine_tune_layers=training.fine_tune_layers, fine_tune_epochs=training.fine_tune_epochs,
+            fine_tune_lr_factor=training.fine_tune_lr_factor,
+            mixed_precision=training.mixed_precision),
+        augmentation=AugmentationSettings(
+            horizontal_flip=augmentation.horizontal_flip, crop_padding=augmentation.crop_padding,
+            cutout=augmentation.cutout, translation=augmentation.translation,
+            rotation=augmentation.rotation))
+
+
+def _user_module(reference: str):
+    """A "module:function" model, read here (its source travels with the pipeline)."""
+    from imgpipe.components.trainer import backbones, user_model
+    if reference in ("cnn", "resnet") or backbones.known(reference):
+        return None
+    try:
+        return user_model.describe(reference, Path.cwd())
+    except user_model.UserModelError as error:
+        raise PipelineError(str(error)) from None
 
 
 def checked_schema(config: Config, layout: Optional[sources.SourceLayout] = None):

@@ -182,6 +182,9 @@ def show_command(uid, output_format, config_path, sets):
         click.echo(f"{'image':<{width}}  {spec.describe()} uint8; {spec.describe_policies()}")
     except (KeyError, ValueError, TypeError):
         pass
+    normalization = (row.get("training_config") or {}).get("normalization")
+    if normalization:  # what the network's first layer makes of the [0, 1] pixels
+        click.echo(f"{'network input':<{width}}  {normalization['name']}: {normalization['description']}")
 
 
 def _moved(config: Config, verb: str, new_champion, previous=None) -> None:

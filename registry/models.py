@@ -85,6 +85,12 @@ class ModelVersion(Base):
     # evaluation split, and the training statistics.
     serving_baseline: Mapped[Optional[Dict[str, Any]]] = mapped_column(JSON_DOCUMENT)
     statistics_path: Mapped[Optional[str]] = mapped_column(Text)
+    # What was trained (from the training record): the network's size, the
+    # Keras Applications backbone if any, and the weights training started from.
+    parameter_count: Mapped[Optional[int]] = mapped_column(Integer)
+    backbone: Mapped[Optional[str]] = mapped_column(String(100))
+    weights_source: Mapped[Optional[str]] = mapped_column(Text)     # none | imagenet | a file
+    weights_sha256: Mapped[Optional[str]] = mapped_column(String(64))
 
     __table_args__ = (
         UniqueConstraint("model_name", "version"),

@@ -294,6 +294,10 @@ class NewVersion:
     parity_disagreement: Optional[float] = None
     serving_baseline: Optional[Dict[str, Any]] = None
     statistics_path: Optional[str] = None
+    parameter_count: Optional[int] = None
+    backbone: Optional[str] = None
+    weights_source: Optional[str] = None
+    weights_sha256: Optional[str] = None
 
 
 @_retry_locked

@@ -1,4 +1,4 @@
--- imgpipe model registry, sqlite DDL (schema revision 0002).
+-- imgpipe model registry, sqlite DDL (schema revision 0003).
 -- Generated from imgpipe/registry/models.py by `python -m imgpipe.registry.ddl`;
 -- `imgpipe registry migrate` (Alembic) creates the same schema and records
 -- its revision, which is what the pipeline checks.
@@ -30,6 +30,10 @@ CREATE TABLE model_registry (
 	created_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL,
 	serving_baseline JSON,
 	statistics_path TEXT,
+	parameter_count INTEGER,
+	backbone VARCHAR(100),
+	weights_source TEXT,
+	weights_sha256 VARCHAR(64),
 	CONSTRAINT pk_model_registry PRIMARY KEY (id),
 	CONSTRAINT uq_model_registry_model_name_version UNIQUE (model_name, version),
 	CONSTRAINT ck_model_registry_status CHECK (status IN ('registered', 'champion', 'archived', 'rolled_back')),

@@ -64,7 +64,7 @@ def test_a_blessed_run_pushes_to_serving_registry_and_mlflow(first):
     assert len(row.data_fingerprint) == 64 and row.training_config["fit"]["epochs"] == 20
     assert row.augmentation_config == {"horizontal_flip": True, "translation": 0.0, "rotation": 0.0}
     assert row.library_versions["tfx"] == "1.16.0" and row.pipeline_run_id
-    assert row.architecture_type == "Sequential-CNN"
+    assert row.architecture_type == "cnn"
 
     serving = out / "serving" / "shapes-cnn" / "1"
     assert row.artifact_path == str(serving)

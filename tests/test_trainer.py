@@ -6,36 +6,30 @@ import tensorflow as tf
 import tf_keras as keras
 
 from imgpipe.components.trainer import training, transform
-from imgpipe.components.trainer.model import build_model
+from imgpipe.components.trainer.networks import build_classifier
 from imgpipe.components.trainer.settings import ModelSettings, TrainerSettings
 from imgpipe.contract import ImageSpec
 
 
 def test_default_model_is_the_seed_cnn():
-    model = build_model(ModelSettings(), (32, 32, 3), 10)
+    model = build_classifier(ModelSettings(), ImageSpec(32, 32, 3), 10).model
     assert model.count_params() == 122_570  # the seed's parameter count
     names = [layer.name for layer in model.layers]
-    assert names[:2] == ["image_xf", "augment_flip"]
-    assert ["conv1", "pool1", "conv2", "pool2", "conv3", "flatten", "dense", "dropout",
-            "probabilities"] == [n for n in names if not n.startswith(("image", "augment"))]
+    assert names == ["image_xf", "conv1", "pool1", "conv2", "pool2", "conv3", "flatten", "dense",
+                     "dropout", "logits", "probabilities"]
     assert model.input_shape == (None, 32, 32, 3)
 
 
 def test_batch_norm_variant_keeps_the_size():
-    model = build_model(ModelSettings(padding="same", batch_norm=True, translation=0.1),
-                        (32, 32, 3), 10)
+    model = build_classifier(ModelSettings(padding="same", batch_norm=True), ImageSpec(32, 32, 3),
+                             10).model
     assert 120_000 <= model.count_params() <= 150_000
-    assert "augment_translate" in [layer.name for layer in model.layers]
 
 
-def test_inference_is_deterministic_and_augmentation_only_trains():
-    model = build_model(ModelSettings(horizontal_flip=True, translation=0.1, rotation=0.1),
-                        (32, 32, 3), 4)
+def test_inference_is_deterministic():
+    model = build_classifier(ModelSettings(), ImageSpec(32, 32, 3), 4).model
     x = tf.random.stateless_uniform([8, 32, 32, 3], seed=[1, 2])
-    first, second = model(x, training=False), model(x, training=False)
-    np.testing.assert_array_equal(first.numpy(), second.numpy())
-    trained = [model(x, training=True).numpy() for _ in range(3)]
-    assert any(np.abs(t - first.numpy()).max() > 1e-6 for t in trained)
+    np.testing.assert_array_equal(model(x, training=False).numpy(), model(x, training=False).numpy())
 
 
 def test_pixels_are_scaled_once_to_unit_range():
@@ -69,8 +63,8 @@ def test_early_stopping_restores_the_best_weights():
 def test_settings_and_training_record():
     custom = {"class_names": ["a", "b"], "image": {"height": 8, "width": 8, "channels": 3},
               "model": {"conv_filters": [8, 16], "dense_units": 8, "dropout": 0.1,
-                        "padding": "same", "batch_norm": True, "horizontal_flip": False,
-                        "translation": 0.0, "rotation": 0.0},
+                        "padding": "same", "batch_norm": True},
+              "augmentation": {"horizontal_flip": False, "cutout": 4},
               "fit": {"epochs": 2, "batch_size": 4, "learning_rate": 0.01, "optimizer": "sgd",
                       "lr_schedule": "cosine", "early_stopping_patience": 1,
                       "shuffle_buffer": 10, "seed": 3}}
@@ -78,21 +72,40 @@ def test_settings_and_training_record():
     model_settings, fit = settings.model, settings.fit
     assert model_settings.conv_filters == (8, 16) and fit.optimizer == "sgd"
     assert TrainerSettings.from_json(settings.to_json()) == settings
+    phases = [{"phase": "head", "epochs": 2, "epochs_run": 2, "best_epoch": 2,
+               "history": {"loss": [1.0, 0.5]}},
+              {"phase": "fine-tune", "epochs": 3, "epochs_run": 1, "best_epoch": 1,
+               "history": {"loss": [0.4]}}]
     record = training.training_record(
-        model=model_settings, fit=fit, class_names=["a", "b"], image=settings.image,
-        schema_text="feature {}", data_fingerprint="abc", history={"loss": [1.0, 0.5]},
-        best_epoch=2, parameters=100)
-    assert record["augmentation"] == {"horizontal_flip": False, "translation": 0.0, "rotation": 0.0}
-    assert record["class_names"] == ["a", "b"] and record["epochs_run"] == 2
+        model=model_settings, fit=fit, augmentation=settings.augmentation, class_names=["a", "b"],
+        image=settings.image, normalization={"name": "unit"}, schema_text="feature {}",
+        data_fingerprint="abc", phases=phases, parameters=100,
+        weights={"source": "none", "sha256": None})
+    assert record["augmentation"] == {"horizontal_flip": False, "crop_padding": 0, "cutout": 4,
+                                      "translation": 0.0, "rotation": 0.0}
+    assert record["class_names"] == ["a", "b"] and record["epochs_run"] == 3
+    assert [p["phase"] for p in record["phases"]] == ["head", "fine-tune"]
+    assert record["history"] == {"loss": [0.4]} and record["model"]["parameters"] == 100
     assert ImageSpec.from_record(record) == ImageSpec(8, 8, 3)
     assert len(record["schema_sha256"]) == 64 and record["training_data_sha256"] == "abc"
     assert {"tensorflow", "tfx", "tf-keras", "python"} <= set(record["library_versions"])
     json.dumps(record)
-    optimizer = training.make_optimizer(fit, steps_per_epoch=10)
+    optimizer = training.make_optimizer(fit, fit.learning_rate, fit.epochs, steps_per_epoch=10)
     schedule = optimizer.get_config()["learning_rate"]
     assert schedule["class_name"] == "CosineDecay"
     assert schedule["config"]["decay_steps"] == 20  # epochs x steps per epoch
-    assert optimizer.get_config()["momentum"] == 0.9
+    assert optimizer.get_config()["momentum"] == 0.9 and optimizer.get_config()["nesterov"]
+
+
+def test_warm_up_then_cosine():
+    import dataclasses
+    fit = dataclasses.replace(training.FitSettings(), lr_schedule="cosine", warmup_epochs=2,
+                              learning_rate=0.1, optimizer="sgd", weight_decay=5e-4)
+    optimizer = training.make_optimizer(fit, 0.1, 10, steps_per_epoch=5)
+    schedule = optimizer._learning_rate
+    assert float(schedule(0)) == 0.0 and abs(float(schedule(10)) - 0.1) < 1e-6
+    assert float(schedule(30)) < 0.1 and float(schedule(49)) < 0.01
+    assert optimizer.get_config()["weight_decay"] == 5e-4
 
 
 def test_training_data_fingerprint_changes_with_content(tmp_path):

@@ -15,8 +15,6 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 from imgpipe.contract import ImageSpec
 from imgpipe.registry import mlflow_sync, store
 
-ARCHITECTURE = "Sequential-CNN"
-
 
 def content_digest(files: Iterable[Tuple[str, bytes]]) -> str:
     """sha256 over (relative path, content) pairs in path order."""
@@ -45,8 +43,9 @@ def new_version(*, uid: str, model_name: str, report: Dict[str, Any], training: 
                 statistics_path: Optional[str] = None) -> store.NewVersion:
     parity = report.get("parity") or {}
     evaluated, served = parity.get("evaluated_accuracy"), parity.get("served_accuracy")
+    model, weights = training.get("model", {}), training.get("weights") or {}
     return store.NewVersion(
-        model_uid=uid, model_name=model_name, architecture_type=ARCHITECTURE,
+        model_uid=uid, model_name=model_name, architecture_type=architecture(training),
         val_accuracy=float(report["accuracy"]), training_date=trained_at,
         # NaN is not JSON (PostgreSQL refuses it); an undefined F1 is null.
         per_class_f1={row["name"]: row["f1"] if row["f1"] == row["f1"] else None
@@ -55,13 +54,25 @@ def new_version(*, uid: str, model_name: str, report: Dict[str, Any], training: 
         data_fingerprint=training["training_data_sha256"], schema_hash=training["schema_sha256"],
         training_config={key: training[key] for key in
                          ("model", "fit", "class_names", ImageSpec.RECORD_KEY, "input",
-                          "epochs_run", "best_epoch") if key in training},
+                          "normalization", "weights", "phases", "epochs_run", "best_epoch")
+                         if key in training},
         augmentation_config=training["augmentation"],
         library_versions=training["library_versions"], pipeline_run_id=pipeline_run_id,
         serving_accuracy=served,
         parity_accuracy_gap=abs(served - evaluated) if None not in (served, evaluated) else None,
         parity_disagreement=parity.get("disagreement"),
-        serving_baseline=report.get("serving_baseline"), statistics_path=statistics_path)
+        serving_baseline=report.get("serving_baseline"), statistics_path=statistics_path,
+        parameter_count=model.get("parameters"), backbone=model.get("backbone"),
+        weights_source=weights.get("source"), weights_sha256=weights.get("sha256"))
+
+
+def architecture(training: Dict[str, Any]) -> str:
+    """The registry's architecture_type: the built-in network's name, or the user's function."""
+    model = training.get("model", {})
+    user = model.get("user_module") or {}
+    if user:
+        return f"user:{user['reference'].rsplit('/', 1)[-1]}"[:100]
+    return model.get("architecture", "cnn")
 
 
 def _flatten(prefix: str, tree: Dict[str, Any]) -> Dict[str, str]:
@@ -82,6 +93,9 @@ def run_record(*, new: store.NewVersion, report: Dict[str, Any], experiment: str
     config = new.training_config
     params = {**_flatten("model", config.get("model", {})), **_flatten("fit", config.get("fit", {})),
               **_flatten("augmentation", new.augmentation_config),
+              **_flatten("weights", config.get("weights") or {}),
+              "normalization": (config.get("normalization") or {}).get("name", "unit"),
+              "phases": ",".join(f"{p['phase']}:{p['epochs_run']}" for p in config.get("phases", [])),
               **_flatten("image", ImageSpec.from_record(config).to_dict()),
               "class_names": ",".join(config.get("class_names", [])),
               "data_fingerprint": new.data_fingerprint, "schema_hash": new.schema_hash}

@@ -88,8 +88,9 @@ class EpochProgress(keras.callbacks.Callback):
     """
 
     def __init__(self, monitor: str = "val_loss", show: str = "val_accuracy",
-                 log: logging.Logger = logger):
+                 log: logging.Logger = logger, phase: str = ""):
         super().__init__()
+        self.phase = phase          # a fine-tuned backbone trains in named phases
         self.monitor = monitor
         self.show = show
         self.log = log
@@ -111,4 +112,5 @@ class EpochProgress(keras.callbacks.Callback):
             name = self.show if self.show in self.best.logs else self.monitor
             best = (self.best.epoch, name, self.best.logs[name])
         epochs = (self.params or {}).get("epochs") or epoch + 1
-        self.log.info(format_epoch(epoch + 1, epochs, logs, seconds, best))
+        line = format_epoch(epoch + 1, epochs, logs, seconds, best)
+        self.log.info(f"[{self.phase}] {line}" if self.phase and self.phase != "train" else line)

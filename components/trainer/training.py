@@ -6,6 +6,7 @@ functions with their own tests.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -19,32 +20,47 @@ import tensorflow as tf
 import tf_keras as keras
 
 import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-from imgpipe.components.trainer import progress, signatures
-from imgpipe.components.trainer.model import build_model
-from imgpipe.components.trainer.settings import FitSettings, ModelSettings, TrainerSettings
+from imgpipe.components.trainer import backbones, progress, signatures, transfer
+from imgpipe.components.trainer.augment import make_augment
+from imgpipe.components.trainer.networks import build_classifier
+from imgpipe.components.trainer.settings import (AugmentationSettings, FitSettings, ModelSettings,
+                                                 TrainerSettings)
 from imgpipe.contract import ARTIFACTS, FEATURES, ImageSpec
 
 
-def make_optimizer(fit: FitSettings, steps_per_epoch: int):
-    rate = fit.learning_rate
+def make_optimizer(fit: FitSettings, learning_rate: float, epochs: int, steps_per_epoch: int):
+    """The optimizer with its schedule over `epochs` (one phase): linear warm-up, then
+    constant or cosine decay."""
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(total - 1, fit.warmup_epochs * steps_per_epoch)
+    rate = learning_rate
     if fit.lr_schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(fit.learning_rate,
-                                                      decay_steps=max(1, fit.epochs * steps_per_epoch))
-    return {"adam": keras.optimizers.Adam, "sgd": lambda lr: keras.optimizers.SGD(lr, momentum=0.9),
-            "rmsprop": keras.optimizers.RMSprop}[fit.optimizer](rate)
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else learning_rate, decay_steps=total - warmup,
+            warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
+    elif warmup:
+        rate = keras.optimizers.schedules.PolynomialDecay(0.0, warmup, learning_rate, power=1.0)
+    decay = {"weight_decay": fit.weight_decay} if fit.weight_decay else {}
+    if fit.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, **decay)
+    if fit.optimizer == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=fit.weight_decay)
+    return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[fit.optimizer](rate, **decay)
 
 
-def make_callbacks(fit: FitSettings, log_dir: str = "") -> List[keras.callbacks.Callback]:
-    """Early stopping (keeps the lowest val_loss), a console line per epoch, TensorBoard.
+def make_callbacks(fit: FitSettings, log_dir: str = "", phase: str = "") -> List[keras.callbacks.Callback]:
+    """Early stopping (restores the lowest val_loss of the phase), a console line per
+    epoch, TensorBoard.
 
     The epoch lines go to the `imgpipe.progress` logger (progress.py); Keras'
     own per-epoch output (fit's verbose=2) goes to stdout, the run's log file.
     """
     callbacks = [keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=fit.early_stopping_patience, restore_best_weights=True),
-        progress.EpochProgress(monitor="val_loss")]
+        progress.EpochProgress(monitor="val_loss", phase=phase)]
     if log_dir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, phase or "train"),
+                                                     update_freq="epoch"))
     return callbacks
 
 
@@ -70,24 +86,34 @@ def library_versions() -> Dict[str, str]:
     return versions
 
 
-def training_record(*, model: ModelSettings, fit: FitSettings, class_names: Sequence[str],
-                    image: ImageSpec, schema_text: str, data_fingerprint: str,
-                    history: Dict[str, List[float]], best_epoch: int, parameters: int) -> dict:
+def training_record(*, model: ModelSettings, fit: FitSettings, augmentation: AugmentationSettings,
+                    class_names: Sequence[str], image: ImageSpec, normalization: dict,
+                    schema_text: str, data_fingerprint: str, phases: List[dict],
+                    parameters: int, weights: dict) -> dict:
     """What the model was trained with; saved beside it and written to the registry later."""
+    last = phases[-1] if phases else {"history": {}}
+    model_part = {key: value for key, value in dataclasses.asdict(model).items() if key != "user_module"}
+    if model.user_module is not None:
+        model_part["user_module"] = {"reference": model.user_module.reference,
+                                     "sha256": model.user_module.sha256 or None}
     return {
-        "model": {**dataclasses.asdict(model), "parameters": parameters},
+        "model": {**model_part, "parameters": parameters,
+                  "backbone": model.architecture if backbones.known(model.architecture) else None},
         "fit": dataclasses.asdict(fit),
-        "augmentation": {"horizontal_flip": model.horizontal_flip,
-                         "translation": model.translation, "rotation": model.rotation},
+        "augmentation": dataclasses.asdict(augmentation),
+        "weights": weights,
+        "normalization": normalization,
         "class_names": list(class_names),
         ImageSpec.RECORD_KEY: image.to_dict(),
         "input": "uint8 pixels [H, W, C] or encoded JPEG/PNG bytes, decoded, brought to the "
-                 "image spec and scaled by 1/255 inside the exported graph",
+                 f"image spec, scaled to [0, 1] and normalised ({normalization['name']}) "
+                 "inside the exported graph",
         "schema_sha256": hashlib.sha256(schema_text.encode()).hexdigest(),
         "training_data_sha256": data_fingerprint,
-        "epochs_run": len(history.get("loss", [])),
-        "best_epoch": best_epoch,
-        "history": {k: [float(v) for v in values] for k, values in history.items()},
+        "phases": [{key: value for key, value in phase.items() if key != "history"} for phase in phases],
+        "epochs_run": sum(phase["epochs_run"] for phase in phases),
+        "best_epoch": last.get("best_epoch", 0),
+        "history": {k: [float(v) for v in values] for k, values in last["history"].items()},
         "library_versions": library_versions(),
     }
 
@@ -102,17 +128,21 @@ def shuffle_buffer_size(fit: FitSettings, image: ImageSpec) -> int:
     return max(1, min(fit.shuffle_buffer, SHUFFLE_BUFFER_BYTES // (4 * image.values_per_image)))
 
 
-def _dataset(fn_args, tft_output, files, fit: FitSettings, image: ImageSpec,
-             cache_file: str, training: bool) -> tf.data.Dataset:
+def _dataset(fn_args, tft_output, files, settings: TrainerSettings, cache_file: str,
+             training: bool) -> tf.data.Dataset:
     from tfx_bsl.public import tfxio
+    fit, image = settings.fit, settings.image
     raw = fn_args.data_accessor.tf_dataset_factory(
         files, tfxio.TensorFlowDatasetOptions(batch_size=fit.batch_size, num_epochs=1,
                                               shuffle=False, label_key=FEATURES.label),
         tft_output.raw_metadata.schema)
     layer = tft_output.transform_features_layer()
+    classes = len(settings.class_names)
 
     def transform(features, label):
-        return layer(features)[FEATURES.image_transformed], label
+        # One-hot labels: label smoothing needs them.
+        one_hot = tf.one_hot(tf.reshape(label, [-1]), classes)
+        return layer(features)[FEATURES.image_transformed], one_hot
 
     # Transformed (decoded, for image files) once, then cached in a file:
     # memory stays bounded by the shuffle buffer, not the dataset.
@@ -120,58 +150,137 @@ def _dataset(fn_args, tft_output, files, fit: FitSettings, image: ImageSpec,
     if training:
         dataset = dataset.shuffle(shuffle_buffer_size(fit, image), seed=fit.seed,
                                   reshuffle_each_iteration=True)
+        augment = make_augment(settings.augmentation)
+        if augment is not None:
+            dataset = dataset.map(lambda pixels, label: (augment(pixels), label),
+                                  num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(fit.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def run(fn_args) -> None:
     import tensorflow_transform as tft
     settings = TrainerSettings.from_dict(fn_args.custom_config)
-    fit, image = settings.fit, settings.image
-    tf.keras.utils.set_random_seed(fit.seed)
-    keras.utils.set_random_seed(fit.seed)
+    tf.keras.utils.set_random_seed(settings.fit.seed)
+    keras.utils.set_random_seed(settings.fit.seed)
 
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    with tempfile.TemporaryDirectory(prefix="imgpipe-trainer-cache-") as cache:
-        train = _dataset(fn_args, tft_output, fn_args.train_files, fit, image,
+    with tempfile.TemporaryDirectory(prefix="imgpipe-trainer-cache-") as cache, \
+            precision_policy(settings.fit.mixed_precision):
+        train = _dataset(fn_args, tft_output, fn_args.train_files, settings,
                          os.path.join(cache, "train"), training=True)
-        validation = _dataset(fn_args, tft_output, fn_args.eval_files, fit, image,
+        validation = _dataset(fn_args, tft_output, fn_args.eval_files, settings,
                               os.path.join(cache, "validation"), training=False)
-        model, history = _fit(settings, train, validation, fn_args.model_run_dir)
-    _export(fn_args, settings, tft_output, model, history)
+        classifier, weights = _start(settings)
+        phases = _fit(settings, classifier, train, validation, fn_args.model_run_dir)
+    _export(fn_args, settings, tft_output, classifier, phases, weights)
 
 
-def _fit(settings: TrainerSettings, train, validation, log_dir: str):
-    model_settings, fit, image = settings.model, settings.fit, settings.image
+@contextlib.contextmanager
+def precision_policy(mixed: bool):
+    """mixed_float16 while the model is built and trained (float32 outputs either way)."""
+    if not mixed:
+        yield
+        return
+    if not tf.config.list_physical_devices("GPU"):
+        progress.report("mixed precision: no GPU here; on a CPU float16 has no fast units and "
+                        "training is slower, not faster (kept on as configured)")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _start(settings: TrainerSettings):
+    """The classifier, and the weights it starts from."""
+    model_settings = settings.model
+    classifier = build_classifier(model_settings, settings.image, len(settings.class_names),
+                                  input_name=FEATURES.image_transformed)
+    weights = {"source": model_settings.weights, "sha256": classifier.imagenet_sha256}
+    if model_settings.weights not in ("none", "imagenet"):
+        weights = transfer.load_starting_weights(classifier.model, classifier.backbone,
+                                                 model_settings.weights)
+    progress.report(f"model {classifier.architecture}: {classifier.model.count_params():,} parameters, "
+                    f"input normalisation {classifier.normalization.name}, weights "
+                    f"{weights['source']}" + (f" (sha256 {weights['sha256'][:12]})" if weights.get("sha256") else ""))
+    return classifier, weights
+
+
+def _phases(settings: TrainerSettings, classifier) -> List[dict]:
+    """(name, epochs, learning rate, layers to unfreeze) of each training phase."""
+    fit = settings.fit
+    if classifier.backbone is None:
+        return [{"phase": "train", "epochs": fit.epochs, "learning_rate": fit.learning_rate}]
+    phases = [{"phase": "head", "epochs": fit.epochs, "learning_rate": fit.learning_rate,
+               "unfreeze": 0}]
+    if fit.fine_tune_layers and fit.fine_tune_epochs:
+        phases.append({"phase": "fine-tune", "epochs": fit.fine_tune_epochs,
+                       "learning_rate": fit.learning_rate * fit.fine_tune_lr_factor,
+                       "unfreeze": fit.fine_tune_layers})
+    return phases
+
+
+def _fit(settings: TrainerSettings, classifier, train, validation, log_dir: str) -> List[dict]:
+    fit, model = settings.fit, classifier.model
     steps = int(train.reduce(0, lambda count, _: count + 1).numpy())  # also fills the cache
+    done = []
+    for phase in _phases(settings, classifier):
+        if classifier.backbone is not None:
+            if phase["unfreeze"]:
+                phase["trainable_layers"] = len(transfer.unfreeze_top(classifier.backbone,
+                                                                      phase["unfreeze"]))
+            else:
+                transfer.freeze_backbone(classifier.backbone)
+        phase["trainable_parameters"] = transfer.trainable_parameters(model)
+        progress.report(f"phase {phase['phase']}: {phase['epochs']} epochs at learning rate "
+                        f"{phase['learning_rate']:g}, {phase['trainable_parameters']:,} trainable "
+                        "parameters")
+        model.compile(optimizer=make_optimizer(fit, phase["learning_rate"], phase["epochs"], steps),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=fit.label_smoothing),
+                      metrics=["accuracy"])
+        history = model.fit(train, validation_data=validation, epochs=phase["epochs"], verbose=2,
+                            callbacks=make_callbacks(fit, log_dir, phase["phase"])).history
+        val_losses = history.get("val_loss", [])
+        phase.update(history=history, epochs_run=len(history.get("loss", [])),
+                     best_epoch=int(min(range(len(val_losses)), key=val_losses.__getitem__)) + 1
+                     if val_losses else 0,
+                     best_val_accuracy=float(max(history.get("val_accuracy", [0.0]))))
+        done.append(phase)
+    return done
 
-    model = build_model(model_settings, image.shape, len(settings.class_names),
-                        input_name=FEATURES.image_transformed)
-    model.compile(optimizer=make_optimizer(fit, steps), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    history = model.fit(train, validation_data=validation, epochs=fit.epochs, verbose=2,
-                        callbacks=make_callbacks(fit, log_dir))
-    return model, history
 
-
-def _export(fn_args, settings: TrainerSettings, tft_output, model, history) -> None:
-    """The SavedModel with its signatures, and the training record beside it."""
-    model_settings, fit = settings.model, settings.fit
-    class_names, image = settings.class_names, settings.image
-    val_losses = history.history.get("val_loss", [])
-    best_epoch = int(min(range(len(val_losses)), key=val_losses.__getitem__)) + 1 if val_losses else 0
-
-    tf.saved_model.save(model, fn_args.serving_model_dir, signatures=signatures.make_signatures(
-        model, tft_output, image, class_names))
+def _export(fn_args, settings: TrainerSettings, tft_output, classifier, phases: List[dict],
+            weights: dict) -> None:
+    """The SavedModel with its signatures, its weights files, and the training record."""
+    model, serving_dir = classifier.model, fn_args.serving_model_dir
+    tf.saved_model.save(model, serving_dir, signatures=signatures.make_signatures(
+        model, tft_output, settings.image, settings.class_names))
+    _save_weights(classifier, serving_dir)
     with open(fn_args.schema_path, encoding="utf-8") as handle:
         schema_text = handle.read()
     record = training_record(
-        model=model_settings, fit=fit, class_names=class_names, image=image,
-        schema_text=schema_text, data_fingerprint=files_fingerprint(fn_args.train_files),
-        history=history.history, best_epoch=best_epoch, parameters=model.count_params())
-    record_path = ARTIFACTS.training_record_path(fn_args.serving_model_dir)
-    tf.io.gfile.makedirs(os.path.dirname(record_path))
+        model=settings.model, fit=settings.fit, augmentation=settings.augmentation,
+        class_names=settings.class_names, image=settings.image,
+        normalization=classifier.normalization.to_dict(), schema_text=schema_text,
+        data_fingerprint=files_fingerprint(fn_args.train_files), phases=phases,
+        parameters=model.count_params(), weights=weights)
+    record_path = ARTIFACTS.training_record_path(serving_dir)
     with tf.io.gfile.GFile(record_path, "w") as handle:
         handle.write(json.dumps(record, indent=2))
-    print(json.dumps({"best_epoch": best_epoch, "epochs_run": record["epochs_run"],
-                      "val_accuracy": max(history.history.get("val_accuracy", [0.0]))}),
-          file=sys.stderr)
+    print(json.dumps({"best_epoch": record["best_epoch"], "epochs_run": record["epochs_run"],
+                      "val_accuracy": phases[-1]["best_val_accuracy"]}), file=sys.stderr)
+
+
+def _save_weights(classifier, serving_dir: str) -> None:
+    """weights.h5 (the whole model) and, for backbones, backbone_weights.h5, in the
+    SavedModel's assets: what a later run's training.weights can start from."""
+    assets = os.path.join(serving_dir, "assets")
+    tf.io.gfile.makedirs(assets)
+    pairs = [(ARTIFACTS.weights, classifier.model), (ARTIFACTS.backbone_weights, classifier.backbone)]
+    with tempfile.TemporaryDirectory(prefix="imgpipe-weights-") as local:
+        for name, part in pairs:
+            if part is None:
+                continue
+            part.save_weights(os.path.join(local, name))  # h5py writes local files only
+            tf.io.gfile.copy(os.path.join(local, name), os.path.join(assets, name), overwrite=True)
