@@ -37,8 +37,13 @@ from imgpipe.components.image_example_gen.component import ImageExampleGen
 from imgpipe.components.image_example_gen.settings import IngestionSettings
 from imgpipe.components.registry_pusher.component import RegistryPusher
 from imgpipe.components.registry_pusher.settings import PushSettings
-from imgpipe.components.trainer.settings import (AugmentationSettings, FitSettings, ModelSettings,
-                                                 TrainerSettings, TransformSettings)
+from imgpipe.components.trainer.settings import (
+    AugmentationSettings,
+    FitSettings,
+    ModelSettings,
+    TrainerSettings,
+    TransformSettings,
+)
 from imgpipe.components.validation_gate import schema_curation
 from imgpipe.components.validation_gate.component import ValidationGate
 from imgpipe.components.validation_gate.settings import ValidationSettings

@@ -23,8 +23,12 @@ import imgpipe  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from imgpipe.components.trainer import backbones, progress, signatures, transfer
 from imgpipe.components.trainer.augment import make_augment
 from imgpipe.components.trainer.networks import build_classifier
-from imgpipe.components.trainer.settings import (AugmentationSettings, FitSettings, ModelSettings,
-                                                 TrainerSettings)
+from imgpipe.components.trainer.settings import (
+    AugmentationSettings,
+    FitSettings,
+    ModelSettings,
+    TrainerSettings,
+)
 from imgpipe.contract import ARTIFACTS, FEATURES, ImageSpec
 
 
@@ -201,9 +205,10 @@ def _start(settings: TrainerSettings):
     if model_settings.weights not in ("none", "imagenet"):
         weights = transfer.load_starting_weights(classifier.model, classifier.backbone,
                                                  model_settings.weights)
-    progress.report(f"model {classifier.architecture}: {classifier.model.count_params():,} parameters, "
-                    f"input normalisation {classifier.normalization.name}, weights "
-                    f"{weights['source']}" + (f" (sha256 {weights['sha256'][:12]})" if weights.get("sha256") else ""))
+    identity = f" (sha256 {weights['sha256'][:12]})" if weights.get("sha256") else ""
+    progress.report(f"model {classifier.architecture}: {classifier.model.count_params():,} "
+                    f"parameters, input normalisation {classifier.normalization.name}, weights "
+                    f"{weights['source']}{identity}")
     return classifier, weights
 
 
