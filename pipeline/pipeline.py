@@ -166,7 +166,7 @@ def validation_split(splits: List[str]) -> str:
 def trainer_settings(config: Config, class_names: List[str]) -> TrainerSettings:
     training = config.training
     augmentation = training.augmentation
-    return TrainerSettings(
+    settings = TrainerSettings(
         class_names=class_names, image=config.image.spec,
         model=ModelSettings(
             architecture=training.model, model_args=dict(training.model_args),
@@ -188,6 +188,18 @@ def trainer_settings(config: Config, class_names: List[str]) -> TrainerSettings:
             horizontal_flip=augmentation.horizontal_flip, crop_padding=augmentation.crop_padding,
             cutout=augmentation.cutout, translation=augmentation.translation,
             rotation=augmentation.rotation))
+    if settings.model.user_module is not None:
+        _check_user_model(settings)
+    return settings
+
+
+def _check_user_model(settings: TrainerSettings) -> None:
+    """Build the user's model once here: a contract mistake stops the run before ingestion."""
+    from imgpipe.components.trainer import networks, user_model
+    try:
+        networks.build_classifier(settings.model, settings.image, len(settings.class_names))
+    except (user_model.UserModelError, ValueError) as error:
+        raise PipelineError(str(error)) from None
 
 
 def _user_module(reference: str):

@@ -71,7 +71,7 @@ def architecture(training: Dict[str, Any]) -> str:
     model = training.get("model", {})
     user = model.get("user_module") or {}
     if user:
-        return f"user:{user['reference'].rsplit('/', 1)[-1]}"[:100]
+        return f"user:{user['module']}:{user['function']}"[:100]
     return model.get("architecture", "cnn")
 
 

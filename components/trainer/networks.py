@@ -96,8 +96,10 @@ def build_classifier(settings: ModelSettings, image: ImageSpec, num_classes: int
     outputs = (keras.layers.Activation("softmax", dtype="float32", name=OUTPUT_LAYER)(x)
                if probabilities is None else
                keras.layers.Activation("linear", dtype="float32", name=OUTPUT_LAYER)(probabilities))
-    model = keras.Model(inputs, outputs, name=f"imgpipe_{settings.architecture.replace(':', '_')}"[:60])
-    return Classifier(model, settings.architecture, row, backbone, imagenet_sha256)
+    model = keras.Model(inputs, outputs, name="imgpipe_classifier")
+    architecture = (f"user:{settings.user_module.module}:{settings.user_module.function}"
+                    if settings.user_module else settings.architecture)
+    return Classifier(model, architecture, row, backbone, imagenet_sha256)
 
 
 def cnn(x, settings: ModelSettings, num_classes: int):

@@ -98,8 +98,9 @@ def training_record(*, model: ModelSettings, fit: FitSettings, augmentation: Aug
     last = phases[-1] if phases else {"history": {}}
     model_part = {key: value for key, value in dataclasses.asdict(model).items() if key != "user_module"}
     if model.user_module is not None:
-        model_part["user_module"] = {"reference": model.user_module.reference,
-                                     "sha256": model.user_module.sha256 or None}
+        user = model.user_module
+        model_part["user_module"] = {"module": user.module, "function": user.function,
+                                     "reference": user.reference, "sha256": user.sha256 or None}
     return {
         "model": {**model_part, "parameters": parameters,
                   "backbone": model.architecture if backbones.known(model.architecture) else None},
