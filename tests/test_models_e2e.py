@@ -203,7 +203,8 @@ def test_a_swapped_backbone_normalisation_passes_tfma_but_not_the_parity_gate(pr
                             output_path=str(out), file_format="tfrecords")
     assert tfma.load_validation_result(str(out)).validation_ok  # TFMA alone: blessed
     measured = tfma_results.read(str(out), len(classes))
-    inputs = parity.load_inputs(str(examples / "Split-eval"), str(project["data"]), ImageSpec(32, 32, 3).shape)
+    inputs = parity.load_inputs(str(examples / "Split-eval"), str(project["data"]),
+                                ImageSpec(32, 32, 3).shape)
     checked = parity.check(str(swapped), inputs, measured.accuracy)
     assert checked.serving_path == "serving_bytes"
     assert checked.evaluated_accuracy - checked.served_accuracy > 0.2 and checked.disagreement > 0.2
