@@ -214,3 +214,49 @@ def test_augmentation_changes_training_images_only_as_configured():
     outputs = [run(image).numpy() for _ in range(4)]
     assert all(o.shape == (16, 16, 3) for o in outputs)
     assert any(np.abs(o - image.numpy()).max() > 0 for o in outputs)
+
+
+def test_fine_tuning_phases_restore_each_phase_best_weights(monkeypatch, tmp_path):
+    """Phase 1 (head, backbone frozen) and phase 2 (top layers, lower rate) each end
+    on their lowest val_loss epoch; BN layers stay frozen throughout."""
+    from imgpipe.components.trainer import training
+    from imgpipe.components.trainer.settings import FitSettings, TrainerSettings
+    settings = TrainerSettings(
+        class_names=["a", "b", "c"], image=SPEC,
+        model=ModelSettings(architecture="mobilenet_v3_small", dropout=0.0),
+        fit=FitSettings(epochs=4, batch_size=16, learning_rate=0.05, optimizer="sgd",
+                        early_stopping_patience=10, fine_tune_layers=12, fine_tune_epochs=4,
+                        fine_tune_lr_factor=0.1))
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(48, 32, 32, 3)).astype("float32")
+    labels = tf.one_hot(rng.integers(0, 3, 48), 3)
+    train = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    # Validation disagrees with training: its loss is not monotone.
+    validation = tf.data.Dataset.from_tensor_slices((images, tf.roll(labels, 1, axis=1))).batch(16)
+    snapshots, starts = [], []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            starts.append([w.copy() for w in self.model.get_weights()])
+            snapshots.append([])
+
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots[-1].append(([w.copy() for w in self.model.get_weights()], logs["val_loss"]))
+
+    made = training.make_callbacks
+    monkeypatch.setattr(training, "make_callbacks", lambda *a, **k: [Recorder(), *made(*a, **k)])
+    classifier = networks.build_classifier(settings.model, SPEC, 3)
+    phases = training._fit(settings, classifier, train, validation, str(tmp_path))
+    assert [p["phase"] for p in phases] == ["head", "fine-tune"]
+    assert phases[1]["learning_rate"] == pytest.approx(0.005)
+    assert phases[0]["trainable_parameters"] < phases[1]["trainable_parameters"]
+    # The data make some best epoch not the last, so restoring is visible.
+    assert any(p["best_epoch"] < p["epochs_run"] for p in phases)
+    for index, phase in enumerate(phases):
+        best = min(range(len(snapshots[index])), key=lambda i: snapshots[index][i][1])
+        assert phase["best_epoch"] == best + 1
+        restored = starts[1] if index == 0 else classifier.model.get_weights()
+        for got, kept in zip(restored, snapshots[index][best][0]):
+            np.testing.assert_array_equal(got, kept)
+    assert all(not layer.trainable for layer in classifier.backbone.layers
+               if isinstance(layer, keras.layers.BatchNormalization))
