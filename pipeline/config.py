@@ -178,7 +178,12 @@ class TrainingSection(_Section):
         from imgpipe.contract.normalization import normalization
         backbone = backbones.known(self.model)
         if self.model not in ("cnn", "resnet") and not backbone:
-            split_reference(self.model)      # "module:function", or a clear error
+            try:
+                split_reference(self.model)
+            except ValueError:
+                raise ValueError(f"model {self.model!r} is neither a built-in model (cnn, resnet, "
+                                 f"{', '.join(backbones.BACKBONES)}) nor 'module:function' "
+                                 "(e.g. 'my_models:build', a file of your project)") from None
         if self.input_normalization:
             normalization(self.input_normalization)
             if backbone and self.input_normalization != backbone.normalization:
