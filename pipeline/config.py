@@ -196,6 +196,10 @@ class TrainingSection(_Section):
         if (self.fine_tune_layers or self.fine_tune_epochs) and not backbone:
             raise ValueError("fine_tune_layers/fine_tune_epochs unfreeze a backbone's layers; "
                              f"model {self.model!r} has none")
+        if (self.fine_tune_layers or self.fine_tune_epochs) and self.weights == "none":
+            raise ValueError("fine-tuning starts from pretrained weights; with weights = \"none\" "
+                             "the whole network trains from the start (set weights, or drop "
+                             "fine_tune_layers/fine_tune_epochs)")
         if self.standardize and (backbone or self.input_normalization not in ("", "unit")):
             raise ValueError("standardize = true changes what the network receives; a backbone "
                              "or an input_normalization expects [0, 1] pixels from the transform graph")

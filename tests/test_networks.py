@@ -223,7 +223,7 @@ def test_fine_tuning_phases_restore_each_phase_best_weights(monkeypatch, tmp_pat
     from imgpipe.components.trainer.settings import FitSettings, TrainerSettings
     settings = TrainerSettings(
         class_names=["a", "b", "c"], image=SPEC,
-        model=ModelSettings(architecture="mobilenet_v3_small", dropout=0.0),
+        model=ModelSettings(architecture="mobilenet_v3_small", dropout=0.0, weights="start.h5"),
         fit=FitSettings(epochs=4, batch_size=16, learning_rate=0.05, optimizer="sgd",
                         early_stopping_patience=10, fine_tune_layers=12, fine_tune_epochs=4,
                         fine_tune_lr_factor=0.1))
@@ -245,9 +245,13 @@ def test_fine_tuning_phases_restore_each_phase_best_weights(monkeypatch, tmp_pat
 
     made = training.make_callbacks
     monkeypatch.setattr(training, "make_callbacks", lambda *a, **k: [Recorder(), *made(*a, **k)])
-    classifier = networks.build_classifier(settings.model, SPEC, 3)
+    import dataclasses  # the phases follow from a pretrained start; these weights stay random
+    classifier = networks.build_classifier(dataclasses.replace(settings.model, weights="none"), SPEC, 3)
     phases = training._fit(settings, classifier, train, validation, str(tmp_path))
     assert [p["phase"] for p in phases] == ["head", "fine-tune"]
+    untrained = TrainerSettings(class_names=["a", "b", "c"], image=SPEC,
+                                model=dataclasses.replace(settings.model, weights="none"))
+    assert [p["phase"] for p in training._phases(untrained, classifier)] == ["train"]
     assert phases[1]["learning_rate"] == pytest.approx(0.005)
     assert phases[0]["trainable_parameters"] < phases[1]["trainable_parameters"]
     # The data make some best epoch not the last, so restoring is visible.

@@ -216,7 +216,8 @@ def _start(settings: TrainerSettings):
 def _phases(settings: TrainerSettings, classifier) -> List[dict]:
     """(name, epochs, learning rate, layers to unfreeze) of each training phase."""
     fit = settings.fit
-    if classifier.backbone is None:
+    if classifier.backbone is None or settings.model.weights == "none":
+        # Nothing pretrained to keep: the whole network learns from the start.
         return [{"phase": "train", "epochs": fit.epochs, "learning_rate": fit.learning_rate}]
     phases = [{"phase": "head", "epochs": fit.epochs, "learning_rate": fit.learning_rate,
                "unfreeze": 0}]
