@@ -6,7 +6,7 @@ STAMP := $(VENV)/.imgpipe-installed
 PYTEST_ARGS ?=
 SHARED_DATA ?= ../shared/datasets
 
-.PHONY: run test test-fast lint venv lock bench bench-package bench-serving bench-photos cifar10-data clean image
+.PHONY: run test test-fast lint venv lock bench bench-package bench-serving bench-photos bench-transfer cifar10-data clean image
 IMAGE ?= imgpipe:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' imgpipe/__init__.py)
 
 run: $(STAMP)
@@ -61,6 +61,10 @@ bench-package: $(STAMP)
 # validate at three sizes against Pillow's decode + resize.
 bench-photos: $(STAMP)
 	$(VENV)/bin/python bench/photos.py
+
+# MobileNetV2 on the hymenoptera photos: untrained vs started from a weights file.
+bench-transfer: $(STAMP)
+	$(VENV)/bin/python bench/transfer.py
 
 # Prediction service throughput/latency against the quickstart champion.
 bench-serving: run

@@ -9,6 +9,8 @@
 - `image_files` (Pillow header probe: which files are images, and which are
   refused and why) and `image_ops` (the TensorFlow decode, channel and resize
   ops run at ingestion, in the Transform graph and in the serving signatures).
+- `normalization` (what a network's first layer makes of the [0, 1] pixels:
+  the backbones' `preprocess_input` conventions as one table).
 - `image_properties` (brightness, contrast, R/G/B means, aspect ratio per
   image: computed alike at ingestion, by `imgpipe validate` and by the
   monitor on served samples).

@@ -97,8 +97,14 @@ def _print_training_summary(result) -> None:
     history = record.get("history", {})
     best = record.get("best_epoch", 0)
     accuracy = history.get("val_accuracy", [None] * best)[best - 1] if best else None
-    click.echo(f"\nTrained {record['model']['parameters']:,}-parameter CNN for "
-               f"{record['epochs_run']} epochs; best epoch {best}"
+    model = record["model"]
+    user = model.get("user_module") or {}
+    name = f"{user['module']}:{user['function']}" if user else model.get("architecture", "cnn")
+    phases = record.get("phases") or []
+    split = (" (" + ", ".join(f"{p['phase']} {p['epochs_run']}" for p in phases) + ")"
+             if len(phases) > 1 else "")
+    click.echo(f"\nTrained {model['parameters']:,}-parameter {name} for "
+               f"{record['epochs_run']} epochs{split}; best epoch {best}"
                + (f", validation accuracy {accuracy:.3f}" if accuracy is not None else ""))
     shape = ", ".join(str(v) for v in ImageSpec.from_record(record).shape)
     click.echo(f"  SavedModel ({SIGNATURES.pixels}: uint8 [None, {shape}]; {SIGNATURES.bytes}; "
