@@ -264,3 +264,17 @@ def test_fine_tuning_phases_restore_each_phase_best_weights(monkeypatch, tmp_pat
             np.testing.assert_array_equal(got, kept)
     assert all(not layer.trainable for layer in classifier.backbone.layers
                if isinstance(layer, keras.layers.BatchNormalization))
+
+
+def test_mixed_precision_computes_in_float16_outputs_float32_and_says_so_on_a_cpu(caplog):
+    import logging
+
+    from imgpipe.components.trainer import training
+    with caplog.at_level(logging.INFO, logger="imgpipe.progress"), training.precision_policy(True):
+        model = networks.build_classifier(ModelSettings(architecture="resnet"), SPEC, 3).model
+    assert keras.mixed_precision.global_policy().name == "float32"     # restored afterwards
+    assert model.get_layer("stem").compute_dtype == "float16"
+    assert model.get_layer("stem").kernel.dtype == tf.float32           # variables stay float32
+    assert model(tf.zeros([1, 32, 32, 3])).dtype == tf.float32
+    if not tf.config.list_physical_devices("GPU"):
+        assert "no GPU here" in caplog.text
