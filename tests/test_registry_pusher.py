@@ -47,3 +47,32 @@ def test_new_version_and_run_record_from_the_runs_files():
     assert run.metrics["recall.dog"] == 0.0
     assert run.metrics["champion_accuracy_same_inputs"] == 0.88
     assert run.tags["library.tfx"] == "1.16.0"
+
+
+def test_a_fine_tuned_backbone_records_architecture_weights_and_phases():
+    training = {**TRAINING,
+                "model": {"architecture": "mobilenet_v2", "backbone": "mobilenet_v2",
+                          "parameters": 2_260_546, "model_args": {}},
+                "fit": {"epochs": 3, "fine_tune_layers": 30, "fine_tune_epochs": 2,
+                        "fine_tune_lr_factor": 0.1},
+                "augmentation": {"horizontal_flip": True, "crop_padding": 4, "cutout": 8},
+                "weights": {"source": "gs://b/backbone_weights.h5", "sha256": "w" * 64,
+                            "loaded_into": "backbone"},
+                "normalization": {"name": "tf"},
+                "phases": [{"phase": "head", "epochs_run": 3}, {"phase": "fine-tune", "epochs_run": 2}]}
+    new = record.new_version(uid="m-1", model_name="m", report=REPORT, training=training,
+                             trained_at=dt.datetime(2026, 12, 2, tzinfo=dt.timezone.utc),
+                             pipeline_run_id=None)
+    assert (new.architecture_type, new.parameter_count, new.backbone) == (
+        "mobilenet_v2", 2_260_546, "mobilenet_v2")
+    assert (new.weights_source, new.weights_sha256) == ("gs://b/backbone_weights.h5", "w" * 64)
+    assert new.training_config["phases"][1]["phase"] == "fine-tune"
+    run = record.run_record(new=new, report=REPORT, experiment="exp", run_name="r",
+                            artifacts={}, artifact_root=None)
+    assert run.params["weights.sha256"] == "w" * 64 and run.params["normalization"] == "tf"
+    assert run.params["phases"] == "head:3,fine-tune:2"
+    assert run.params["fit.fine_tune_layers"] == "30" and run.params["augmentation.cutout"] == "8"
+    assert run.tags["imgpipe.architecture_type"] == "mobilenet_v2"
+    user = record.architecture({"model": {"architecture": "/p/my_models.py:build",
+                                          "user_module": {"module": "my_models", "function": "build"}}})
+    assert user == "user:my_models:build"
