@@ -166,11 +166,12 @@ def validation_split(splits: List[str]) -> str:
 def trainer_settings(config: Config, class_names: List[str]) -> TrainerSettings:
     training = config.training
     augmentation = training.augmentation
+    user = _user_module(training.model)
     settings = TrainerSettings(
         class_names=class_names, image=config.image.spec,
         model=ModelSettings(
-            architecture=training.model, model_args=dict(training.model_args),
-            user_module=_user_module(training.model),
+            architecture=user.reference if user else training.model,
+            model_args=dict(training.model_args), user_module=user,
             input_normalization=training.input_normalization, weights=training.weights,
             conv_filters=tuple(training.conv_filters), dense_units=training.dense_units,
             dropout=training.dropout, padding=training.padding, batch_norm=training.batch_norm),

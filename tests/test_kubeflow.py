@@ -399,3 +399,22 @@ def test_the_compiled_pipeline_runs_task_by_task_as_kfp_runs_it(tmp_path):
     assert (tmp_path / "bucket" / "serving" / "shapes-cnn" / "1" / "saved_model.pb").is_file()
     assert list((tmp_path / "bucket" / "baselines").rglob("*")), "no drift baseline written"
     assert row.mlflow_run_id and (tmp_path / "bucket" / "mlflow").is_dir()
+
+
+def test_a_user_model_file_travels_in_the_compiled_spec_without_its_path(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    source = ("import tf_keras as keras\n\ndef build(image, num_classes, args):\n"
+              "    inputs = keras.Input(image.shape)\n"
+              "    x = keras.layers.GlobalAveragePooling2D()(inputs)\n"
+              "    return keras.Model(inputs, keras.layers.Dense(num_classes, activation='softmax')(x))\n")
+    (project / "my_models.py").write_text(source)
+    (project / "imgpipe.toml").write_text("[training]\nmodel = 'my_models:build'\n")
+    out = tmp_path / "p.yaml"
+    result = invoke("compile", "--config", project / "imgpipe.toml", "--output", out,
+                    "--image", IMAGE, "--pipeline-root", "gs://b/r")
+    assert result.exit_code == 0, result.output
+    spec = next(yaml.safe_load_all(out.read_text()))
+    model = json.loads(_constant({"spec": spec}, "Trainer", "custom_config"))["model"]
+    assert model["architecture"] == "my_models:build" and model["user_module"]["source"] == source
+    assert str(tmp_path) not in out.read_text()

@@ -32,7 +32,7 @@ class UserModelError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class UserModule:
-    reference: str        # as configured: "my_models:build" or "/abs/my_models.py:build"
+    reference: str        # "my_models:build" (a project file's stem) or "pkg.models:build"
     module: str           # module name
     function: str
     source: str = ""      # the file's text for project files; "" for installed modules
@@ -61,7 +61,9 @@ def describe(reference: str, base: Path) -> UserModule:
     path = module_file(reference, base)
     if path is not None:
         source = path.read_text(encoding="utf-8")
-        return UserModule(reference=reference, module=path.stem, function=function, source=source,
+        # Named by module and function only: no path of this machine travels on.
+        return UserModule(reference=f"{path.stem}:{function}", module=path.stem, function=function,
+                          source=source,
                           sha256=hashlib.sha256(source.encode()).hexdigest())
     if importlib.util.find_spec(module.split(".")[0]) is None:
         raise UserModelError(f"training.model {reference!r}: no file {module.replace('.', '/')}.py "
