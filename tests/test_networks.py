@@ -252,6 +252,10 @@ def test_fine_tuning_phases_restore_each_phase_best_weights(monkeypatch, tmp_pat
     untrained = TrainerSettings(class_names=["a", "b", "c"], image=SPEC,
                                 model=dataclasses.replace(settings.model, weights="none"))
     assert [p["phase"] for p in training._phases(untrained, classifier)] == ["train"]
+    scratch = networks.build_classifier(untrained.model, SPEC, 3)
+    [whole] = training._fit(untrained.model_copy(update={"fit": FitSettings(epochs=1, batch_size=16)}),
+                            scratch, train, validation, str(tmp_path / "scratch"))
+    assert whole["trainable_parameters"] == transfer.trainable_parameters(scratch.model) > 900_000
     assert phases[1]["learning_rate"] == pytest.approx(0.005)
     assert phases[0]["trainable_parameters"] < phases[1]["trainable_parameters"]
     # The data make some best epoch not the last, so restoring is visible.

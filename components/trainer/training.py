@@ -233,7 +233,7 @@ def _fit(settings: TrainerSettings, classifier, train, validation, log_dir: str)
     steps = int(train.reduce(0, lambda count, _: count + 1).numpy())  # also fills the cache
     done = []
     for phase in _phases(settings, classifier):
-        if classifier.backbone is not None:
+        if classifier.backbone is not None and "unfreeze" in phase:   # head / fine-tune
             if phase["unfreeze"]:
                 phase["trainable_layers"] = len(transfer.unfreeze_top(classifier.backbone,
                                                                       phase["unfreeze"]))
