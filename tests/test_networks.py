@@ -156,6 +156,11 @@ def test_starting_weights_from_a_file_whole_model_or_backbone(tmp_path):
                                             str(tmp_path / "backbone_weights.h5"))
     assert loaded["loaded_into"] == "backbone"
     np.testing.assert_array_equal(first.backbone.get_weights()[0], other.backbone.get_weights()[0])
+    # Any tf.io.gfile location (gs://, s3://, ...): here TensorFlow's in-memory file system.
+    tf.io.gfile.makedirs("ram://imgpipe-test")
+    tf.io.gfile.copy(str(tmp_path / "weights.h5"), "ram://imgpipe-test/weights.h5", overwrite=True)
+    remote = transfer.load_starting_weights(second.model, second.backbone, "ram://imgpipe-test/weights.h5")
+    assert remote["sha256"] == backbones.sha256_of(str(tmp_path / "weights.h5"))
     with pytest.raises(transfer.WeightsError, match="no file"):
         transfer.load_starting_weights(other.model, None, str(tmp_path / "missing.h5"))
     cnn = networks.build_classifier(ModelSettings(), SPEC, 3)
