@@ -134,22 +134,26 @@ def main() -> None:
                         help="Reuse an output root (cached stages are reused); default: fresh.")
     parser.add_argument("--skip-seed-cnn", action="store_true",
                         help="Only the preset (not the source article's CNN beside it).")
+    parser.add_argument("--skip-preset", action="store_true",
+                        help="Only the source article's CNN (the split is the same: by hash).")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "training.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="imgpipe-bench-training-"))
     root = args.output_root or work / "out"
     try:
         common = ["--config", "builtin:cifar10", "--data", str(args.data), "--output-root", str(root)]
-        preset_run = run_cli(["run", *common], ok=(0, 1))   # 1: trained, not blessed
-        records, labels, train_examples = eval_records(root)
-        preset = scored(root, preset_run, records, labels, train_examples)
-        print(json.dumps(preset, indent=1), flush=True)
-        results = {"train_examples": train_examples, "preset": preset,
-                   "serving_images_per_s": serving_speed(preset["model_dir"], records)}
+        results = {}
+        if not args.skip_preset:
+            preset_run = run_cli(["run", *common], ok=(0, 1))   # 1: trained, not blessed
+            records, labels, results["train_examples"] = eval_records(root)
+            results["preset"] = scored(root, preset_run, records, labels, results["train_examples"])
+            print(json.dumps(results["preset"], indent=1), flush=True)
+            results["serving_images_per_s"] = serving_speed(results["preset"]["model_dir"], records)
         if not args.skip_seed_cnn:
             sets = [item for pair in (("--set", value) for value in SEED_CNN) for item in pair]
             seed_run = run_cli(["run", *common, *sets])
-            results["seed_cnn"] = scored(root, seed_run, records, labels, train_examples)
+            records, labels, results["train_examples"] = eval_records(root)
+            results["seed_cnn"] = scored(root, seed_run, records, labels, results["train_examples"])
         print(json.dumps(results, indent=1), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
