@@ -63,8 +63,8 @@ def project(tmp_path_factory):
     (root / "my_models.py").write_text(MY_MODELS)
     # The project's config names the module relative to its own folder.
     (root / "imgpipe.toml").write_text(
-        CONFIG.read_text().replace('[training]\n', '[training]\nmodel = "my_models:build"\n'
-                                   'input_normalization = "caffe"\n', 1)
+        CONFIG.read_text().replace('model = "cnn"\n', 'model = "my_models:build"\n', 1)
+        .replace('input_normalization = ""', 'input_normalization = "caffe"', 1)
         + '\n[training.model_args]\nfilters = 16\n')
     data = shapes_tree(root / "data", per_class=100, seed=5)
     out = root / "out"

@@ -62,7 +62,8 @@ def test_a_blessed_run_pushes_to_serving_registry_and_mlflow(first):
     assert row.serving_accuracy == pytest.approx(report["parity"]["served_accuracy"])
     assert row.schema_hash == hashlib.sha256((REPO / "schemas" / "quickstart.pbtxt").read_bytes()).hexdigest()
     assert len(row.data_fingerprint) == 64 and row.training_config["fit"]["epochs"] == 20
-    assert row.augmentation_config == {"horizontal_flip": True, "translation": 0.0, "rotation": 0.0}
+    assert row.augmentation_config == {"horizontal_flip": True, "crop_padding": 0, "cutout": 0,
+                                       "translation": 0.0, "rotation": 0.0}
     assert row.library_versions["tfx"] == "1.16.0" and row.pipeline_run_id
     assert row.architecture_type == "cnn"
 
