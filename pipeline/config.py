@@ -184,6 +184,10 @@ class TrainingSection(_Section):
                 raise ValueError(f"model {self.model!r} is neither a built-in model (cnn, resnet, "
                                  f"{', '.join(backbones.BACKBONES)}) nor 'module:function' "
                                  "(e.g. 'my_models:build', a file of your project)") from None
+        unknown = set(self.model_args) - {"widths", "blocks", "weight_decay"}
+        if self.model == "resnet" and unknown:
+            raise ValueError(f"model_args {sorted(unknown)} are not arguments of the resnet "
+                             "(widths, blocks, weight_decay)")
         if self.input_normalization:
             normalization(self.input_normalization)
             if backbone and self.input_normalization != backbone.normalization:

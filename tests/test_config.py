@@ -109,6 +109,8 @@ def test_unknown_builtin_names_the_ones_that_exist(tmp_path):
     ("[training]\nmodel = 'resnet50'\ninput_normalization = 'tf'\n",
      "model resnet50 takes 'caffe' input (its preprocess_input)"),
     ("[training]\nmodel = 'resnet50'\nfine_tune_layers = 20\n", "fine-tuning starts from pretrained"),
+    ("[training]\nmodel = 'resnet'\nmodel_args = { depth = 20 }\n",
+     "model_args ['depth'] are not arguments of the resnet"),
     ("[training]\ninput_normalization = 'imagenet'\n", "unknown input normalisation 'imagenet'"),
     ("[training]\nmodel = 'mobilenet_v2'\nstandardize = true\n", "standardize = true changes"),
 ])
