@@ -25,7 +25,7 @@ def test_presets_load():
     cifar = load_config(REPO / "configs" / "cifar10.toml")
     assert cifar.data.classes[0] == "airplane" and len(cifar.data.classes) == 10
     assert cifar.evaluation.f1_floors == {} and cifar.evaluation.f1_floor == 0.7
-    assert cifar.training.model == "resnet" and cifar.training.model_args["widths"] == [20, 40, 80]
+    assert cifar.training.model == "resnet" and cifar.training.model_args["widths"] == [16, 32, 80]
 
 
 def test_empty_file_gives_defaults_and_derived_paths(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from typing import Dict, List, Sequence
 
 import tensorflow as tf
@@ -177,7 +178,10 @@ def run(fn_args) -> None:
                               os.path.join(cache, "validation"), training=False)
         classifier, weights = _start(settings)
         phases = _fit(settings, classifier, train, validation, fn_args.model_run_dir)
+    started = time.perf_counter()
     _export(fn_args, settings, tft_output, classifier, phases, weights)
+    progress.report(f"exported the model, its weights and the training record in "
+                    f"{time.perf_counter() - started:.0f} s")
 
 
 @contextlib.contextmanager
@@ -230,7 +234,10 @@ def _phases(settings: TrainerSettings, classifier) -> List[dict]:
 
 def _fit(settings: TrainerSettings, classifier, train, validation, log_dir: str) -> List[dict]:
     fit, model = settings.fit, classifier.model
+    started = time.perf_counter()
     steps = int(train.reduce(0, lambda count, _: count + 1).numpy())  # also fills the cache
+    progress.report(f"training data: {steps} batches of {fit.batch_size}, transformed and cached "
+                    f"in {time.perf_counter() - started:.0f} s")
     done = []
     for phase in _phases(settings, classifier):
         if classifier.backbone is not None and "unfreeze" in phase:   # head / fine-tune
