@@ -147,8 +147,10 @@ def _print_evaluation_report(directory: str) -> Optional[dict]:
     click.echo(f"\nEvaluation ({_rel(directory)}):")
     with open(text_path, encoding="utf-8") as handle:
         click.echo(handle.read().rstrip())
-    for name in (report.CONFUSION_PNG, report.F1_PNG):
-        click.echo(f"  chart: {_rel(os.path.join(directory, name))}")
+    from imgpipe.components.fuzzer import report as fuzz_report
+    for name in (report.CONFUSION_PNG, report.F1_PNG, fuzz_report.FUZZ_PNG):
+        if os.path.exists(os.path.join(directory, name)):
+            click.echo(f"  chart: {_rel(os.path.join(directory, name))}")
     with open(os.path.join(directory, report.REPORT_JSON), encoding="utf-8") as handle:
         return json.load(handle)
 

@@ -224,6 +224,29 @@ class EvaluationSection(_Section):
     max_accuracy_drop: float = Field(0.01, ge=0.0, le=1.0)
 
 
+class FuzzSection(_Section):
+    # The evaluation gate sends the evaluation split through every client
+    # mistake (`imgpipe fuzz`); a mistake the served model accepts silently and
+    # that costs more than these drops keeps the model from being blessed.
+    enabled: bool = True
+    sample: int = Field(1000, ge=1)                  # evaluation inputs per mistake
+    max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0)
+    max_class_recall_drop: float = Field(0.05, ge=0.0, le=1.0)
+    accepted: Dict[str, str] = {}                    # mistake -> why it may ship
+
+    @model_validator(mode="after")
+    def _accepted_mistakes_exist(self) -> "FuzzSection":
+        from imgpipe.components.fuzzer.mistakes import by_name
+        unknown = sorted(set(self.accepted) - set(by_name()))
+        if unknown:
+            raise ValueError(f"fuzz.accepted names unknown mistakes {unknown}; known: "
+                             f"{sorted(by_name())}")
+        empty = sorted(name for name, reason in self.accepted.items() if not reason.strip())
+        if empty:
+            raise ValueError(f"fuzz.accepted: give a reason for {empty}")
+        return self
+
+
 class RegistrySection(_Section):
     model_name: str = Field("imgpipe-model", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     url: str = ""                     # default: sqlite:///<output_root>/registry.db
@@ -314,6 +337,7 @@ class Config(_Section):
     validation: ValidationSection = ValidationSection()
     training: TrainingSection = TrainingSection()
     evaluation: EvaluationSection = EvaluationSection()
+    fuzz: FuzzSection = FuzzSection()
     registry: RegistrySection = RegistrySection()
     kubeflow: KubeflowSection = KubeflowSection()
     serving: ServingSection = ServingSection()

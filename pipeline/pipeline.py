@@ -191,7 +191,17 @@ def trainer_settings(config: Config, class_names: List[str]) -> TrainerSettings:
             rotation=augmentation.rotation))
     if settings.model.user_module is not None:
         _check_user_model(settings)
+    _check_weights_file(training.weights)
     return settings
+
+
+def _check_weights_file(weights: str) -> None:
+    """A missing local weights file stops the run here, not after ingestion. A
+    remote one (gs://, s3://) is read where the Trainer runs, with its credentials."""
+    if weights in ("none", "imagenet") or "://" in weights or Path(weights).is_file():
+        return
+    raise PipelineError(f"training.weights: no file {weights} (expected a .h5, .keras or "
+                        ".weights.h5 file, e.g. assets/weights.h5 of an earlier run's model)")
 
 
 def _check_user_model(settings: TrainerSettings) -> None:
@@ -328,7 +338,10 @@ def evaluation_settings(config: Config, class_names: List[str]) -> EvaluationSet
         split=evaluation.split, image=config.image.spec,
         max_accuracy_gap=evaluation.parity_max_accuracy_gap,
         max_disagreement=evaluation.parity_max_disagreement,
-        max_accuracy_drop=evaluation.max_accuracy_drop)
+        max_accuracy_drop=evaluation.max_accuracy_drop, fuzz_enabled=config.fuzz.enabled,
+        fuzz_sample=config.fuzz.sample, fuzz_max_accuracy_drop=config.fuzz.max_accuracy_drop,
+        fuzz_max_class_recall_drop=config.fuzz.max_class_recall_drop,
+        fuzz_accepted=dict(config.fuzz.accepted))
 
 
 def push_settings(config: Config, locations: Locations) -> PushSettings:

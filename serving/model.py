@@ -92,6 +92,10 @@ def check_pixels(array: np.ndarray, image_shape: Sequence[int], what: str = "ins
     if array.size and (array.min() < 0 or array.max() > 255):
         raise InputRejected(422, f"{what}: pixel values in [{array.min()}, {array.max()}]; "
                                  "expected uint8 pixels in [0, 255]")
+    if array.size and array.max() == 1:
+        raise InputRejected(422, f"{what}: every pixel value is 0 or 1; expected uint8 pixels in "
+                                 "[0, 255] (pixels scaled to [0, 1] and cast to integers lose the "
+                                 "image — send the original image bytes or unscaled uint8 arrays)")
     expected = tuple(image_shape)
     if array.ndim == 3:
         array = array[np.newaxis]

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
+import trap_exports
 from click.testing import CliRunner
 
 from conftest import REPO, shapes_tree
 from imgpipe import quickstart_data
 from imgpipe.components.evaluation_gate import decisions, eval_config, executor, parity
-from imgpipe.contract import ImageSpec, image_ops
+from imgpipe.contract import ImageSpec
 from imgpipe.pipeline import cli
 
 pytestmark = pytest.mark.e2e
@@ -93,34 +94,7 @@ def test_a_raised_class_floor_is_not_blessed_and_named(run):
 def _seed_bug_export(model_dir: Path, target: Path) -> Path:
     """The source article's bug: the serving path skips the preprocessing (scale, standardise)."""
     loaded = tf.saved_model.load(str(model_dir))
-
-    class Broken(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.loaded = loaded
-
-        def _outputs(self, images):
-            probabilities = self.loaded(tf.cast(images, tf.float32), training=False)  # 0..255
-            return {"probabilities": probabilities, "class_id": tf.argmax(probabilities, axis=-1)}
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-        def serving_bytes(self, image_bytes):
-            return self._outputs(tf.map_fn(
-                lambda data: image_ops.decode_and_prepare(data, ImageSpec(32, 32, 3)), image_bytes,
-                fn_output_signature=tf.TensorSpec([32, 32, 3], tf.uint8)))
-
-        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.uint8)])
-        def serving_default(self, images):
-            return self._outputs(images)
-
-    broken = Broken()
-    tf.saved_model.save(broken, str(target), signatures={
-        "serving_bytes": broken.serving_bytes.get_concrete_function(),
-        "serving_default": broken.serving_default.get_concrete_function(),
-        "serving_examples": loaded.signatures["serving_examples"],
-        "transform_features": loaded.signatures["transform_features"],
-    })
-    return target
+    return trap_exports.save_wrong_serving(loaded, target, ImageSpec(32, 32, 3), loaded, scale=1.0)
 
 
 def test_tfma_alone_would_bless_the_seed_bug_but_the_parity_gate_does_not(run, tmp_path):

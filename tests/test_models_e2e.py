@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import trap_exports
 from click.testing import CliRunner
 
 from conftest import REPO, shapes_tree
@@ -16,7 +17,7 @@ from imgpipe import quickstart_data
 from imgpipe.components.evaluation_gate import decisions, eval_config, parity, tfma_results
 from imgpipe.components.trainer import networks
 from imgpipe.components.trainer.settings import TrainerSettings
-from imgpipe.contract import ARTIFACTS, ImageSpec, image_ops
+from imgpipe.contract import ARTIFACTS, ImageSpec
 from imgpipe.pipeline import cli
 
 pytestmark = pytest.mark.e2e
@@ -140,6 +141,15 @@ def test_a_user_model_expecting_0_to_255_stops_the_run_before_ingestion(project,
     assert "Traceback" not in result.output and not (tmp_path / "out" / "pipelines").exists()
 
 
+def test_a_missing_weights_file_stops_the_run_before_ingestion(tmp_path):
+    missing = tmp_path / "earlier" / "weights.h5"
+    result = invoke("run", "--config", CONFIG, "--output-root", tmp_path / "out",
+                    "--set", f'training.weights="{missing}"')
+    assert result.exit_code != 0
+    assert f"training.weights: no file {missing}" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out" / "pipelines").exists()
+
+
 def _swapped_normalisation_export(model_dir: Path, target: Path, settings: TrainerSettings) -> Path:
     """The trap one layer deeper: evaluation runs the training path, but the
     serving signatures feed the network MobileNet's [-1, 1] instead of the
@@ -155,32 +165,7 @@ def _swapped_normalisation_export(model_dir: Path, target: Path, settings: Train
     for layer in after:
         x = layer(x)
     wrong = keras.Model(inputs, x)
-    spec = settings.image
-
-    class Swapped(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.loaded, self.wrong = loaded, wrong
-
-        def _outputs(self, pixels):
-            probabilities = self.wrong(tf.cast(pixels, tf.float32) / 255.0, training=False)
-            return {"probabilities": probabilities, "class_id": tf.argmax(probabilities, axis=-1)}
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-        def serving_bytes(self, image_bytes):
-            return self._outputs(image_ops.decode_and_prepare_batch(image_bytes, spec))
-
-        @tf.function(input_signature=[tf.TensorSpec([None, *spec.shape], tf.uint8)])
-        def serving_default(self, images):
-            return self._outputs(images)
-
-    swapped = Swapped()
-    tf.saved_model.save(swapped, str(target), signatures={
-        "serving_bytes": swapped.serving_bytes.get_concrete_function(),
-        "serving_default": swapped.serving_default.get_concrete_function(),
-        "serving_examples": loaded.signatures["serving_examples"],
-        "transform_features": loaded.signatures["transform_features"]})
-    return target
+    return trap_exports.save_wrong_serving(loaded, target, settings.image, wrong, scale=1 / 255.0)
 
 
 def test_a_swapped_backbone_normalisation_passes_tfma_but_not_the_parity_gate(project, tmp_path):

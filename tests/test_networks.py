@@ -60,8 +60,8 @@ def test_resnet_is_small_and_pooled():
     model = networks.build_classifier(ModelSettings(architecture="resnet"), SPEC, 10).model
     assert model.count_params() == 78_714          # ResNet-8: (16, 32, 64) x (1, 1, 1)
     assert "pool" in [layer.name for layer in model.layers]
-    wider = networks.build_classifier(
-        ModelSettings(architecture="resnet", model_args={"widths": [16, 32, 80], "blocks": [2, 2, 1]}), SPEC, 10).model
+    preset = {"widths": [16, 32, 80], "blocks": [2, 2, 1]}     # configs/cifar10.toml
+    wider = networks.build_classifier(ModelSettings(architecture="resnet", model_args=preset), SPEC, 10).model
     assert 100_000 < wider.count_params() <= 150_000
 
 

@@ -77,6 +77,16 @@ def test_pixels_must_be_uint8_of_the_models_shape():
         served.check_pixels(np.full((1, 8, 8, 3), 300), (8, 8, 3))
 
 
+def test_pixels_that_are_only_0_and_1_are_refused_but_a_black_image_is_not():
+    scaled_then_cast = np.round(np.random.default_rng(0).random((1, 8, 8, 3))).astype(np.uint8)
+    with pytest.raises(served.InputRejected, match=r"every pixel value is 0 or 1; expected uint8"):
+        served.check_pixels(scaled_then_cast, (8, 8, 3))
+    assert served.check_pixels(np.zeros((1, 8, 8, 3), np.uint8), (8, 8, 3)).shape == (1, 8, 8, 3)
+    dark = scaled_then_cast.copy()
+    dark[0, 0, 0, 0] = 2   # one value above 1: a (very dark) real image
+    assert served.check_pixels(dark, (8, 8, 3)).shape == (1, 8, 8, 3)
+
+
 @pytest.mark.parametrize("data, status, message", [
     (b"", 400, "empty file"),
     (b"GIF89a....", 400, "not a readable JPEG or PNG"),

@@ -96,13 +96,16 @@ class Decision:
     rows: List[ClassRow]
     parity: Optional[Parity]
     champion: Optional[ChampionComparison] = None
+    fuzz: Optional[List[dict]] = None    # the client-mistake rows (components/fuzzer)
+    fuzz_table: str = ""
 
     def as_dict(self) -> dict:
         return {"blessed": self.blessed, "failures": self.failures, "accuracy": self.accuracy,
                 "accuracy_floor": self.accuracy_floor,
                 "classes": [dataclasses.asdict(r) | {"passed": r.passed} for r in self.rows],
                 "parity": self.parity.summary() if self.parity else None,
-                "champion": dataclasses.asdict(self.champion) if self.champion else None}
+                "champion": dataclasses.asdict(self.champion) if self.champion else None,
+                "fuzz": self.fuzz}
 
 
 def class_rows(class_names: Sequence[str], confusion: np.ndarray, f1: Dict[int, float],
@@ -117,8 +120,10 @@ def class_rows(class_names: Sequence[str], confusion: np.ndarray, f1: Dict[int, 
 
 def decide(accuracy: float, accuracy_floor: float, rows: List[ClassRow],
            parity: Optional[Parity], max_accuracy_gap: float, max_disagreement: float,
-           champion: Optional[ChampionComparison] = None) -> Decision:
-    """`champion`: None when the registry has none (the first model)."""
+           champion: Optional[ChampionComparison] = None, fuzz_failures: Sequence[str] = ()
+           ) -> Decision:
+    """`champion`: None when the registry has none (the first model); `fuzz_failures`:
+    the client mistakes the model accepts silently at a cost."""
     failures = []
     if math.isnan(accuracy) or accuracy < accuracy_floor:
         failures.append(f"accuracy: {accuracy:.4f} below the floor {accuracy_floor:.2f}")
@@ -147,6 +152,7 @@ def decide(accuracy: float, accuracy_floor: float, rows: List[ClassRow],
                 f"(allowed {max_disagreement:.1%})")
     if champion is not None and champion.failure:
         failures.append(champion.failure)
+    failures.extend(fuzz_failures)
     return Decision(not failures, failures, accuracy, accuracy_floor, rows, parity, champion)
 
 
@@ -170,6 +176,8 @@ def format_table(decision: Decision) -> str:
         lines.append(f"champion {champion.model_uid} (version {champion.version}): accuracy "
                      f"{champion.champion_accuracy:.4f} vs this model's "
                      f"{champion.candidate_accuracy:.4f} on the same inputs")
+    if decision.fuzz_table:
+        lines.append(decision.fuzz_table)
     verdict = "BLESSED" if decision.blessed else "NOT BLESSED"
     lines.append(verdict + ("" if decision.blessed else ":"))
     lines.extend(f"  {failure}" for failure in decision.failures)

@@ -14,6 +14,7 @@ from tfx.utils import path_utils
 from imgpipe.components.champion_resolver import resolve
 from imgpipe.components.evaluation_gate import decisions, parity, report, tfma_results
 from imgpipe.components.evaluation_gate.settings import EvaluationSettings
+from imgpipe.components.fuzzer import report as fuzz_report
 from imgpipe.contract import ImageSpec
 
 MODEL_KEY = "model"
@@ -56,6 +57,19 @@ def compare_with_champion(record: Optional[dict], settings: EvaluationSettings,
         problem=problem)
 
 
+def fuzz_candidate(model_dir: str, inputs: parity.ServingInputs, settings: EvaluationSettings):
+    """The candidate, as exported, fed the evaluation inputs through every client mistake."""
+    import tensorflow as tf
+
+    from imgpipe.components.fuzzer import fuzz, scoring
+    from imgpipe.components.progress import report as progress
+    policy = scoring.Policy(settings.fuzz_max_accuracy_drop, settings.fuzz_max_class_recall_drop,
+                            dict(settings.fuzz_accepted))
+    originals, labels = fuzz.originals_of(inputs, settings.image, settings.fuzz_sample)
+    return fuzz.run(tf.saved_model.load(model_dir), originals, labels, settings.image,
+                    settings.class_names, policy, progress=progress)
+
+
 class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -81,9 +95,15 @@ class Executor(base_executor.BaseExecutor):
             champion_artifact = artifact_utils.get_single_instance(input_dict[CHAMPION_KEY])
             champion_record = resolve.read(os.path.join(champion_artifact.uri, resolve.CHAMPION_FILE))
         comparison = compare_with_champion(champion_record, settings, inputs, checked)
+        fuzz_rows = (fuzz_candidate(path_utils.serving_model_path(model.uri), inputs, settings)
+                     if settings.fuzz_enabled else [])
         decision = decisions.decide(measured.accuracy, settings.accuracy_floor, rows, checked,
                                     settings.max_accuracy_gap, settings.max_disagreement,
-                                    comparison)
+                                    comparison, fuzz_report.failures(fuzz_rows))
+        if settings.fuzz_enabled:
+            decision.fuzz = [row.as_dict() for row in fuzz_rows]
+            decision.fuzz_table = fuzz_report.format_table(fuzz_rows)
+            fuzz_report.chart(fuzz_rows, os.path.join(report_artifact.uri, fuzz_report.FUZZ_PNG))
         baseline = decisions.serving_baseline(checked.served_class_ids, checked.served_confidences,
                                               class_names)
         report.write(report_artifact.uri, decision, measured.confusion, class_names, baseline)

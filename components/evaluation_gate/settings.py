@@ -16,3 +16,8 @@ class EvaluationSettings(ComponentSettings):
     max_accuracy_gap: float              # serving parity
     max_disagreement: float
     max_accuracy_drop: float             # no regression against the champion
+    fuzz_enabled: bool = True            # client mistakes (components/fuzzer)
+    fuzz_sample: int = 1000
+    fuzz_max_accuracy_drop: float = 0.02
+    fuzz_max_class_recall_drop: float = 0.05
+    fuzz_accepted: Dict[str, str] = {}

@@ -1,0 +1,156 @@
+"""Send every client mistake to the exported model, as `imgpipe serve` receives it.
+
+Each request first meets serve's own input checks (what an HTTP client would
+be answered), then the SavedModel's signature, exactly as exported. A row is
+scored against the clean requests of the same signature.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from imgpipe.components.fuzzer import scoring
+from imgpipe.components.fuzzer.mistakes import REFERENCES, Mistake, Original, Request, catalogue
+from imgpipe.contract import OUTPUTS, SIGNATURES, ImageSpec
+
+_BATCH = 64
+
+
+@dataclasses.dataclass
+class Row:
+    mistake: str
+    description: str
+    sends: str
+    images: int
+    serve: str                       # "accepted", or the refusal serve answers with
+    signature: str                   # "accepted", or the signature's own error
+    verdict: str
+    scores: Optional[scoring.Scores] = None
+    harm: Optional[scoring.Harm] = None
+    accepted_reason: str = ""
+    seconds: float = 0.0
+
+    @property
+    def blocks(self) -> bool:
+        return self.verdict == scoring.SILENT_HARM and not self.accepted_reason
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"blocks": self.blocks}
+
+
+@dataclasses.dataclass
+class Reference:
+    """The clean requests of one signature: what every other row is measured against."""
+    class_ids: np.ndarray
+    correct: np.ndarray
+
+
+def serve_refusal(request: Request, spec: ImageSpec) -> Optional[str]:
+    """What `imgpipe serve` answers this request with, before the model: None if accepted."""
+    from imgpipe.serving import model as served
+    try:
+        if isinstance(request, bytes):
+            served.check_image_bytes(request, served.Limits())
+        else:
+            served.check_one_image(request, spec.shape)
+    except served.InputRejected as rejected:
+        return f"HTTP {rejected.status}: {rejected}"
+    return None
+
+
+def _signature_call(model, sends: str, requests: Sequence[Request]) -> np.ndarray:
+    import tensorflow as tf
+    if sends == "bytes":
+        arguments = {SIGNATURES.bytes_input: tf.constant(list(requests), dtype=tf.string)}
+        name = SIGNATURES.bytes
+    else:
+        arguments, name = {SIGNATURES.pixels_input: tf.constant(np.stack(requests))}, SIGNATURES.pixels
+    return model.signatures[name](**arguments)[OUTPUTS.probabilities].numpy()
+
+
+def signature_refusal(model, sends: str, request: Request) -> str:
+    """The exported signature's own answer to one request (a client calling TF Serving)."""
+    try:
+        _signature_call(model, sends, [request])
+    except Exception as error:  # noqa: BLE001 - the error is the finding
+        return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    return "accepted"
+
+
+def _batches(originals: Sequence[Original]) -> Iterator[Sequence[Original]]:
+    for start in range(0, len(originals), _BATCH):
+        yield originals[start:start + _BATCH]
+
+
+def probabilities_of(model, mistake: Mistake, originals: Sequence[Original], spec: ImageSpec,
+                     ) -> Tuple[Optional[str], Optional[np.ndarray]]:
+    """(serve's refusal of the first refused request, the model's probabilities
+    for all requests); the probabilities are None when serve refuses any."""
+    outputs = []
+    for batch in _batches(originals):
+        requests = [mistake.request(original, spec) for original in batch]
+        for request in requests:
+            refusal = serve_refusal(request, spec)
+            if refusal:
+                return refusal, None
+        outputs.append(_signature_call(model, mistake.sends, requests))
+    return None, np.concatenate(outputs)
+
+
+def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.ndarray,
+             spec: ImageSpec, class_names: Sequence[str], clean: Dict[str, Reference],
+             policy: scoring.Policy) -> Row:
+    started = time.perf_counter()
+    refusal, probabilities = probabilities_of(model, mistake, originals, spec)
+    row = Row(mistake.name, mistake.description, mistake.sends, len(originals),
+              serve=refusal or "accepted",
+              signature=signature_refusal(model, mistake.sends, mistake.request(originals[0], spec)),
+              verdict=scoring.REFUSED, accepted_reason=policy.accepted.get(mistake.name, ""))
+    if probabilities is not None:
+        class_ids = probabilities.argmax(axis=1)
+        reference = clean.setdefault(mistake.sends, Reference(class_ids, class_ids == labels))
+        row.scores = scoring.score(probabilities, labels, reference.class_ids, class_names)
+        row.harm = scoring.harm(reference.correct, class_ids == labels, labels, class_names, policy)
+        row.verdict = (scoring.REFERENCE if mistake.name == REFERENCES[mistake.sends]
+                       else scoring.verdict(None, [], row.harm))
+    row.seconds = time.perf_counter() - started
+    return row
+
+
+def run(model, originals: Sequence[Original], labels: np.ndarray, spec: ImageSpec,
+        class_names: Sequence[str], policy: scoring.Policy,
+        mistakes: Optional[List[Mistake]] = None, progress=None) -> List[Row]:
+    """Every applicable mistake (files-only ones need files), after the clean references."""
+    has_files = all(original.encoded is not None for original in originals)
+    applicable = [m for m in (mistakes or catalogue()) if has_files or not m.needs_file]
+    references = [m for m in catalogue() if m.name in REFERENCES.values() and (has_files or not m.needs_file)]
+    chosen = references + [m for m in applicable if m.name not in REFERENCES.values()]
+    clean: Dict[str, Reference] = {}
+    rows = []
+    for index, mistake in enumerate(chosen, start=1):
+        rows.append(fuzz_row(model, mistake, originals, labels, spec, class_names, clean, policy))
+        if progress:
+            progress(f"fuzz {index}/{len(chosen)}: {mistake.name}: {rows[-1].verdict}")
+    return rows
+
+
+def originals_of(inputs, spec: ImageSpec, sample: int, seed: int = 0) -> Tuple[List[Original], np.ndarray]:
+    """Up to `sample` evaluation inputs (a seeded choice) and their labels: the
+    files' bytes with the pixels the contract prepares from them, or the
+    array source's uint8 pixels. `inputs` is the parity check's ServingInputs."""
+    import tensorflow as tf
+
+    from imgpipe.contract import image_ops
+    count = len(inputs.labels)
+    chosen = np.sort(np.random.default_rng(seed).permutation(count)[:sample]) if sample < count \
+        else np.arange(count)
+    if inputs.files:
+        encoded = [tf.io.gfile.GFile(inputs.files[i], "rb").read() for i in chosen]
+        pixels = np.concatenate([image_ops.decode_and_prepare_batch(tf.constant(part), spec).numpy()
+                                 for part in (encoded[s:s + _BATCH] for s in range(0, len(encoded), _BATCH))])
+        return [Original(data, image) for data, image in zip(encoded, pixels)], inputs.labels[chosen]
+    arrays = np.concatenate([batch[SIGNATURES.pixels_input].numpy() for batch in inputs.served_batches()])
+    return [Original(None, arrays[i]) for i in chosen], inputs.labels[chosen]

@@ -1,0 +1,109 @@
+"""What one mistake row costs, and its verdict. Plain NumPy: no TensorFlow here.
+
+Harm is an accuracy (or one class's recall) drop against the clean requests
+of the same signature, beyond its threshold and beyond what chance explains.
+The flip rate and the confidence are reported beside it: a mirrored image
+changes many answers at the same accuracy, and a harmful mistake is often
+answered as confidently as a clean one.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+REFUSED, FLAGGED, HARMLESS, SILENT_HARM = "REFUSED", "FLAGGED", "HARMLESS", "SILENT HARM"
+REFERENCE = "REFERENCE"   # the clean requests themselves
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    max_accuracy_drop: float = 0.02
+    max_class_recall_drop: float = 0.05
+    accepted: Dict[str, str] = dataclasses.field(default_factory=dict)   # mistake -> reason
+
+
+@dataclasses.dataclass
+class Scores:
+    accuracy: float
+    class_recall: Dict[str, float]
+    flip_rate: float
+    mean_confidence: float
+    calibration_error: float
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Confidence-binned |accuracy - confidence|, weighted by the bin's share."""
+    if not len(labels):
+        return 0.0
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
+def score(probabilities: np.ndarray, labels: np.ndarray, reference_ids: np.ndarray,
+          class_names: Sequence[str]) -> Scores:
+    predicted = probabilities.argmax(axis=1)
+    recall = {name: float((predicted[labels == k] == k).mean()) if (labels == k).any() else float("nan")
+              for k, name in enumerate(class_names)}
+    return Scores(accuracy=float((predicted == labels).mean()), class_recall=recall,
+                  flip_rate=float((predicted != reference_ids).mean()),
+                  mean_confidence=float(probabilities.max(axis=1).mean()),
+                  calibration_error=expected_calibration_error(probabilities, labels))
+
+
+@dataclasses.dataclass
+class Harm:
+    """The accuracy drop and the largest class-recall drop against the clean
+    requests, each with the one-sided p-value of McNemar's exact test on the
+    same images (answers lost vs answers gained): a drop that a few images'
+    noise explains is not harm."""
+    accuracy_drop: float
+    accuracy_p: float
+    worst_class: str
+    class_drop: float
+    class_p: float
+    harmful: bool
+
+
+def _lost_p_value(clean_correct: np.ndarray, correct: np.ndarray) -> float:
+    from scipy.stats import binomtest
+    lost = int((clean_correct & ~correct).sum())
+    gained = int((~clean_correct & correct).sum())
+    if lost + gained == 0:
+        return 1.0
+    return float(binomtest(lost, lost + gained, 0.5, alternative="greater").pvalue)
+
+
+def harm(clean_correct: np.ndarray, correct: np.ndarray, labels: np.ndarray,
+         class_names: Sequence[str], policy: Policy, alpha: float = 0.05) -> Harm:
+    """Harmful: accuracy, or some class's recall, fell beyond its threshold,
+    significantly. Reported: that class, else the class that fell most."""
+    accuracy_drop = float(clean_correct.mean() - correct.mean()) if len(labels) else 0.0
+    accuracy_p = _lost_p_value(clean_correct, correct)
+    classes = []   # (harmful, drop, name, p)
+    for k, name in enumerate(class_names):
+        members = labels == k
+        if members.any():
+            drop = float(clean_correct[members].mean() - correct[members].mean())
+            p = _lost_p_value(clean_correct[members], correct[members]) if drop > 0 else 1.0
+            classes.append((drop > policy.max_class_recall_drop and p < alpha, drop, name, p))
+    harmful_class, class_drop, worst, class_p = max(classes, default=(False, 0.0, "", 1.0))
+    harmful = harmful_class or (accuracy_drop > policy.max_accuracy_drop and accuracy_p < alpha)
+    return Harm(accuracy_drop, accuracy_p, worst, class_drop, class_p, harmful)
+
+
+def verdict(refusal: Optional[str], flags: List[str], found: Optional[Harm]) -> str:
+    if refusal:
+        return REFUSED
+    if flags:
+        return FLAGGED
+    return SILENT_HARM if found.harmful else HARMLESS
