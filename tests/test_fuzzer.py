@@ -1,0 +1,156 @@
+"""The mistake catalogue, the scoring and the verdicts, without a pipeline."""
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from imgpipe.components.fuzzer import fuzz, mistakes, report, scoring
+from imgpipe.contract import OUTPUTS, SIGNATURES, ImageSpec, image_ops
+
+SPEC = ImageSpec(16, 16, 3)
+CLASSES = ["red", "green", "blue"]
+
+
+def _jpeg(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+def _dominant(k: int, seed: int, size=(16, 16)) -> np.ndarray:
+    """An image whose channel k dominates (class k of the colour model)."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 90, (*size, 3))
+    pixels[..., k] += 150
+    return pixels.astype(np.uint8)
+
+
+def _originals(count=60, size=(16, 16)):
+    labels = np.arange(count) % 3
+    originals = []
+    for i, k in enumerate(labels):
+        encoded = _jpeg(_dominant(int(k), i, size))
+        pixels = image_ops.decode_and_prepare(tf.constant(encoded), SPEC).numpy()
+        originals.append(mistakes.Original(encoded, pixels))
+    return originals, labels
+
+
+class ColourModel(tf.Module):
+    """A fragile model, on purpose: the class is the channel with the largest
+    mean. Its signatures are the contract's (uint8 pixels; encoded bytes)."""
+
+    def _outputs(self, pixels):
+        means = tf.reduce_mean(tf.cast(pixels, tf.float32), axis=[1, 2])
+        probabilities = tf.nn.softmax(means / 10.0)
+        return {OUTPUTS.probabilities: probabilities, OUTPUTS.class_id: tf.argmax(probabilities, -1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *SPEC.shape], tf.uint8)])
+    def pixels(self, images):
+        return self._outputs(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def encoded(self, image_bytes):
+        return self._outputs(image_ops.decode_and_prepare_batch(image_bytes, SPEC))
+
+
+@pytest.fixture(scope="module")
+def colour_model(tmp_path_factory):
+    module = ColourModel()
+    path = str(tmp_path_factory.mktemp("colour") / "model")
+    tf.saved_model.save(module, path, signatures={
+        SIGNATURES.pixels: module.pixels.get_concrete_function(),
+        SIGNATURES.bytes: module.encoded.get_concrete_function()})
+    return tf.saved_model.load(path)
+
+
+@pytest.mark.parametrize("mistake", mistakes.catalogue(), ids=lambda m: m.name)
+def test_each_mistake_builds_the_request_a_client_would_send(mistake):
+    originals, _ = _originals(3, size=(24, 20))
+    request = mistake.request(originals[0], SPEC)
+    if mistake.sends == "bytes":
+        assert isinstance(request, bytes) and Image.open(io.BytesIO(request)).size in ((24, 20), (20, 24))
+    else:
+        assert isinstance(request, np.ndarray) and request.size > 0
+
+
+def test_the_pixel_mistakes_are_what_their_names_say():
+    original = _originals(1)[0][0]
+    by = mistakes.by_name()
+    assert np.array_equal(by["BGR"].request(original, SPEC), original.pixels[..., ::-1])
+    assert by["float [0, 1] (float64)"].request(original, SPEC).dtype == np.float64
+    assert by["channels first"].request(original, SPEC).shape == (3, 16, 16)
+    assert set(np.unique(by["integers 0/1"].request(original, SPEC))) <= {0, 1}
+    assert by["RGBA array"].request(original, SPEC).shape == (16, 16, 4)
+
+
+def test_a_phone_jpeg_is_upright_through_the_contract_only_with_its_exif_tag():
+    original = _originals(1, size=(24, 16))[0][0]                # 24 high, 16 wide
+    apply = ImageSpec(24, 16, 3, exif_orientation="apply")
+    upright = image_ops.decode_and_prepare(tf.constant(original.encoded), apply).numpy().astype(float)
+    tagged = mistakes.by_name()["EXIF-tagged phone JPEG"].request(original, apply)
+    stripped = mistakes.by_name()["EXIF stripped"].request(original, apply)
+    assert Image.open(io.BytesIO(tagged)).getexif()[mistakes.EXIF_ORIENTATION_TAG] == 6
+    assert Image.open(io.BytesIO(tagged)).size == (24, 16)            # stored turned: 24 wide
+    from_tagged = image_ops.decode_and_prepare(tf.constant(tagged), apply).numpy().astype(float)
+    from_stripped = image_ops.decode_and_prepare(tf.constant(stripped), apply).numpy().astype(float)
+    assert np.abs(from_tagged - upright).mean() < 6              # JPEG re-encoding only
+    assert np.abs(from_stripped - upright).mean() > 3 * np.abs(from_tagged - upright).mean()
+
+
+def test_calibration_error_of_a_known_case():
+    probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    labels = np.array([0, 1, 0, 0])
+    # Bin 0.9: accuracy 0.5, confidence 0.9; bin 0.6: accuracy 1.0, confidence 0.6.
+    assert scoring.expected_calibration_error(probabilities, labels) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
+
+
+def test_a_drop_that_noise_explains_is_not_harm_a_significant_one_is():
+    labels = np.repeat([0, 1], 100)
+    clean = np.ones(200, bool)
+    policy = scoring.Policy(max_accuracy_drop=0.02, max_class_recall_drop=0.05)
+    few = clean.copy()
+    few[[0, 1, 2, 3, 4, 5]] = False         # class 0 recall -6 points: 6 lost, 0 gained
+    assert scoring.harm(clean, few, labels, ["a", "b"], policy).harmful
+    noisy = clean.copy()
+    clean_noisy = clean.copy()
+    noisy[:6] = False
+    clean_noisy[6:12] = False                # 6 lost, 6 gained: no change beyond chance
+    found = scoring.harm(clean_noisy, noisy, labels, ["a", "b"], policy)
+    assert not found.harmful and found.accuracy_drop == 0
+    small = clean.copy()
+    small[:2] = False                        # 2 points: within the threshold
+    assert not scoring.harm(clean, small, labels, ["a", "b"], policy).harmful
+
+
+def test_a_fragile_model_has_silent_harm_rows_and_an_accepted_one_does_not_block(colour_model):
+    originals, labels = _originals()
+    rows = {row.mistake: row for row in fuzz.run(colour_model, originals, labels, SPEC, CLASSES,
+                                                 scoring.Policy(accepted={"grey replicated": "grey is rare"}))}
+    assert rows["clean pixels"].verdict == rows["clean bytes"].verdict == scoring.REFERENCE
+    assert rows["clean pixels"].scores.accuracy == 1.0
+    bgr = rows["BGR"]
+    assert bgr.verdict == scoring.SILENT_HARM and bgr.blocks
+    assert bgr.scores.accuracy == pytest.approx(1 / 3) and bgr.scores.flip_rate == pytest.approx(2 / 3)
+    assert bgr.harm.worst_class in ("red", "blue") and bgr.harm.class_drop == 1.0
+    assert rows["grey replicated"].verdict == scoring.SILENT_HARM and not rows["grey replicated"].blocks
+    for refused in ("float [0, 1] (float32)", "integers 0/1", "channels first", "RGBA array"):
+        assert rows[refused].verdict == scoring.REFUSED and rows[refused].serve.startswith("HTTP 422")
+    assert rows["float [0, 1] (float32)"].signature != "accepted"   # the signature's dtype too
+    assert rows["JPEG quality 75"].verdict == scoring.HARMLESS
+    failures = report.failures(rows.values())
+    assert len(failures) == sum(row.blocks for row in rows.values())
+    assert any(f.startswith("fuzz: BGR (channels reversed (an OpenCV client)) is accepted silently "
+                            "and costs 66.7 accuracy points") for f in failures)
+    assert not any("grey replicated" in f for f in failures)
+    table = report.format_table(list(rows.values()))
+    assert "accepted: grey is rare" in table and "HTTP 422: instance: got float32" in table
+
+
+def test_array_sources_skip_the_rows_that_need_a_file(colour_model):
+    originals, labels = _originals(9)
+    arrays = [mistakes.Original(None, original.pixels) for original in originals]
+    rows = fuzz.run(colour_model, arrays, labels, SPEC, CLASSES, scoring.Policy())
+    assert {row.sends for row in rows} == {"pixels"}
+    assert not any(row.mistake.startswith(("PIL", "JPEG", "centre")) for row in rows)
