@@ -126,8 +126,9 @@ def test_a_drop_that_noise_explains_is_not_harm_a_significant_one_is():
 
 def test_a_fragile_model_has_silent_harm_rows_and_an_accepted_one_does_not_block(colour_model):
     originals, labels = _originals()
-    rows = {row.mistake: row for row in fuzz.run(colour_model, originals, labels, SPEC, CLASSES,
-                                                 scoring.Policy(accepted={"grey replicated": "grey is rare"}))}
+    policy = scoring.Policy(accepted={"grey replicated": "grey is rare"})
+    rows = {row.mistake: row
+            for row in fuzz.run(colour_model, originals, labels, SPEC, CLASSES, policy)}
     assert rows["clean pixels"].verdict == rows["clean bytes"].verdict == scoring.REFERENCE
     assert rows["clean pixels"].scores.accuracy == 1.0
     bgr = rows["BGR"]
