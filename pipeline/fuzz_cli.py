@@ -67,9 +67,12 @@ def fuzz_target(found: FuzzTarget, config: Config, sample: int):
     originals, labels = fuzz.originals_of(inputs, spec, sample)
     policy = scoring.Policy(config.fuzz.max_accuracy_drop, config.fuzz.max_class_recall_drop,
                             dict(config.fuzz.accepted))
-    progress = (lambda line: click.echo(line, err=True))
     return fuzz.run(tf.saved_model.load(found.model_dir), originals, labels, spec, class_names,
-                    policy, progress=progress)
+                    policy, progress=_to_stderr)
+
+
+def _to_stderr(line: str) -> None:
+    click.echo(line, err=True)
 
 
 @click.command("fuzz")
