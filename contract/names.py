@@ -67,10 +67,15 @@ class ArtifactFiles:
     # In <SavedModel>/assets/: what a later run's training.weights can start from.
     weights: str = "weights.h5"                       # the whole model's weights
     backbone_weights: str = "backbone_weights.h5"     # a backbone's alone (Keras' notop layout)
+    preprocessing_contract: str = "preprocessing_contract.json"   # contract/preprocessing.py
 
     def training_record_path(self, saved_model_dir: str) -> str:
         import os
         return os.path.join(saved_model_dir, "assets", self.training_record)
+
+    def contract_path(self, saved_model_dir: str) -> str:
+        import os
+        return os.path.join(saved_model_dir, "assets", self.preprocessing_contract)
 
 
 FEATURES = FeatureNames()

@@ -176,6 +176,8 @@ def show_command(uid, output_format, config_path, sets):
     width = max(len(name) for name in row)
     for name, value in row.items():
         shown = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else _cell(value)
+        if name == "fuzz_report" and value:
+            shown = _fuzz_summary(value)
         click.echo(f"{name:<{width}}  {shown}")
     try:   # what every image file is brought to, in training and in serving
         spec = ImageSpec.from_record(row.get("training_config") or {})
@@ -185,6 +187,17 @@ def show_command(uid, output_format, config_path, sets):
     normalization = (row.get("training_config") or {}).get("normalization")
     if normalization:  # what the network's first layer makes of the [0, 1] pixels
         click.echo(f"{'network input':<{width}}  {normalization['name']}: {normalization['description']}")
+
+
+def _fuzz_summary(rows) -> str:
+    """Verdict counts, and each silently harmful mistake accepted with its reason."""
+    counts = {}
+    for row in rows:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    parts = [", ".join(f"{count} {verdict}" for verdict, count in sorted(counts.items()))]
+    parts += [f"accepted: {row['mistake']} ({row['accepted_reason']})" for row in rows
+              if row.get("accepted_reason") and row["verdict"] == "SILENT HARM"]
+    return "; ".join(parts) + " (--format json: every row)"
 
 
 def _moved(config: Config, verb: str, new_champion, previous=None) -> None:

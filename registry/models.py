@@ -7,7 +7,7 @@ what a team needs to trust and reproduce a model version. Alembic migrations
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from sqlalchemy import (
     JSON,
@@ -91,6 +91,11 @@ class ModelVersion(Base):
     backbone: Mapped[Optional[str]] = mapped_column(String(100))
     weights_source: Mapped[Optional[str]] = mapped_column(Text)     # none | imagenet | a file
     weights_sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    # (Revision 0004.) What a client must send and what the graph does with it
+    # (contract/preprocessing.py), and the evaluation gate's client-mistake rows
+    # with any mistakes accepted and why.
+    preprocessing_contract: Mapped[Optional[Dict[str, Any]]] = mapped_column(JSON_DOCUMENT)
+    fuzz_report: Mapped[Optional[List[Dict[str, Any]]]] = mapped_column(JSON_DOCUMENT)
 
     __table_args__ = (
         UniqueConstraint("model_name", "version"),

@@ -298,6 +298,8 @@ class NewVersion:
     backbone: Optional[str] = None
     weights_source: Optional[str] = None
     weights_sha256: Optional[str] = None
+    preprocessing_contract: Optional[Dict[str, Any]] = None
+    fuzz_report: Optional[List[Dict[str, Any]]] = None
 
 
 @_retry_locked

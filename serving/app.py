@@ -125,7 +125,7 @@ class _ObserveRequests:
     """Counts and times every answer of the model endpoints, whatever its status:
     an unhandled exception is counted as the 500 the outer middleware sends."""
 
-    ENDPOINTS = {"predict", "upload", "status"}  # route names, the `endpoint` label
+    ENDPOINTS = {"predict", "upload", "status", "contract"}  # route names, the `endpoint` label
 
     def __init__(self, app, metrics):
         self.app, self.metrics = app, metrics
@@ -382,6 +382,16 @@ class ModelService:
                 "model_uid": model.uid, "class_names": model.class_names,
                 "image_shape": list(model.image_shape)}
 
+    async def contract(self, name: str):
+        """What a client must send and what the graph does with it (the registry row's copy
+        of the SavedModel's preprocessing_contract.json)."""
+        parsing.check_model_name(name, self.settings.model_name)
+        model = self.holder.current
+        if model.contract is None:
+            return _error(404, f"{model.uid} (version {model.version}) was exported without a "
+                               "preprocessing contract; retrain it with this imgpipe to get one")
+        return {"model_uid": model.uid, "model_version": model.version, "contract": model.contract}
+
     async def healthz(self):
         model, failure = self.holder.current, self.batcher.failure
         if failure is not None:
@@ -420,6 +430,7 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
     # Before the status route, whose {name} would take "tiny:predict" for a name (404).
     app.add_api_route("/v1/models/{name}:predict", _post_only, methods=["GET", "PUT", "PATCH", "DELETE"],
                       include_in_schema=False)
+    app.add_api_route("/v1/models/{name}/contract", service.contract, methods=["GET"], name="contract")
     app.add_api_route("/v1/models/{name}", service.status, methods=["GET"], name="status")
     app.add_api_route("/healthz", service.healthz, methods=["GET"], name="healthz")
     app.add_api_route("/metrics", service.prometheus, methods=["GET"], name="prometheus")

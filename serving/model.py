@@ -129,6 +129,7 @@ class ServedModel:
     serving_baseline: Optional[Dict[str, Any]]
     statistics_path: Optional[str]
     module: Any = dataclasses.field(repr=False, default=None)
+    contract: Optional[Dict[str, Any]] = None     # contract/preprocessing.py; None: older exports
 
     @property
     def image_shape(self) -> Tuple[int, int, int]:
@@ -221,4 +222,4 @@ def load(row, serving_root: Optional[str] = None) -> ServedModel:
                        path=path, class_names=list(config["class_names"]),
                        image=ImageSpec.from_record(config),
                        serving_baseline=row.serving_baseline, statistics_path=row.statistics_path,
-                       module=module)
+                       module=module, contract=row.preprocessing_contract)

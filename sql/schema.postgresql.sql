@@ -1,4 +1,4 @@
--- imgpipe model registry, postgresql DDL (schema revision 0003).
+-- imgpipe model registry, postgresql DDL (schema revision 0004).
 -- Generated from imgpipe/registry/models.py by `python -m imgpipe.registry.ddl`;
 -- `imgpipe registry migrate` (Alembic) creates the same schema and records
 -- its revision, which is what the pipeline checks.
@@ -34,6 +34,8 @@ CREATE TABLE model_registry (
 	backbone VARCHAR(100),
 	weights_source TEXT,
 	weights_sha256 VARCHAR(64),
+	preprocessing_contract JSONB,
+	fuzz_report JSONB,
 	CONSTRAINT pk_model_registry PRIMARY KEY (id),
 	CONSTRAINT uq_model_registry_model_name_version UNIQUE (model_name, version),
 	CONSTRAINT ck_model_registry_status CHECK (status IN ('registered', 'champion', 'archived', 'rolled_back')),

@@ -1,6 +1,7 @@
-"""After a real pipeline run: predict agrees with what was evaluated, and
-monitor stays quiet on clean traffic but fires on class-skewed and
-[0, 1]-scaled traffic."""
+"""After a real pipeline run: predict agrees with what was evaluated; monitor
+stays quiet on clean traffic but fires on class-skewed and darkened traffic;
+the preprocessing contract is the same in the SavedModel, the registry and
+the server."""
 import glob
 import json
 
@@ -87,18 +88,27 @@ def test_monitor_fires_on_class_skewed_traffic(run):
     assert checks["class distribution"]["value"] > 0.5
 
 
-def test_monitor_fires_on_scaled_traffic(run, tmp_path):
-    # A client that scaled pixels to [0, 1] and cast back to uint8: the model
-    # accepts the dtype, the monitor sees the inputs and the confidence.
+def _eval_pixels(run):
     from PIL import Image
-    files = eval_files(run)
-    pixels = np.stack([np.asarray(Image.open(f).convert("RGB").resize((32, 32))) for f in files])
-    np.savez(tmp_path / "scaled.npz", x=(pixels / 255.0).round().astype(np.uint8))
-    assert invoke("predict", tmp_path / "scaled.npz", *settings(run, "scaled")).exit_code == 0
-    result = invoke("monitor", *settings(run, "scaled"))
+    return np.stack([np.asarray(Image.open(f).convert("RGB").resize((32, 32))) for f in eval_files(run)])
+
+
+def test_predict_refuses_pixels_scaled_to_0_1_and_cast_to_uint8(run, tmp_path):
+    # The dtype is right, the values are not: every pixel 0 or 1.
+    np.savez(tmp_path / "scaled.npz", x=(_eval_pixels(run) / 255.0).round().astype(np.uint8))
+    result = invoke("predict", tmp_path / "scaled.npz", "--no-log", *settings(run, "scaled"))
+    assert result.exit_code == 1
+    assert "every pixel value is 0 or 1; expected uint8 pixels in [0, 255]" in result.stdout
+
+
+def test_monitor_fires_on_darkened_traffic(run, tmp_path):
+    # Accepted inputs that training never saw (a camera's exposure gone wrong):
+    # the model answers, the monitor sees the inputs.
+    np.savez(tmp_path / "dark.npz", x=(_eval_pixels(run) * 0.3).astype(np.uint8))
+    assert invoke("predict", tmp_path / "dark.npz", *settings(run, "dark")).exit_code == 0
+    result = invoke("monitor", *settings(run, "dark"))
     assert result.exit_code == 1, result.stdout
     assert "ALERT   input skew" in result.stdout
-    assert "Jensen-Shannon divergence" in result.stdout or "[0, 1]" in result.stdout
 
 
 def test_predict_reports_unreadable_inputs_and_refuses_floats(run, tmp_path):
@@ -120,3 +130,26 @@ def test_predict_reports_unreadable_inputs_and_refuses_floats(run, tmp_path):
     assert "got float32 pixels" in lines[3] and "expected uint8" in lines[3]
     assert "truncated.png: the image could not be decoded" in lines[5]
     assert "1 of 5 inputs classified" in result.stderr and "4 could not be read" in result.stderr
+
+
+def test_the_contract_round_trips_from_the_savedmodel_to_the_registry_and_the_server(run):
+    from test_serving import on_loopback
+
+    from imgpipe.contract import ARTIFACTS
+    from imgpipe.pipeline.config import load_config
+    from imgpipe.registry import store
+    from imgpipe.serving import app
+    asset = json.loads(open(ARTIFACTS.contract_path(str(run["model"])), encoding="utf-8").read())
+    assert asset["inputs"]["serving_default"]["dtype"] == "uint8"
+    assert asset["graph"]["normalization"]["name"] == "unit"
+    config = load_config(str(CONFIG), {"pipeline.output_root": str(run["out"])})
+    champion = store.champion(store.require_schema(config.registry_url), "shapes-cnn")
+    shown = invoke("registry", "show", champion.model_uid, "--format", "json",
+                   "--set", f"pipeline.output_root='{run['out']}'")
+    assert json.loads(shown.stdout)["preprocessing_contract"] == asset
+    with on_loopback(app.build(config, log_predictions=False)) as (client, _port):
+        served = client.get("/v1/models/shapes-cnn/contract")
+    assert served.status_code == 200 and served.json()["contract"] == asset
+    assert served.json()["model_uid"] == champion.model_uid
+    text = invoke("registry", "show", champion.model_uid, "--set", f"pipeline.output_root='{run['out']}'")
+    assert "fuzz_report" in text.stdout and "REFUSED" in text.stdout

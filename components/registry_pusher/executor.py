@@ -57,9 +57,11 @@ def _new_version(input_dict, settings: PushSettings, model_dir: str, report: dic
         dt.timezone.utc)
     statistics = (artifact_utils.get_single_uri(input_dict[STATISTICS_KEY])
                   if input_dict.get(STATISTICS_KEY) else None)
+    contract_path = ARTIFACTS.contract_path(model_dir)
+    contract = _read_json(contract_path) if fileio.exists(contract_path) else None
     return record.new_version(uid=uid, model_name=settings.model_name, report=report,
                               training=training, trained_at=trained_at, pipeline_run_id=run_id,
-                              statistics_path=statistics)
+                              statistics_path=statistics, contract=contract)
 
 
 def _expected_champion(input_dict):

@@ -40,7 +40,8 @@ def model_uid(model_name: str, digest: str) -> str:
 
 def new_version(*, uid: str, model_name: str, report: Dict[str, Any], training: Dict[str, Any],
                 trained_at: dt.datetime, pipeline_run_id: Optional[str],
-                statistics_path: Optional[str] = None) -> store.NewVersion:
+                statistics_path: Optional[str] = None,
+                contract: Optional[Dict[str, Any]] = None) -> store.NewVersion:
     parity = report.get("parity") or {}
     evaluated, served = parity.get("evaluated_accuracy"), parity.get("served_accuracy")
     model, weights = training.get("model", {}), training.get("weights") or {}
@@ -63,7 +64,8 @@ def new_version(*, uid: str, model_name: str, report: Dict[str, Any], training: 
         parity_disagreement=parity.get("disagreement"),
         serving_baseline=report.get("serving_baseline"), statistics_path=statistics_path,
         parameter_count=model.get("parameters"), backbone=model.get("backbone"),
-        weights_source=weights.get("source"), weights_sha256=weights.get("sha256"))
+        weights_source=weights.get("source"), weights_sha256=weights.get("sha256"),
+        preprocessing_contract=contract, fuzz_report=report.get("fuzz"))
 
 
 def architecture(training: Dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from imgpipe.components.trainer.settings import (
     TrainerSettings,
 )
 from imgpipe.contract import ARTIFACTS, FEATURES, ImageSpec
+from imgpipe.contract.preprocessing import preprocessing_contract
 
 
 def make_optimizer(fit: FitSettings, learning_rate: float, epochs: int, steps_per_epoch: int):
@@ -282,6 +283,9 @@ def _export(fn_args, settings: TrainerSettings, tft_output, classifier, phases: 
     record_path = ARTIFACTS.training_record_path(serving_dir)
     with tf.io.gfile.GFile(record_path, "w") as handle:
         handle.write(json.dumps(record, indent=2))
+    with tf.io.gfile.GFile(ARTIFACTS.contract_path(serving_dir), "w") as handle:
+        handle.write(json.dumps(preprocessing_contract(settings.image, record["normalization"]),
+                                indent=2))
     print(json.dumps({"best_epoch": record["best_epoch"], "epochs_run": record["epochs_run"],
                       "val_accuracy": phases[-1]["best_val_accuracy"]}), file=sys.stderr)
 
