@@ -20,6 +20,8 @@ class FuzzTarget:
     model_dir: str         # the SavedModel, as exported
     split_dir: str         # the evaluation split's tf.Examples
     input_base: str        # where the original files are (source ids are relative to it)
+    schema_dir: Optional[str] = None        # the run's curated schema (CuratedSchema)
+    statistics_dir: Optional[str] = None    # the run's training statistics (StatisticsGen)
 
 
 def _latest(pattern: str) -> Optional[str]:
@@ -50,7 +52,24 @@ def locate(target: Optional[str], config: Config) -> FuzzTarget:
                              "ingestion_report.json")
     with open(ingestion, encoding="utf-8") as handle:
         source = json.load(handle)["source"]
-    return FuzzTarget(model_dir, split_dir, source)
+    return FuzzTarget(model_dir, split_dir, source,
+                      _latest(str(pipeline / "CuratedSchema" / "schema" / "*")),
+                      _latest(str(pipeline / "StatisticsGen" / "statistics" / "*")))
+
+
+def monitor_checks(found: FuzzTarget, config: Config):
+    """The monitor's checks; its input-skew check when the run left a schema and statistics."""
+    from imgpipe.components.fuzzer import flags
+    schema = statistics = None
+    if found.schema_dir and found.statistics_dir:
+        import tensorflow_data_validation as tfdv
+
+        from imgpipe.components.validation_gate import inprocess
+        from imgpipe.contract import ARTIFACTS
+        schema = tfdv.load_schema_text(os.path.join(found.schema_dir, ARTIFACTS.schema))
+        statistics = inprocess.load_statistics_file(found.statistics_dir)
+    return flags.MonitorChecks(config.monitoring.min_mean_confidence,
+                               config.monitoring.pixel_js_threshold, schema, statistics)
 
 
 def fuzz_target(found: FuzzTarget, config: Config, sample: int):
@@ -68,7 +87,7 @@ def fuzz_target(found: FuzzTarget, config: Config, sample: int):
     policy = scoring.Policy(config.fuzz.max_accuracy_drop, config.fuzz.max_class_recall_drop,
                             dict(config.fuzz.accepted))
     return fuzz.run(tf.saved_model.load(found.model_dir), originals, labels, spec, class_names,
-                    policy, progress=_to_stderr)
+                    policy, progress=_to_stderr, checks=monitor_checks(found, config))
 
 
 def _to_stderr(line: str) -> None:

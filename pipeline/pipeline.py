@@ -341,7 +341,9 @@ def evaluation_settings(config: Config, class_names: List[str]) -> EvaluationSet
         max_accuracy_drop=evaluation.max_accuracy_drop, fuzz_enabled=config.fuzz.enabled,
         fuzz_sample=config.fuzz.sample, fuzz_max_accuracy_drop=config.fuzz.max_accuracy_drop,
         fuzz_max_class_recall_drop=config.fuzz.max_class_recall_drop,
-        fuzz_accepted=dict(config.fuzz.accepted))
+        fuzz_accepted=dict(config.fuzz.accepted),
+        monitor_min_mean_confidence=config.monitoring.min_mean_confidence,
+        monitor_pixel_js_threshold=config.monitoring.pixel_js_threshold)
 
 
 def push_settings(config: Config, locations: Locations) -> PushSettings:
@@ -369,6 +371,7 @@ def _evaluation_stages(config: Config, example_gen, validation, trainer, class_n
     evaluation_gate = EvaluationGate(
         model=model, examples=example_gen.outputs["examples"],
         evaluation=evaluator.outputs["evaluation"], champion=champion_resolver.outputs["champion"],
+        schema=schema_gen.outputs["schema"], statistics=statistics_gen.outputs["statistics"],
         settings=evaluation_settings(config, class_names))
     pusher = RegistryPusher(
         model=model, blessing=evaluation_gate.outputs["blessing"],

@@ -38,6 +38,11 @@ class EvaluationGateSpec(ComponentSpec):
         executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
         # From ChampionResolver; absent: no no-regression check.
         executor.CHAMPION_KEY: ChannelParameter(type=Champion, optional=True),
+        # The curated schema and the training statistics: the fuzzer asks whether
+        # the monitor's input-skew check would raise each client mistake.
+        executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema, optional=True),
+        executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics,
+                                                  optional=True),
     }
     OUTPUTS = {
         executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
@@ -51,9 +56,12 @@ class EvaluationGate(base_component.BaseComponent):
 
     def __init__(self, model: types.BaseChannel, examples: types.BaseChannel,
                  evaluation: types.BaseChannel, settings: EvaluationSettings,
-                 champion: Optional[types.BaseChannel] = None):
+                 champion: Optional[types.BaseChannel] = None,
+                 schema: Optional[types.BaseChannel] = None,
+                 statistics: Optional[types.BaseChannel] = None):
         super().__init__(spec=EvaluationGateSpec(
             model=model, examples=examples, evaluation=evaluation, champion=champion,
+            schema=schema, statistics=statistics,
             settings=settings.to_json(),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
             report=types.Channel(type=EvaluationReport)))

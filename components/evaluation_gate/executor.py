@@ -23,6 +23,8 @@ EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
 REPORT_KEY = "report"
 CHAMPION_KEY = "champion"
+SCHEMA_KEY = "schema"
+STATISTICS_KEY = "statistics"
 BLESSED_PROPERTY = "blessed"   # TFX's ModelBlessing convention: 1 or 0
 
 
@@ -57,7 +59,25 @@ def compare_with_champion(record: Optional[dict], settings: EvaluationSettings,
         problem=problem)
 
 
-def fuzz_candidate(model_dir: str, inputs: parity.ServingInputs, settings: EvaluationSettings):
+def monitor_checks(input_dict, settings: EvaluationSettings):
+    """The monitor's checks, with the curated schema and training statistics when wired."""
+    from imgpipe.components.fuzzer import flags
+    schema = statistics = None
+    if input_dict.get(SCHEMA_KEY) and input_dict.get(STATISTICS_KEY):
+        import tensorflow_data_validation as tfdv
+
+        from imgpipe.components.validation_gate import inprocess
+        from imgpipe.contract import ARTIFACTS
+        schema = tfdv.load_schema_text(os.path.join(
+            artifact_utils.get_single_uri(input_dict[SCHEMA_KEY]), ARTIFACTS.schema))
+        statistics = inprocess.load_statistics_file(
+            artifact_utils.get_single_uri(input_dict[STATISTICS_KEY]))
+    return flags.MonitorChecks(settings.monitor_min_mean_confidence,
+                               settings.monitor_pixel_js_threshold, schema, statistics)
+
+
+def fuzz_candidate(model_dir: str, inputs: parity.ServingInputs, settings: EvaluationSettings,
+                   checks=None):
     """The candidate, as exported, fed the evaluation inputs through every client mistake."""
     import tensorflow as tf
 
@@ -67,7 +87,7 @@ def fuzz_candidate(model_dir: str, inputs: parity.ServingInputs, settings: Evalu
                             dict(settings.fuzz_accepted))
     originals, labels = fuzz.originals_of(inputs, settings.image, settings.fuzz_sample)
     return fuzz.run(tf.saved_model.load(model_dir), originals, labels, settings.image,
-                    settings.class_names, policy, progress=progress)
+                    settings.class_names, policy, progress=progress, checks=checks)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -95,7 +115,8 @@ class Executor(base_executor.BaseExecutor):
             champion_artifact = artifact_utils.get_single_instance(input_dict[CHAMPION_KEY])
             champion_record = resolve.read(os.path.join(champion_artifact.uri, resolve.CHAMPION_FILE))
         comparison = compare_with_champion(champion_record, settings, inputs, checked)
-        fuzz_rows = (fuzz_candidate(path_utils.serving_model_path(model.uri), inputs, settings)
+        fuzz_rows = (fuzz_candidate(path_utils.serving_model_path(model.uri), inputs, settings,
+                                    monitor_checks(input_dict, settings))
                      if settings.fuzz_enabled else [])
         decision = decisions.decide(measured.accuracy, settings.accuracy_floor, rows, checked,
                                     settings.max_accuracy_gap, settings.max_disagreement,

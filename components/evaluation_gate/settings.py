@@ -21,3 +21,5 @@ class EvaluationSettings(ComponentSettings):
     fuzz_max_accuracy_drop: float = 0.02
     fuzz_max_class_recall_drop: float = 0.05
     fuzz_accepted: Dict[str, str] = {}
+    monitor_min_mean_confidence: float = 0.7   # would `imgpipe monitor` raise a mistake?
+    monitor_pixel_js_threshold: float = 0.1

@@ -12,7 +12,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from imgpipe.components.fuzzer import scoring
+from imgpipe.components.fuzzer import flags, scoring
 from imgpipe.components.fuzzer.mistakes import REFERENCES, Mistake, Original, Request, catalogue
 from imgpipe.contract import OUTPUTS, SIGNATURES, ImageSpec
 
@@ -30,6 +30,7 @@ class Row:
     verdict: str
     scores: Optional[scoring.Scores] = None
     harm: Optional[scoring.Harm] = None
+    flagged_by: List[str] = dataclasses.field(default_factory=list)   # monitor checks raising it
     accepted_reason: str = ""
     seconds: float = 0.0
 
@@ -86,25 +87,28 @@ def _batches(originals: Sequence[Original]) -> Iterator[Sequence[Original]]:
 
 
 def probabilities_of(model, mistake: Mistake, originals: Sequence[Original], spec: ImageSpec,
-                     ) -> Tuple[Optional[str], Optional[np.ndarray]]:
+                     keep: int = 0) -> Tuple[Optional[str], Optional[np.ndarray], List[Request]]:
     """(serve's refusal of the first refused request, the model's probabilities
-    for all requests); the probabilities are None when serve refuses any."""
-    outputs = []
+    for all requests, the first `keep` requests); the probabilities are None
+    when serve refuses any."""
+    outputs, kept = [], []
     for batch in _batches(originals):
         requests = [mistake.request(original, spec) for original in batch]
         for request in requests:
             refusal = serve_refusal(request, spec)
             if refusal:
-                return refusal, None
+                return refusal, None, []
+        kept += requests[:max(0, keep - len(kept))]
         outputs.append(_signature_call(model, mistake.sends, requests))
-    return None, np.concatenate(outputs)
+    return None, np.concatenate(outputs), kept
 
 
 def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.ndarray,
              spec: ImageSpec, class_names: Sequence[str], clean: Dict[str, Reference],
-             policy: scoring.Policy) -> Row:
+             policy: scoring.Policy, checks: Optional[flags.MonitorChecks] = None) -> Row:
     started = time.perf_counter()
-    refusal, probabilities = probabilities_of(model, mistake, originals, spec)
+    refusal, probabilities, kept = probabilities_of(model, mistake, originals, spec,
+                                                    checks.sample if checks else 0)
     row = Row(mistake.name, mistake.description, mistake.sends, len(originals),
               serve=refusal or "accepted",
               signature=signature_refusal(model, mistake.sends, mistake.request(originals[0], spec)),
@@ -114,15 +118,17 @@ def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.
         reference = clean.setdefault(mistake.sends, Reference(class_ids, class_ids == labels))
         row.scores = scoring.score(probabilities, labels, reference.class_ids, class_names)
         row.harm = scoring.harm(reference.correct, class_ids == labels, labels, class_names, policy)
+        row.flagged_by = flags.raised(kept, probabilities, class_names, spec, checks)
         row.verdict = (scoring.REFERENCE if mistake.name == REFERENCES[mistake.sends]
-                       else scoring.verdict(None, [], row.harm))
+                       else scoring.verdict(None, row.flagged_by, row.harm))
     row.seconds = time.perf_counter() - started
     return row
 
 
 def run(model, originals: Sequence[Original], labels: np.ndarray, spec: ImageSpec,
         class_names: Sequence[str], policy: scoring.Policy,
-        mistakes: Optional[List[Mistake]] = None, progress=None) -> List[Row]:
+        mistakes: Optional[List[Mistake]] = None, progress=None,
+        checks: Optional[flags.MonitorChecks] = None) -> List[Row]:
     """Every applicable mistake (files-only ones need files), after the clean references."""
     has_files = all(original.encoded is not None for original in originals)
     applicable = [m for m in (mistakes or catalogue()) if has_files or not m.needs_file]
@@ -131,7 +137,8 @@ def run(model, originals: Sequence[Original], labels: np.ndarray, spec: ImageSpe
     clean: Dict[str, Reference] = {}
     rows = []
     for index, mistake in enumerate(chosen, start=1):
-        rows.append(fuzz_row(model, mistake, originals, labels, spec, class_names, clean, policy))
+        rows.append(fuzz_row(model, mistake, originals, labels, spec, class_names, clean, policy,
+                             checks))
         if progress:
             progress(f"fuzz {index}/{len(chosen)}: {mistake.name}: {rows[-1].verdict}")
     return rows

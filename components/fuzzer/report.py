@@ -34,6 +34,8 @@ def _cell(row: Row) -> str:
     worst = f"{harm.worst_class} -{harm.class_drop * 100:.0f}" if harm.class_drop > 0 else ""
     note = f"  accepted: {row.accepted_reason}" if row.accepted_reason and \
         row.verdict == scoring.SILENT_HARM else ""
+    if row.flagged_by:
+        note += "  flagged by " + ", ".join(flag.split(":")[0] for flag in row.flagged_by)
     return (f"{s.accuracy:>8.3f} {s.flip_rate:>6.1%} {s.mean_confidence:>5.2f} "
             f"{s.calibration_error:>5.3f}  {worst}{note}")
 
