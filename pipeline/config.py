@@ -222,6 +222,13 @@ class EvaluationSection(_Section):
     # No regression: the candidate's served accuracy may be at most this much
     # below the champion's, both measured on this run's evaluation split.
     max_accuracy_drop: float = Field(0.01, ge=0.0, le=1.0)
+    # Share of the evaluation inputs whose answer changes from the champion's
+    # (overall; per class in the report): a swap at equal accuracy still moves
+    # answers users saw.
+    max_flip_rate: float = Field(0.25, ge=0.0, le=1.0)
+    # Expected calibration error (15 confidence bins) of the served answers on
+    # the clean evaluation inputs: confidence a client can act on.
+    max_calibration_error: float = Field(0.15, ge=0.0, le=1.0)
 
 
 class FuzzSection(_Section):

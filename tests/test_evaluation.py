@@ -1,4 +1,5 @@
 """Blessing decisions and the TFMA config, without a pipeline."""
+import dataclasses
 import json
 
 import numpy as np
@@ -104,6 +105,33 @@ def test_a_drop_of_exactly_the_allowed_margin_passes():
     assert 0.96 - 0.95 > 0.01                              # the float error this guards against
     assert champion(0.96, 0.95).failure is None            # max_drop=0.01, exactly at the margin
     assert champion(0.96, 0.9499).failure.startswith("no-regression: accuracy 0.9499")
+
+
+def test_flip_rate_against_the_champion_has_a_ceiling_and_names_the_class():
+    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    champion_ids = labels.copy()
+    candidate_ids = np.array([0, 0, 1, 1, 2, 2, 0, 0])     # class 3's answers all changed
+    rate, per_class = decisions.flip_rates(candidate_ids, champion_ids, labels, NAMES)
+    assert rate == 0.25 and per_class[NAMES[3]] == 1.0 and per_class[NAMES[0]] == 0.0
+    comparison = decisions.ChampionComparison("shapes-cnn-abc", 3, 0.9, 0.9, max_drop=0.01,
+                                              flip_rate=rate, class_flip_rates=per_class,
+                                              max_flip_rate=0.2)
+    assert comparison.failure == ("flip rate: 25.0% of the evaluation inputs get another answer than "
+                                  f"from champion shapes-cnn-abc (version 3) (ceiling 20.0%; most in "
+                                  f"class {NAMES[3]}: 100.0%)")
+    assert dataclasses.replace(comparison, max_flip_rate=0.25).failure is None
+
+
+def test_calibration_error_has_a_ceiling():
+    def decide_with(calibration):
+        return decisions.decide(0.9, 0.5, rows([0.9] * 4), GOOD_PARITY, 0.005, 0.005,
+                                calibration=calibration)
+    assert decide_with((0.05, 0.15)).blessed
+    over = decide_with((0.2, 0.15))
+    assert over.failures == ["calibration: expected calibration error 0.200 of the served answers is "
+                             "above the ceiling 0.150 (the confidences clients act on are off)"]
+    assert "calibration: expected calibration error 0.200 (ceiling 0.150)" in decisions.format_table(over)
+    assert over.as_dict()["calibration_error"] == 0.2
 
 
 def test_champion_with_other_classes_or_shape_is_not_compared():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -73,6 +73,11 @@ class ChampionComparison:
     candidate_accuracy: float            # the candidate's served accuracy, same inputs
     max_drop: float
     problem: str = ""
+    # Share of the inputs whose answer changes from the champion's (overall and
+    # per true class): an upgrade at the same accuracy can still answer differently.
+    flip_rate: Optional[float] = None
+    class_flip_rates: Dict[str, float] = dataclasses.field(default_factory=dict)
+    max_flip_rate: float = 1.0
 
     @property
     def failure(self) -> Optional[str]:
@@ -84,7 +89,21 @@ class ChampionComparison:
             return (f"no-regression: accuracy {self.candidate_accuracy:.4f} is {drop * 100:.1f} "
                     f"points below {name} at {self.champion_accuracy:.4f} on the same evaluation "
                     f"inputs (allowed drop {self.max_drop * 100:.1f})")
+        if self.flip_rate is not None and self.flip_rate > self.max_flip_rate + DROP_TOLERANCE:
+            worst = max(self.class_flip_rates, key=self.class_flip_rates.get, default="")
+            return (f"flip rate: {self.flip_rate:.1%} of the evaluation inputs get another answer "
+                    f"than from {name} (ceiling {self.max_flip_rate:.1%}"
+                    + (f"; most in class {worst}: {self.class_flip_rates[worst]:.1%})" if worst else ")"))
         return None
+
+
+def flip_rates(candidate_ids: np.ndarray, champion_ids: np.ndarray, labels: np.ndarray,
+               class_names: Sequence[str]) -> Tuple[float, Dict[str, float]]:
+    """Overall and per-true-class share of answers that differ between the two models."""
+    flips = candidate_ids != champion_ids
+    per_class = {name: float(flips[labels == k].mean()) for k, name in enumerate(class_names)
+                 if (labels == k).any()}
+    return (float(flips.mean()) if len(flips) else 0.0), per_class
 
 
 @dataclasses.dataclass
@@ -98,6 +117,7 @@ class Decision:
     champion: Optional[ChampionComparison] = None
     fuzz: Optional[List[dict]] = None    # the client-mistake rows (components/fuzzer)
     fuzz_table: str = ""
+    calibration: Optional[Tuple[float, float]] = None   # (served ECE, ceiling)
 
     def as_dict(self) -> dict:
         return {"blessed": self.blessed, "failures": self.failures, "accuracy": self.accuracy,
@@ -105,6 +125,8 @@ class Decision:
                 "classes": [dataclasses.asdict(r) | {"passed": r.passed} for r in self.rows],
                 "parity": self.parity.summary() if self.parity else None,
                 "champion": dataclasses.asdict(self.champion) if self.champion else None,
+                "calibration_error": self.calibration[0] if self.calibration else None,
+                "max_calibration_error": self.calibration[1] if self.calibration else None,
                 "fuzz": self.fuzz}
 
 
@@ -120,8 +142,8 @@ def class_rows(class_names: Sequence[str], confusion: np.ndarray, f1: Dict[int, 
 
 def decide(accuracy: float, accuracy_floor: float, rows: List[ClassRow],
            parity: Optional[Parity], max_accuracy_gap: float, max_disagreement: float,
-           champion: Optional[ChampionComparison] = None, fuzz_failures: Sequence[str] = ()
-           ) -> Decision:
+           champion: Optional[ChampionComparison] = None, fuzz_failures: Sequence[str] = (),
+           calibration: Optional[Tuple[float, float]] = None) -> Decision:
     """`champion`: None when the registry has none (the first model); `fuzz_failures`:
     the client mistakes the model accepts silently at a cost."""
     failures = []
@@ -152,8 +174,13 @@ def decide(accuracy: float, accuracy_floor: float, rows: List[ClassRow],
                 f"(allowed {max_disagreement:.1%})")
     if champion is not None and champion.failure:
         failures.append(champion.failure)
+    if calibration is not None and calibration[0] > calibration[1]:
+        failures.append(f"calibration: expected calibration error {calibration[0]:.3f} of the "
+                        f"served answers is above the ceiling {calibration[1]:.3f} (the "
+                        "confidences clients act on are off)")
     failures.extend(fuzz_failures)
-    return Decision(not failures, failures, accuracy, accuracy_floor, rows, parity, champion)
+    return Decision(not failures, failures, accuracy, accuracy_floor, rows, parity, champion,
+                    calibration=calibration)
 
 
 def format_table(decision: Decision) -> str:
@@ -175,7 +202,12 @@ def format_table(decision: Decision) -> str:
     elif champion.champion_accuracy is not None:
         lines.append(f"champion {champion.model_uid} (version {champion.version}): accuracy "
                      f"{champion.champion_accuracy:.4f} vs this model's "
-                     f"{champion.candidate_accuracy:.4f} on the same inputs")
+                     f"{champion.candidate_accuracy:.4f} on the same inputs"
+                     + (f"; {champion.flip_rate:.1%} of the answers differ (ceiling "
+                        f"{champion.max_flip_rate:.0%})" if champion.flip_rate is not None else ""))
+    if decision.calibration is not None:
+        lines.append(f"calibration: expected calibration error {decision.calibration[0]:.3f} "
+                     f"(ceiling {decision.calibration[1]:.3f})")
     if decision.fuzz_table:
         lines.append(decision.fuzz_table)
     verdict = "BLESSED" if decision.blessed else "NOT BLESSED"

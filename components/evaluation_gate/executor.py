@@ -5,6 +5,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
@@ -39,7 +40,7 @@ def compare_with_champion(record: Optional[dict], settings: EvaluationSettings,
     """The champion scored on the same inputs through the same serving path."""
     if not record or not record.get("model_uid"):
         return None
-    problem, accuracy = "", None
+    problem, accuracy, flips, class_flips = "", None, None, {}
     champion_spec = ImageSpec.from_record(record)
     if record.get("class_names") != settings.class_names:
         problem = (f"it predicts {record.get('class_names')}, this model {settings.class_names}; "
@@ -49,14 +50,24 @@ def compare_with_champion(record: Optional[dict], settings: EvaluationSettings,
                    f"{settings.image.describe()}")
     else:
         try:
-            accuracy = parity.champion_accuracy(record["artifact_path"], inputs)
+            champion_ids = parity.champion_class_ids(record["artifact_path"], inputs)
+            accuracy = float((champion_ids == inputs.labels).mean())
+            flips, class_flips = decisions.flip_rates(np.asarray(candidate.served_class_ids),
+                                                      champion_ids, inputs.labels, settings.class_names)
         except Exception as error:  # noqa: BLE001 - reported as the reason the gate fails
             problem = (f"its SavedModel at {record['artifact_path']} could not be scored "
                        f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
     return decisions.ChampionComparison(
         model_uid=record["model_uid"], version=record["version"], champion_accuracy=accuracy,
         candidate_accuracy=candidate.served_accuracy, max_drop=settings.max_accuracy_drop,
-        problem=problem)
+        problem=problem, flip_rate=flips, class_flip_rates=class_flips,
+        max_flip_rate=settings.max_flip_rate)
+
+
+def served_calibration_error(checked: decisions.Parity, inputs: parity.ServingInputs) -> float:
+    from imgpipe.components.fuzzer import scoring
+    ids = np.asarray(checked.served_class_ids)
+    return scoring.calibration_error(np.asarray(checked.served_confidences), ids == inputs.labels)
 
 
 def monitor_checks(input_dict, settings: EvaluationSettings):
@@ -120,7 +131,9 @@ class Executor(base_executor.BaseExecutor):
                      if settings.fuzz_enabled else [])
         decision = decisions.decide(measured.accuracy, settings.accuracy_floor, rows, checked,
                                     settings.max_accuracy_gap, settings.max_disagreement,
-                                    comparison, fuzz_report.failures(fuzz_rows))
+                                    comparison, fuzz_report.failures(fuzz_rows),
+                                    (served_calibration_error(checked, inputs),
+                                     settings.max_calibration_error))
         if settings.fuzz_enabled:
             decision.fuzz = [row.as_dict() for row in fuzz_rows]
             decision.fuzz_table = fuzz_report.format_table(fuzz_rows)

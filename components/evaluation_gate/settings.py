@@ -16,6 +16,8 @@ class EvaluationSettings(ComponentSettings):
     max_accuracy_gap: float              # serving parity
     max_disagreement: float
     max_accuracy_drop: float             # no regression against the champion
+    max_flip_rate: float = 1.0           # answers changed from the champion's, same inputs
+    max_calibration_error: float = 1.0   # expected calibration error of the served answers
     fuzz_enabled: bool = True            # client mistakes (components/fuzzer)
     fuzz_sample: int = 1000
     fuzz_max_accuracy_drop: float = 0.02

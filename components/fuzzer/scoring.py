@@ -35,10 +35,14 @@ class Scores:
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """Confidence-binned |accuracy - confidence|, weighted by the bin's share."""
-    if not len(labels):
+    return calibration_error(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels, bins)
+
+
+def calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """The same, from top-1 confidences and whether each answer was right."""
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, bool)
+    if not len(confidence):
         return 0.0
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     error = 0.0
