@@ -10,6 +10,7 @@ import time
 from typing import List, Optional, Tuple
 
 import click
+import numpy as np
 
 from imgpipe.contract import ImageSpec, image_files
 from imgpipe.pipeline import cli_options
@@ -33,6 +34,28 @@ def _load_model(config: Config, model_name: Optional[str], version=None, uid=Non
                            config.serving_root)
     except store.RegistryError as error:
         raise click.ClickException(str(error)) from None
+
+
+def _sample_channel_means(logged, row, minimum: int):
+    """Per-channel means of the window's sampled inputs, as the graph receives them;
+    None when fewer than `minimum` sample files are on this host."""
+    from imgpipe.components.fuzzer import fuzz
+    paths = [r.sample_path for r in logged if r.sample_path and os.path.exists(r.sample_path)]
+    if len(paths) < minimum:
+        return None
+    paths = paths[-1000:]   # the newest: enough for a mean, bounded memory
+    requests = []
+    for path in paths:
+        if path.endswith(".npy"):
+            requests.append(np.load(path))
+        else:
+            with open(path, "rb") as handle:
+                requests.append(handle.read())
+    spec = ImageSpec.from_record(row.training_config)
+    arrays = [r for r in requests if not isinstance(r, bytes)]
+    encoded = [r for r in requests if isinstance(r, bytes)]
+    parts = [fuzz.served_pixels(group, spec) for group in (arrays, encoded) if group]
+    return [float(v) for v in np.concatenate(parts).astype(np.float64).mean(axis=(0, 1, 2))]
 
 
 # -- predict --------------------------------------------------------------------
@@ -301,6 +324,9 @@ def monitor_command(since, uid, output_format, model_name, config_path, sets):
         serving_skew.skew_check([r.sample_path for r in logged], ImageSpec.from_record(row.training_config),
                            tfdv.load_schema_text(config.schema_location), training_statistics,
                            settings.pixel_js_threshold, settings.min_samples),
+        monitor.client_mistake_check(_sample_channel_means(logged, row, settings.min_samples),
+                                     [r.confidence for r in logged], row.fuzz_report,
+                                     settings.min_predictions),
     ]
     alerts = [c for c in checks if c.status == monitor.ALERT]
     if output_format == "json":

@@ -87,6 +87,53 @@ def class_distribution_check(classes: Sequence[str], class_names: Sequence[str],
                  {"observed": observed, "expected": expected})
 
 
+# Normalised distance (channel means / 255, confidence) below which traffic is
+# taken for clean: a few grey levels, a few confidence points.
+FINGERPRINT_NOISE = 0.03
+
+
+def _distance(fingerprint: dict, means: Sequence[float], confidence: float) -> float:
+    own = np.array(fingerprint["channel_means"]) / 255.0
+    seen = np.array(means[:len(own)]) / 255.0
+    return float(np.sqrt(((own - seen) ** 2).sum() + (fingerprint["mean_confidence"][0] - confidence) ** 2))
+
+
+def client_mistake_check(means: Optional[Sequence[float]], confidences: Sequence[float],
+                         fuzz_report: Optional[List[dict]], minimum: int) -> Check:
+    """The window's inputs (per-channel means of the sampled inputs) and answers
+    (mean confidence) against the fuzzer's fingerprint of each client mistake
+    the model accepts: the nearest one is named when it is nearer than clean traffic."""
+    name = "client mistake"
+    rows = [r for r in (fuzz_report or []) if r.get("fingerprint")]
+    clean = [r for r in rows if r["verdict"] == "REFERENCE" and r["sends"] == "pixels"] or \
+        [r for r in rows if r["verdict"] == "REFERENCE"]
+    if not rows or not clean:
+        return Check(name, SKIPPED, None, FINGERPRINT_NOISE, "the model's registry row has no "
+                     "fuzz report with fingerprints (pushed before revision 0004)")
+    if means is None or len(confidences) < minimum:
+        return Check(name, SKIPPED, None, FINGERPRINT_NOISE,
+                     f"{len(confidences)} predictions and no sampled inputs to compare")
+    confidence = float(np.mean(confidences))
+    to_clean = _distance(clean[0]["fingerprint"], means, confidence)
+    reference = clean[0]["fingerprint"]
+    # Mistakes that traffic could be told from clean by (a re-encoded JPEG cannot).
+    accepted = [r for r in rows if r["verdict"] not in ("REFERENCE", "REFUSED") and _distance(
+        r["fingerprint"], reference["channel_means"], reference["mean_confidence"][0])
+        > 2 * FINGERPRINT_NOISE]
+    nearest = min(accepted, key=lambda r: _distance(r["fingerprint"], means, confidence), default=None)
+    seen = "channel means " + "/".join(f"{v:.0f}" for v in means) + f", confidence {confidence:.2f}"
+    if nearest is None or to_clean <= FINGERPRINT_NOISE or \
+            _distance(nearest["fingerprint"], means, confidence) >= to_clean:
+        return Check(name, OK, to_clean, FINGERPRINT_NOISE, f"inputs look like clean traffic ({seen})")
+    swapped = " — channel order looks swapped (R and B exchanged)" if nearest["mistake"] == "BGR" else ""
+    return Check(name, ALERT, to_clean, FINGERPRINT_NOISE,
+                 f"inputs look like \"{nearest['mistake']}\" ({nearest['description']}){swapped}: "
+                 f"{seen}; clean traffic on the evaluation split had channel means "
+                 + "/".join(f"{v:.0f}" for v in clean[0]["fingerprint"]["channel_means"])
+                 + f" (the fuzzer's verdict for that mistake: {nearest['verdict']})",
+                 {"mistake": nearest["mistake"]})
+
+
 def format_checks(checks: List[Check], header: str) -> str:
     lines = [header]
     for check in checks:

@@ -510,6 +510,27 @@ def test_monitor_checks():
     assert monitor.class_distribution_check(classes, names, None, 0.15, 20).status == monitor.SKIPPED
 
 
+def test_the_client_mistake_check_names_the_fuzzers_nearest_mistake():
+    def row(mistake, verdict, means, confidence, sends="pixels"):
+        return {"mistake": mistake, "description": f"{mistake} (how)", "verdict": verdict,
+                "sends": sends, "fingerprint": {"channel_means": means, "mean_confidence": [confidence]}}
+    report = [row("clean pixels", "REFERENCE", [130, 115, 90], 0.9),
+              row("float [0, 1] (float32)", "REFUSED", [0, 0, 0], 0.3),
+              row("BGR", "SILENT HARM", [90, 115, 130], 0.8),
+              row("JPEG quality 75", "HARMLESS", [129, 115, 91], 0.9, "bytes"),
+              row("brightness -20%", "FLAGGED", [104, 92, 72], 0.85)]
+    swapped = monitor.client_mistake_check([92, 116, 128], [0.81] * 30, report, 20)
+    assert swapped.status == monitor.ALERT and swapped.extra["mistake"] == "BGR"
+    assert 'inputs look like "BGR" (BGR (how)) — channel order looks swapped (R and B exchanged)' \
+        in swapped.detail
+    clean = monitor.client_mistake_check([128, 114, 92], [0.89] * 30, report, 20)
+    assert clean.status == monitor.OK and "inputs look like clean traffic" in clean.detail
+    darker = monitor.client_mistake_check([106, 93, 73], [0.84] * 30, report, 20)
+    assert darker.status == monitor.ALERT and darker.extra["mistake"] == "brightness -20%"
+    assert monitor.client_mistake_check([1, 2, 3], [0.9] * 30, None, 20).status == monitor.SKIPPED
+    assert monitor.client_mistake_check(None, [0.9] * 30, report, 20).status == monitor.SKIPPED
+
+
 def test_the_skew_check_says_when_the_samples_are_on_another_host(tmp_path):
     # monitor's input-skew check is the validation gate's code and lives there now.
     from imgpipe.components.validation_gate import serving_skew

@@ -31,6 +31,9 @@ class Row:
     scores: Optional[scoring.Scores] = None
     harm: Optional[scoring.Harm] = None
     flagged_by: List[str] = dataclasses.field(default_factory=list)   # monitor checks raising it
+    # What the monitor can see of this mistake in traffic: the served pixels'
+    # per-channel means (0..255) and the answers' mean confidence.
+    fingerprint: Optional[Dict[str, List[float]]] = None
     accepted_reason: str = ""
     seconds: float = 0.0
 
@@ -103,12 +106,29 @@ def probabilities_of(model, mistake: Mistake, originals: Sequence[Original], spe
     return None, np.concatenate(outputs), kept
 
 
+def served_pixels(requests: Sequence[Request], spec: ImageSpec) -> np.ndarray:
+    """uint8 [n, h, w, c] as the graph receives them (bytes decoded by the contract's ops)."""
+    import tensorflow as tf
+
+    from imgpipe.contract import image_ops
+    encoded = [r for r in requests if isinstance(r, bytes)]
+    if encoded:
+        return image_ops.decode_and_prepare_batch(tf.constant(encoded), spec).numpy()
+    return np.stack([np.asarray(r) for r in requests])
+
+
+def fingerprint(requests: Sequence[Request], spec: ImageSpec, probabilities: np.ndarray) -> dict:
+    pixels = served_pixels(requests, spec).astype(np.float64)
+    return {"channel_means": [float(v) for v in pixels.mean(axis=(0, 1, 2))],
+            "mean_confidence": [float(probabilities.max(axis=1).mean())]}
+
+
 def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.ndarray,
              spec: ImageSpec, class_names: Sequence[str], clean: Dict[str, Reference],
              policy: scoring.Policy, checks: Optional[flags.MonitorChecks] = None) -> Row:
     started = time.perf_counter()
     refusal, probabilities, kept = probabilities_of(model, mistake, originals, spec,
-                                                    checks.sample if checks else 0)
+                                                    checks.sample if checks else 200)
     row = Row(mistake.name, mistake.description, mistake.sends, len(originals),
               serve=refusal or "accepted",
               signature=signature_refusal(model, mistake.sends, mistake.request(originals[0], spec)),
@@ -119,6 +139,7 @@ def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.
         row.scores = scoring.score(probabilities, labels, reference.class_ids, class_names)
         row.harm = scoring.harm(reference.correct, class_ids == labels, labels, class_names, policy)
         row.flagged_by = flags.raised(kept, probabilities, class_names, spec, checks)
+        row.fingerprint = fingerprint(kept or [mistake.request(originals[0], spec)], spec, probabilities)
         row.verdict = (scoring.REFERENCE if mistake.name == REFERENCES[mistake.sends]
                        else scoring.verdict(None, row.flagged_by, row.harm))
     row.seconds = time.perf_counter() - started

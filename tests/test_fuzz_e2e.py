@@ -1,0 +1,110 @@
+"""A model made fragile on purpose, through the whole pipeline: the fuzzer finds
+what it accepts silently, the gate refuses it, and the same model with those
+mistakes accepted (and why) is blessed, the reasons in the registry."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import REPO
+from imgpipe.pipeline import cli
+
+pytestmark = pytest.mark.e2e
+CONFIG = REPO / "configs" / "quickstart.toml"
+# One dominant colour per class (the class names are the quickstart schema's):
+# a network learns the colour, so a client that sends BGR swaps red and blue.
+COLOURS = {"circle": (1, 0, 0), "cross": (0, 1, 0), "square": (0, 0, 1), "triangle": (1, 1, 0)}
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.main, [str(a) for a in args], catch_exceptions=False)
+
+
+def colour_tree(root, per_class=60, seed=3):
+    rng = np.random.default_rng(seed)
+    for name, colour in COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 80, (32, 32, 3)) + 150 * np.array(colour)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def fragile(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fragile")
+    data = colour_tree(root / "data")
+    common = ["--config", CONFIG, "--data", data, "--output-root", root / "out",
+              "--set", "training.epochs=4", "--set", "evaluation.f1_floor=0.5"]
+    first = invoke("run", *common)
+    return {"root": root, "data": data, "common": common, "first": first}
+
+
+def test_a_colour_model_accepting_bgr_silently_is_not_blessed(fragile):
+    result = fragile["first"]
+    assert result.exit_code == 1, result.output
+    assert "BGR                        pixels SILENT HARM" in result.output
+    failures = result.output.split("nothing was pushed:")[1]
+    assert "fuzz: BGR (channels reversed (an OpenCV client)) is accepted silently and costs" in failures
+    assert "list it in [fuzz.accepted] with a reason" in failures
+    assert "float [0, 1] (float32)     pixels REFUSED" in result.output
+
+
+@pytest.fixture(scope="module")
+def accepted(fragile):
+    """The same run with every blocking mistake of the first listed as accepted."""
+    report = sorted((fragile["root"] / "out").rglob("evaluation_report.json"))[-1]
+    blocking = [row["mistake"] for row in json.loads(report.read_text())["fuzz"] if row["blocks"]]
+    reasons = ", ".join(f'"{name}" = "clients are ours: {name} cannot reach it"' for name in blocking)
+    second = invoke("run", *fragile["common"], "--set", f"fuzz.accepted={{ {reasons} }}")
+    return {"blocking": blocking, "second": second}
+
+
+def test_the_same_model_with_its_harmful_mistakes_accepted_is_blessed_with_the_reasons_stored(
+        fragile, accepted):
+    assert "BGR" in accepted["blocking"]
+    second = accepted["second"]
+    assert second.exit_code == 0, second.output
+    assert "accepted: clients are ours: BGR cannot reach it" in second.output
+    from imgpipe.registry import store
+    engine = store.require_schema(f"sqlite:///{fragile['root'] / 'out' / 'registry.db'}")
+    row = store.champion(engine, "shapes-cnn")
+    stored = {r["mistake"]: r for r in row.fuzz_report}
+    assert stored["BGR"]["verdict"] == "SILENT HARM"
+    assert stored["BGR"]["accepted_reason"] == "clients are ours: BGR cannot reach it"
+    assert row.preprocessing_contract["graph"]["scaling"] == "pixels / 255 -> float32 [0, 1]"
+    shown = invoke("registry", "show", row.model_uid, "--set",
+                   f"pipeline.output_root='{fragile['root'] / 'out'}'")
+    assert "accepted: BGR (clients are ours: BGR cannot reach it)" in shown.output
+
+
+def test_imgpipe_fuzz_on_the_run_says_the_same_and_exits_1(fragile, tmp_path):
+    result = invoke("fuzz", fragile["root"] / "out", "--config", CONFIG, "--json", tmp_path / "rows.json")
+    rows = {row["mistake"]: row for row in json.loads((tmp_path / "rows.json").read_text())}
+    assert rows["BGR"]["verdict"] == "SILENT HARM" and rows["BGR"]["harm"]["accuracy_drop"] > 0.2
+    assert rows["integers 0/1"]["verdict"] == "REFUSED"
+    assert rows["integers 0/1"]["serve"].startswith("HTTP 422: instance: every pixel value is 0 or 1")
+    assert result.exit_code == 1
+
+
+def test_monitor_names_the_channel_order_on_bgr_traffic_and_is_quiet_on_clean(fragile, accepted, tmp_path):
+    assert accepted["second"].exit_code == 0
+    files = sorted(fragile["data"].rglob("*.png"))
+    pixels = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    np.savez(tmp_path / "bgr.npz", x=np.ascontiguousarray(pixels[..., ::-1]))
+
+    def traffic(name, *inputs):
+        where = ["--config", CONFIG, "--set", f"pipeline.output_root='{fragile['root'] / 'out'}'",
+                 "--set", f"serving.log_url='sqlite:///{tmp_path / name}.db'",
+                 "--set", f"serving.samples_root='{tmp_path / name}'", "--set", "serving.sample_rate=1.0"]
+        assert invoke("predict", *inputs, *where).exit_code == 0
+        result = invoke("monitor", "--format", "json", *where)
+        return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+    swapped = traffic("bgr", tmp_path / "bgr.npz")["client mistake"]
+    assert swapped["status"] == "ALERT" and swapped["extra"]["mistake"] == "BGR"
+    assert "channel order looks swapped (R and B exchanged)" in swapped["detail"]
+    clean = traffic("clean", *files)["client mistake"]
+    assert clean["status"] == "OK", clean["detail"]
