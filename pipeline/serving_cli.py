@@ -36,26 +36,24 @@ def _load_model(config: Config, model_name: Optional[str], version=None, uid=Non
         raise click.ClickException(str(error)) from None
 
 
-def _sample_channel_means(logged, row, minimum: int):
-    """Per-channel means of the window's sampled inputs, as the graph receives them;
-    None when fewer than `minimum` sample files are on this host."""
+def _observed_channel_means(logged, row, minimum: int):
+    """Per-channel means of the window's inputs as the graph receives them: every
+    array request's, from the log; encoded ones' from their sampled files
+    (decoded by the contract's ops). None with fewer than `minimum` of them."""
     from imgpipe.components.fuzzer import fuzz
-    paths = [r.sample_path for r in logged if r.sample_path and os.path.exists(r.sample_path)]
-    if len(paths) < minimum:
-        return None
-    paths = paths[-1000:]   # the newest: enough for a mean, bounded memory
-    requests = []
-    for path in paths:
-        if path.endswith(".npy"):
-            requests.append(np.load(path))
-        else:
+    per_request = [r.channel_means for r in logged if r.channel_means]
+    encoded = []
+    for record in logged[::-1]:   # the newest first: enough for a mean, bounded memory
+        path = record.sample_path
+        if path and not path.endswith(".npy") and os.path.exists(path) and len(encoded) < 1000:
             with open(path, "rb") as handle:
-                requests.append(handle.read())
-    spec = ImageSpec.from_record(row.training_config)
-    arrays = [r for r in requests if not isinstance(r, bytes)]
-    encoded = [r for r in requests if isinstance(r, bytes)]
-    parts = [fuzz.served_pixels(group, spec) for group in (arrays, encoded) if group]
-    return [float(v) for v in np.concatenate(parts).astype(np.float64).mean(axis=(0, 1, 2))]
+                encoded.append(handle.read())
+    if encoded:
+        pixels = fuzz.served_pixels(encoded, ImageSpec.from_record(row.training_config))
+        per_request += pixels.reshape(len(encoded), -1, pixels.shape[-1]).mean(axis=1).tolist()
+    if len(per_request) < minimum:
+        return None
+    return [float(v) for v in np.mean(np.array(per_request, np.float64), axis=0)]
 
 
 # -- predict --------------------------------------------------------------------
@@ -324,7 +322,7 @@ def monitor_command(since, uid, output_format, model_name, config_path, sets):
         serving_skew.skew_check([r.sample_path for r in logged], ImageSpec.from_record(row.training_config),
                            tfdv.load_schema_text(config.schema_location), training_statistics,
                            settings.pixel_js_threshold, settings.min_samples),
-        monitor.client_mistake_check(_sample_channel_means(logged, row, settings.min_samples),
+        monitor.client_mistake_check(_observed_channel_means(logged, row, settings.min_samples),
                                      [r.confidence for r in logged], row.fuzz_report,
                                      settings.min_predictions),
     ]

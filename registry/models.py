@@ -133,6 +133,14 @@ class PredictionLog(Base):
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
     source: Mapped[str] = mapped_column(String(20), nullable=False)     # http | cli
     sample_path: Mapped[Optional[str]] = mapped_column(Text)            # kept input, if sampled
+    # (Revision 0005.) Of every uint8 array request, as it arrived: what shows a
+    # client's scaling or channel mistake within hours, sampled or not. Null for
+    # encoded images (decoded inside the graph; their samples are checked).
+    pixel_min: Mapped[Optional[float]] = mapped_column(Float)
+    pixel_max: Mapped[Optional[float]] = mapped_column(Float)
+    pixel_mean: Mapped[Optional[float]] = mapped_column(Float)
+    saturation: Mapped[Optional[float]] = mapped_column(Float)          # share of values at 0 or 255
+    channel_means: Mapped[Optional[List[float]]] = mapped_column(JSON_DOCUMENT)
 
     __table_args__ = (
         Index("ix_prediction_log_model_name_created_at", "model_name", "created_at"),

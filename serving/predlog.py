@@ -49,6 +49,7 @@ class LogRecord:
     # The input itself, kept only when sampled: encoded bytes or uint8 pixels.
     data: Optional[bytes] = None
     pixels: Optional[np.ndarray] = None
+    pixel_stats: Optional[dict] = None     # array requests: pixel_stats(array)
     created_at: dt.datetime = dataclasses.field(
         default_factory=lambda: dt.datetime.now(dt.timezone.utc))
 
@@ -61,7 +62,20 @@ class LogRecord:
                    input_hash=input_hash(payload), predicted_class=prediction.class_name,
                    class_id=prediction.class_id, confidence=prediction.confidence,
                    latency_ms=latency_ms, source=source,
-                   data=payload if is_bytes else None, pixels=None if is_bytes else payload)
+                   data=payload if is_bytes else None, pixels=None if is_bytes else payload,
+                   pixel_stats=None if is_bytes else pixel_stats(payload))
+
+
+_NO_STATS = dict.fromkeys(("pixel_min", "pixel_max", "pixel_mean", "saturation", "channel_means"))
+
+
+def pixel_stats(pixels: np.ndarray) -> dict:
+    """Range, mean, saturation and per-channel means of one uint8 array [h, w, c]."""
+    values = np.asarray(pixels)
+    return {"pixel_min": float(values.min()), "pixel_max": float(values.max()),
+            "pixel_mean": float(values.mean()),
+            "saturation": float(((values == 0) | (values == 255)).mean()),
+            "channel_means": [float(v) for v in values.reshape(-1, values.shape[-1]).mean(axis=0)]}
 
 
 def sampled(input_hash: str, rate: float) -> bool:
@@ -214,7 +228,7 @@ class PredictionLogger:
                          "input_hash": record.input_hash, "predicted_class": record.predicted_class,
                          "class_id": record.class_id, "confidence": record.confidence,
                          "latency_ms": record.latency_ms, "source": record.source,
-                         "sample_path": path})
+                         "sample_path": path, **(record.pixel_stats or _NO_STATS)})
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with self._engine.begin() as connection:

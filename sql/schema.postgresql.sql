@@ -1,4 +1,4 @@
--- imgpipe model registry, postgresql DDL (schema revision 0004).
+-- imgpipe model registry, postgresql DDL (schema revision 0005).
 -- Generated from imgpipe/registry/models.py by `python -m imgpipe.registry.ddl`;
 -- `imgpipe registry migrate` (Alembic) creates the same schema and records
 -- its revision, which is what the pipeline checks.
@@ -64,6 +64,11 @@ CREATE TABLE prediction_log (
 	latency_ms FLOAT NOT NULL,
 	source VARCHAR(20) NOT NULL,
 	sample_path TEXT,
+	pixel_min FLOAT,
+	pixel_max FLOAT,
+	pixel_mean FLOAT,
+	saturation FLOAT,
+	channel_means JSONB,
 	CONSTRAINT pk_prediction_log PRIMARY KEY (id)
 );
 

@@ -19,6 +19,7 @@ import stat
 import struct
 import threading
 import time
+import types
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -431,6 +432,25 @@ def test_prediction_log_writes_off_the_request_path_and_samples_by_content(tmp_p
     absent = tmp_path / "absent.db"
     assert predlog.read(f"sqlite:///{absent}", "tiny", dt.datetime.now(dt.timezone.utc)) == []
     assert not absent.exists()
+
+
+def test_every_array_request_logs_its_range_saturation_and_channel_means(tmp_path):
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    logger = predlog.PredictionLogger(url, str(tmp_path / "samples"), sample_rate=0.0)
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    pixels[..., 0], pixels[0, 0, 2] = 200, 255        # red, one saturated blue value
+    model = types.SimpleNamespace(name="tiny", uid="u1", version=1)
+    answer = served.Prediction("dark", 0, 0.9, [("dark", 0.9)], [0.9, 0.1])
+    logger.log(predlog.LogRecord.of(model, answer, pixels, 1.5, "http"))
+    logger.log(predlog.LogRecord.of(model, answer, png(1), 1.5, "http"))
+    logger.close()
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    array_row, bytes_row = predlog.read(url, "tiny", since)
+    assert (array_row.pixel_min, array_row.pixel_max) == (0, 255)
+    assert array_row.channel_means == pytest.approx([200.0, 0.0, 255 / 16])
+    assert array_row.saturation == pytest.approx(32 / 48)   # green: 16 zeros; blue: 15 zeros, one 255
+    assert array_row.sample_path is None                            # not sampled, still measured
+    assert bytes_row.channel_means is None and bytes_row.pixel_mean is None
 
 
 def test_prediction_log_retries_failed_writes_and_outlives_a_bad_batch(tmp_path, monkeypatch,
