@@ -108,3 +108,43 @@ def test_monitor_names_the_channel_order_on_bgr_traffic_and_is_quiet_on_clean(fr
     assert "channel order looks swapped (R and B exchanged)" in swapped["detail"]
     clean = traffic("clean", *files)["client mistake"]
     assert clean["status"] == "OK", clean["detail"]
+
+
+def test_the_fuzzers_rows_are_what_the_real_http_service_answers(fragile, accepted, tmp_path):
+    """Two rows sent again over HTTP to `imgpipe serve`'s app on loopback: the
+    refusal is the same words, the accepted mistake gets the same answers."""
+    import base64
+
+    from test_serving import on_loopback
+
+    from imgpipe.components.fuzzer import mistakes
+    from imgpipe.contract import ImageSpec
+    from imgpipe.pipeline.config import load_config
+    from imgpipe.serving import app
+    assert accepted["second"].exit_code == 0
+    result = invoke("fuzz", fragile["root"] / "out", "--config", CONFIG, "--sample", "40",
+                    "--json", tmp_path / "rows.json")
+    assert result.exit_code == 1
+    rows = {row["mistake"]: row for row in json.loads((tmp_path / "rows.json").read_text())}
+    files = sorted(fragile["data"].rglob("*.png"))[:8]
+    spec = ImageSpec(32, 32, 3)
+    originals = [mistakes.Original(f.read_bytes(), np.asarray(Image.open(f).convert("RGB"))) for f in files]
+    by_name = mistakes.by_name()
+    config = load_config(str(CONFIG), {"pipeline.output_root": str(fragile["root"] / "out")})
+    with on_loopback(app.build(config, log_predictions=False)) as (client, _port):
+        floats = by_name["float [0, 1] (float32)"].request(originals[0], spec)
+        refused = client.post("/v1/models/shapes-cnn:predict", json={"instances": [floats.tolist()]})
+        bgr = [by_name["BGR"].request(o, spec).tolist() for o in originals]
+        answered = client.post("/v1/models/shapes-cnn:predict", json={"instances": bgr})
+        jpeg = by_name["JPEG quality 30"].request(originals[0], spec)
+        encoded = client.post("/v1/models/shapes-cnn:predict",
+                              json={"instances": [{"b64": base64.b64encode(jpeg).decode()}]})
+    assert refused.status_code == 422
+    for words in ("got float32 pixels in", "expected uint8 pixels in [0, 255]"):
+        assert words in rows["float [0, 1] (float32)"]["serve"] and words in refused.json()["error"]
+    assert answered.status_code == 200 and encoded.status_code == 200
+    # The colour model answers BGR red images as blue: what the fuzzer scored.
+    labels = [f.parent.name for f in files]
+    served = [p["class"] for p in answered.json()["predictions"]]
+    assert sum(s != label for s, label in zip(served, labels)) >= 4
+    assert rows["BGR"]["verdict"] == "SILENT HARM"
