@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from PIL import Image
 
 from conftest import REPO, shapes_tree
 from imgpipe.contract import FEATURES
@@ -26,7 +27,8 @@ def invoke(*args):
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     # 150 per class: a model good enough (0.87) that clean traffic is clearly clean.
-    data = shapes_tree(root / "data", per_class=150, seed=8)
+    # Warm light (red above blue, as in most photos): a channel swap is visible.
+    data = shapes_tree(root / "data", per_class=150, seed=8, transform=warm)
     out = root / "out"
     result = invoke("run", "--config", CONFIG, "--data", data, "--output-root", out,
                     "--set", "training.epochs=25", "--set", "evaluation.f1_floor=0.25",
@@ -40,6 +42,10 @@ def run(tmp_path_factory):
     model = max((pipeline / "Trainer" / "model").iterdir(), key=lambda p: int(p.name))
     return {"out": out, "data": data, "records": records,
             "model": model / "Format-Serving", "root": root}
+
+
+def warm(image):
+    return Image.fromarray((np.asarray(image) * np.array([1.0, 0.85, 0.6])).astype(np.uint8))
 
 
 def settings(run, log_name):
@@ -89,7 +95,6 @@ def test_monitor_fires_on_class_skewed_traffic(run):
 
 
 def _eval_pixels(run):
-    from PIL import Image
     return np.stack([np.asarray(Image.open(f).convert("RGB").resize((32, 32))) for f in eval_files(run)])
 
 
@@ -153,3 +158,18 @@ def test_the_contract_round_trips_from_the_savedmodel_to_the_registry_and_the_se
     assert served.json()["model_uid"] == champion.model_uid
     text = invoke("registry", "show", champion.model_uid, "--set", f"pipeline.output_root='{run['out']}'")
     assert "fuzz_report" in text.stdout and "REFUSED" in text.stdout
+
+
+def test_monitor_names_the_channel_order_on_bgr_traffic_and_is_quiet_on_clean(run, tmp_path):
+    np.savez(tmp_path / "bgr.npz", x=np.ascontiguousarray(_eval_pixels(run)[..., ::-1]))
+
+    def client_mistake_check(name, *inputs):
+        assert invoke("predict", *inputs, *settings(run, name)).exit_code == 0
+        result = invoke("monitor", "--format", "json", *settings(run, name))
+        return {c["name"]: c for c in json.loads(result.stdout)["checks"]}["client mistake"]
+
+    swapped = client_mistake_check("bgr", tmp_path / "bgr.npz")
+    assert swapped["status"] == "ALERT" and swapped["extra"]["mistake"] == "BGR", swapped["detail"]
+    assert "channel order looks swapped (R and B exchanged)" in swapped["detail"]
+    clean = client_mistake_check("clean-files", *eval_files(run))
+    assert clean["status"] == "OK", clean["detail"]

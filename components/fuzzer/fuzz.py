@@ -138,7 +138,8 @@ def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.
         reference = clean.setdefault(mistake.sends, Reference(class_ids, class_ids == labels))
         row.scores = scoring.score(probabilities, labels, reference.class_ids, class_names)
         row.harm = scoring.harm(reference.correct, class_ids == labels, labels, class_names, policy)
-        row.flagged_by = flags.raised(kept, probabilities, class_names, spec, checks)
+        if row.harm.harmful:   # would production notice? (a harmless mistake needs no alarm)
+            row.flagged_by = flags.raised(kept, probabilities, class_names, spec, checks)
         row.fingerprint = fingerprint(kept or [mistake.request(originals[0], spec)], spec, probabilities)
         row.verdict = (scoring.REFERENCE if mistake.name == REFERENCES[mistake.sends]
                        else scoring.verdict(None, row.flagged_by, row.harm))
