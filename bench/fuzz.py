@@ -1,6 +1,6 @@
 """The client-mistake fuzzer's cost, beside the pipeline's evaluation time.
 
-  .venv/bin/python bench/fuzz.py --cifar-root ROOT [--cifar-stages TRAINING_JSON] [--photos-tar TAR]
+  .venv/bin/python bench/fuzz.py --cifar-root ROOT --cifar-stages TRAINING_JSON [--photos-tar TAR]
 
 - CIFAR-10: `imgpipe fuzz ROOT --config configs/cifar10.toml` on the preset's
   model of a bench/training.py run (ROOT its output root), at two sample
@@ -50,10 +50,13 @@ def fuzz(target: Path, config, sample: int, json_path: Path, extra=()) -> dict:
 
 
 def cifar(root: Path, stages_json: Path, scratch: Path) -> dict:
-    stages = json.loads(stages_json.read_text())["preset"]["stages_s"] if stages_json.exists() else {}
+    """The preset's own model (the seed CNN, trained after it, is the run's latest)."""
+    preset = json.loads(stages_json.read_text())["preset"]
+    stages = preset["stages_s"]
     evaluation = sum(stages.get(name, 0.0) for name in ("Evaluator", "EvaluationGate"))
-    runs = [fuzz(root, REPO / "configs" / "cifar10.toml", n, scratch / f"cifar-{n}.json")
-            for n in (250, 1000)]
+    where = ["--set", f"pipeline.output_root='{root}'"]
+    runs = [fuzz(Path(preset["model_dir"]), REPO / "configs" / "cifar10.toml", n,
+                 scratch / f"cifar-{n}.json", where) for n in (250, 1000)]
     return {"evaluation_stages_s": {k: stages.get(k) for k in ("Evaluator", "EvaluationGate")},
             "evaluation_s": evaluation, "runs": runs}
 
