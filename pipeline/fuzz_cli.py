@@ -60,16 +60,9 @@ def locate(target: Optional[str], config: Config) -> FuzzTarget:
 def monitor_checks(found: FuzzTarget, config: Config):
     """The monitor's checks; its input-skew check when the run left a schema and statistics."""
     from imgpipe.components.fuzzer import flags
-    schema = statistics = None
-    if found.schema_dir and found.statistics_dir:
-        import tensorflow_data_validation as tfdv
-
-        from imgpipe.components.validation_gate import inprocess
-        from imgpipe.contract import ARTIFACTS
-        schema = tfdv.load_schema_text(os.path.join(found.schema_dir, ARTIFACTS.schema))
-        statistics = inprocess.load_statistics_file(found.statistics_dir)
-    return flags.MonitorChecks(config.monitoring.min_mean_confidence,
-                               config.monitoring.pixel_js_threshold, schema, statistics)
+    return flags.monitor_checks(config.monitoring.min_mean_confidence,
+                                config.monitoring.pixel_js_threshold, found.schema_dir,
+                                found.statistics_dir)
 
 
 def fuzz_target(found: FuzzTarget, config: Config, sample: int):

@@ -73,18 +73,10 @@ def served_calibration_error(checked: decisions.Parity, inputs: parity.ServingIn
 def monitor_checks(input_dict, settings: EvaluationSettings):
     """The monitor's checks, with the curated schema and training statistics when wired."""
     from imgpipe.components.fuzzer import flags
-    schema = statistics = None
-    if input_dict.get(SCHEMA_KEY) and input_dict.get(STATISTICS_KEY):
-        import tensorflow_data_validation as tfdv
-
-        from imgpipe.components.validation_gate import inprocess
-        from imgpipe.contract import ARTIFACTS
-        schema = tfdv.load_schema_text(os.path.join(
-            artifact_utils.get_single_uri(input_dict[SCHEMA_KEY]), ARTIFACTS.schema))
-        statistics = inprocess.load_statistics_file(
-            artifact_utils.get_single_uri(input_dict[STATISTICS_KEY]))
-    return flags.MonitorChecks(settings.monitor_min_mean_confidence,
-                               settings.monitor_pixel_js_threshold, schema, statistics)
+    uri = {key: artifact_utils.get_single_uri(input_dict[key]) if input_dict.get(key) else None
+           for key in (SCHEMA_KEY, STATISTICS_KEY)}
+    return flags.monitor_checks(settings.monitor_min_mean_confidence,
+                                settings.monitor_pixel_js_threshold, uri[SCHEMA_KEY], uri[STATISTICS_KEY])
 
 
 def fuzz_candidate(model_dir: str, inputs: parity.ServingInputs, settings: EvaluationSettings,

@@ -29,6 +29,21 @@ class MonitorChecks:
     sample: int = 200                  # requests per mistake the skew check reads
 
 
+def monitor_checks(min_mean_confidence: float, pixel_js_threshold: float,
+                   schema_dir: Optional[str], statistics_dir: Optional[str]) -> MonitorChecks:
+    """The checks, with the skew check when a run's curated schema (a Schema
+    artifact folder) and training statistics (a statistics folder or file) exist."""
+    schema = statistics = None
+    if schema_dir and statistics_dir:
+        import tensorflow_data_validation as tfdv
+
+        from imgpipe.components.validation_gate import inprocess
+        from imgpipe.contract import ARTIFACTS
+        schema = tfdv.load_schema_text(os.path.join(schema_dir, ARTIFACTS.schema))
+        statistics = inprocess.load_statistics_file(statistics_dir)
+    return MonitorChecks(min_mean_confidence, pixel_js_threshold, schema, statistics)
+
+
 def _write_samples(requests: Sequence[Request], folder: str) -> List[str]:
     """As the prediction log samples them: encoded files as they came, arrays as .npy."""
     paths = []
