@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple
 
 import click
 
+from imgpipe.contract import ARTIFACTS
 from imgpipe.pipeline import cli_options
 from imgpipe.pipeline.config import Config
 
@@ -42,7 +43,7 @@ def locate(target: Optional[str], config: Config) -> FuzzTarget:
         if trainer is None:
             raise click.ClickException(f"{path}: no trained model found (expected a SavedModel "
                                        "folder, or an output root of `imgpipe run`)")
-        model_dir = os.path.join(trainer, "Format-Serving")
+        model_dir = os.path.join(trainer, ARTIFACTS.serving_model)
     examples = _latest(str(pipeline / "ImageExampleGen" / "examples" / "*"))
     split_dir = os.path.join(examples or "", f"Split-{config.evaluation.split}")
     if examples is None or not os.path.isdir(split_dir):

@@ -81,7 +81,9 @@ def test_monitor_is_quiet_on_clean_traffic(run):
     result = invoke("monitor", *settings(run, "clean"))
     assert result.exit_code == 0, result.stdout
     assert "no alerts" in result.stdout
-    assert result.stdout.count("OK") == 3, result.stdout
+    checks = {c["name"]: c["status"] for c in json.loads(
+        invoke("monitor", "--format", "json", *settings(run, "clean")).stdout)["checks"]}
+    assert len(checks) == 4 and set(checks.values()) == {"OK"}, checks
 
 
 def test_monitor_fires_on_class_skewed_traffic(run):

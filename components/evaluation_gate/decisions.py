@@ -117,6 +117,7 @@ class Decision:
     champion: Optional[ChampionComparison] = None
     fuzz: Optional[List[dict]] = None    # the client-mistake rows (components/fuzzer)
     fuzz_table: str = ""
+    fuzz_seconds: Optional[float] = None   # the fuzzer's wall time inside the gate
     calibration: Optional[Tuple[float, float]] = None   # (served ECE, ceiling)
 
     def as_dict(self) -> dict:
@@ -127,7 +128,7 @@ class Decision:
                 "champion": dataclasses.asdict(self.champion) if self.champion else None,
                 "calibration_error": self.calibration[0] if self.calibration else None,
                 "max_calibration_error": self.calibration[1] if self.calibration else None,
-                "fuzz": self.fuzz}
+                "fuzz": self.fuzz, "fuzz_seconds": self.fuzz_seconds}
 
 
 def class_rows(class_names: Sequence[str], confusion: np.ndarray, f1: Dict[int, float],

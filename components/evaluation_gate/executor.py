@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -118,9 +119,11 @@ class Executor(base_executor.BaseExecutor):
             champion_artifact = artifact_utils.get_single_instance(input_dict[CHAMPION_KEY])
             champion_record = resolve.read(os.path.join(champion_artifact.uri, resolve.CHAMPION_FILE))
         comparison = compare_with_champion(champion_record, settings, inputs, checked)
+        fuzz_started = time.perf_counter()
         fuzz_rows = (fuzz_candidate(path_utils.serving_model_path(model.uri), inputs, settings,
                                     monitor_checks(input_dict, settings))
                      if settings.fuzz_enabled else [])
+        fuzz_seconds = time.perf_counter() - fuzz_started
         decision = decisions.decide(measured.accuracy, settings.accuracy_floor, rows, checked,
                                     settings.max_accuracy_gap, settings.max_disagreement,
                                     comparison, fuzz_report.failures(fuzz_rows),
@@ -129,6 +132,7 @@ class Executor(base_executor.BaseExecutor):
         if settings.fuzz_enabled:
             decision.fuzz = [row.as_dict() for row in fuzz_rows]
             decision.fuzz_table = fuzz_report.format_table(fuzz_rows)
+            decision.fuzz_seconds = round(fuzz_seconds, 2)
             fuzz_report.chart(fuzz_rows, os.path.join(report_artifact.uri, fuzz_report.FUZZ_PNG))
         baseline = decisions.serving_baseline(checked.served_class_ids, checked.served_confidences,
                                               class_names)
