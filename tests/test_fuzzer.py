@@ -124,6 +124,21 @@ def test_a_drop_that_noise_explains_is_not_harm_a_significant_one_is():
     assert not scoring.harm(clean, small, labels, ["a", "b"], policy).harmful
 
 
+def test_a_class_drop_is_tested_against_every_class_it_could_have_been():
+    # Ten classes of 100: 6 of one class lost (p = 1/64) is what chance shows in
+    # one of ten classes too often; 9 lost (p = 1/512) is beyond it.
+    labels = np.repeat(np.arange(10), 100)
+    names = [str(k) for k in range(10)]
+    clean = np.ones(1000, bool)
+    policy = scoring.Policy(max_accuracy_drop=0.02, max_class_recall_drop=0.05)
+    six, nine = clean.copy(), clean.copy()
+    six[:6] = False
+    nine[:9] = False
+    assert not scoring.harm(clean, six, labels, names, policy).harmful
+    found = scoring.harm(clean, nine, labels, names, policy)
+    assert found.harmful and found.worst_class == "0" and found.class_drop == pytest.approx(0.09)
+
+
 def test_a_fragile_model_has_silent_harm_rows_and_an_accepted_one_does_not_block(colour_model):
     originals, labels = _originals()
     policy = scoring.Policy(accepted={"grey replicated": "grey is rare"})

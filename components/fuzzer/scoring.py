@@ -90,16 +90,19 @@ def _lost_p_value(clean_correct: np.ndarray, correct: np.ndarray) -> float:
 def harm(clean_correct: np.ndarray, correct: np.ndarray, labels: np.ndarray,
          class_names: Sequence[str], policy: Policy, alpha: float = 0.05) -> Harm:
     """Harmful: accuracy, or some class's recall, fell beyond its threshold,
-    significantly. Reported: that class, else the class that fell most."""
+    significantly. Reported: that class, else the class that fell most. Each
+    class is tested at alpha / classes (Bonferroni): ten chances per row to
+    see a chance drop would otherwise block harmless mistakes."""
     accuracy_drop = float(clean_correct.mean() - correct.mean()) if len(labels) else 0.0
     accuracy_p = _lost_p_value(clean_correct, correct)
+    present = [(k, name) for k, name in enumerate(class_names) if (labels == k).any()]
     classes = []   # (harmful, drop, name, p)
-    for k, name in enumerate(class_names):
+    for k, name in present:
         members = labels == k
-        if members.any():
-            drop = float(clean_correct[members].mean() - correct[members].mean())
-            p = _lost_p_value(clean_correct[members], correct[members]) if drop > 0 else 1.0
-            classes.append((drop > policy.max_class_recall_drop and p < alpha, drop, name, p))
+        drop = float(clean_correct[members].mean() - correct[members].mean())
+        p = _lost_p_value(clean_correct[members], correct[members]) if drop > 0 else 1.0
+        classes.append((drop > policy.max_class_recall_drop and p < alpha / len(present),
+                        drop, name, p))
     harmful_class, class_drop, worst, class_p = max(classes, default=(False, 0.0, "", 1.0))
     harmful = harmful_class or (accuracy_drop > policy.max_accuracy_drop and accuracy_p < alpha)
     return Harm(accuracy_drop, accuracy_p, worst, class_drop, class_p, harmful)
