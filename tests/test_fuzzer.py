@@ -139,6 +139,17 @@ def test_a_class_drop_is_tested_against_every_class_it_could_have_been():
     assert found.harmful and found.worst_class == "0" and found.class_drop == pytest.approx(0.09)
 
 
+def test_the_confidence_floor_flags_a_mistake_only_when_clean_traffic_clears_it():
+    from imgpipe.components.fuzzer import flags
+    checks = flags.MonitorChecks(min_mean_confidence=0.7)
+    unsure = np.full((20, 2), 0.5)                        # mean confidence 0.5 < 0.7
+    spec = ImageSpec(4, 4, 3)
+    found = flags.raised([], unsure, ["a", "b"], spec, checks, clean_confidence=0.9)
+    assert len(found) == 1 and found[0].startswith("monitor confidence:")
+    # Clean traffic at 0.65 already rings the alarm: it says nothing about this mistake.
+    assert flags.raised([], unsure, ["a", "b"], spec, checks, clean_confidence=0.65) == []
+
+
 def test_a_fragile_model_has_silent_harm_rows_and_an_accepted_one_does_not_block(colour_model):
     originals, labels = _originals()
     policy = scoring.Policy(accepted={"grey replicated": "grey is rare"})

@@ -59,8 +59,11 @@ def _write_samples(requests: Sequence[Request], folder: str) -> List[str]:
 
 
 def raised(requests: Sequence[Request], probabilities: np.ndarray, class_names: Sequence[str],
-           spec: ImageSpec, checks: Optional[MonitorChecks]) -> List[str]:
-    """The monitor checks that raise this traffic: '<check>: <detail>' each."""
+           spec: ImageSpec, checks: Optional[MonitorChecks],
+           clean_confidence: float = 1.0) -> List[str]:
+    """The monitor checks that raise this traffic: '<check>: <detail>' each. The
+    confidence floor counts only when clean traffic clears it: an alarm that
+    also rings for clean traffic tells no one about this mistake."""
     from imgpipe.serving import monitor
     if checks is None:
         return []
@@ -68,7 +71,7 @@ def raised(requests: Sequence[Request], probabilities: np.ndarray, class_names: 
     classes = [class_names[i] for i in probabilities.argmax(axis=1)]
     confidence = monitor.confidence_check(list(probabilities.max(axis=1)), classes, None,
                                           checks.min_mean_confidence, 1)
-    if confidence.status == monitor.ALERT:
+    if confidence.status == monitor.ALERT and clean_confidence >= checks.min_mean_confidence:
         found.append(f"monitor confidence: {confidence.detail}")
     if checks.schema is not None and checks.training_statistics is not None:
         from imgpipe.components.validation_gate import serving_skew

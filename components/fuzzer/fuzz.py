@@ -50,6 +50,7 @@ class Reference:
     """The clean requests of one signature: what every other row is measured against."""
     class_ids: np.ndarray
     correct: np.ndarray
+    mean_confidence: float
 
 
 def serve_refusal(request: Request, spec: ImageSpec) -> Optional[str]:
@@ -135,11 +136,13 @@ def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.
               verdict=scoring.REFUSED, accepted_reason=policy.accepted.get(mistake.name, ""))
     if probabilities is not None:
         class_ids = probabilities.argmax(axis=1)
-        reference = clean.setdefault(mistake.sends, Reference(class_ids, class_ids == labels))
+        reference = clean.setdefault(mistake.sends, Reference(
+            class_ids, class_ids == labels, float(probabilities.max(axis=1).mean())))
         row.scores = scoring.score(probabilities, labels, reference.class_ids, class_names)
         row.harm = scoring.harm(reference.correct, class_ids == labels, labels, class_names, policy)
         if row.harm.harmful:   # would production notice? (a harmless mistake needs no alarm)
-            row.flagged_by = flags.raised(kept, probabilities, class_names, spec, checks)
+            row.flagged_by = flags.raised(kept, probabilities, class_names, spec, checks,
+                                          reference.mean_confidence)
         row.fingerprint = fingerprint(kept or [mistake.request(originals[0], spec)], spec, probabilities)
         row.verdict = (scoring.REFERENCE if mistake.name == REFERENCES[mistake.sends]
                        else scoring.verdict(None, row.flagged_by, row.harm))
