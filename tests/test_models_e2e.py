@@ -116,7 +116,9 @@ def test_a_run_starts_from_the_weights_an_earlier_run_saved(project):
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     second = invoke("run", "--config", project["root"] / "imgpipe.toml", "--data", project["data"],
                     "--output-root", project["out"], "--set", "training.epochs=2",
-                    "--set", f'training.weights="{weights}"', *FLOORS,
+                    "--set", f'training.weights="{weights}"',
+                    # Two more epochs may move a class either way: this test is about the weights.
+                    "--set", "evaluation.f1_floor=0.0", "--set", "evaluation.accuracy_floor=0.0",
                     "--set", "evaluation.max_accuracy_drop=1.0")
     assert second.exit_code == 0, second.output
     assert f"sha256 {digest[:12]}" in second.output
