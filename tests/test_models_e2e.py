@@ -22,7 +22,9 @@ from imgpipe.pipeline import cli
 
 pytestmark = pytest.mark.e2e
 CONFIG = REPO / "configs" / "quickstart.toml"
-FLOORS = ["--set", "evaluation.f1_floor=0.5", "--set", "evaluation.accuracy_floor=0.5"]
+# Low floors: a 15-image class of a small model moves by chance; these tests are
+# about the model's source, weights and normalisation, not its quality.
+FLOORS = ["--set", "evaluation.f1_floor=0.3", "--set", "evaluation.accuracy_floor=0.5"]
 
 # A user's network that takes ImageNet caffe-mode input (BGR, means
 # subtracted, 0..255), as a ResNet50 trained with caffe preprocessing would.
