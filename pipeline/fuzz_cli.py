@@ -72,7 +72,7 @@ def fuzz_target(found: FuzzTarget, config: Config, sample: int):
 
     from imgpipe.components.evaluation_gate import parity
     from imgpipe.components.fuzzer import fuzz, scoring
-    from imgpipe.contract import ARTIFACTS, ImageSpec
+    from imgpipe.contract import ImageSpec
     with open(ARTIFACTS.training_record_path(found.model_dir), encoding="utf-8") as handle:
         record = json.load(handle)
     spec, class_names = ImageSpec.from_record(record), list(record["class_names"])
