@@ -139,6 +139,21 @@ def test_a_class_drop_is_tested_against_every_class_it_could_have_been():
     assert found.harmful and found.worst_class == "0" and found.class_drop == pytest.approx(0.09)
 
 
+def test_a_drop_is_tested_against_every_row_it_could_have_been():
+    # Five of 140 lost, none gained (p = 1/32): significant for one mistake,
+    # what chance shows in one of 27 mistakes too often; 10 lost (p = 1/1024) is beyond it.
+    labels = np.repeat(np.arange(4), 35)
+    names = ["a", "b", "c", "d"]
+    clean = np.ones(140, bool)
+    policy = scoring.Policy(max_accuracy_drop=0.02, max_class_recall_drop=0.5)
+    five, ten = clean.copy(), clean.copy()
+    five[::28] = False
+    ten[::14] = False
+    assert scoring.harm(clean, five, labels, names, policy).harmful
+    assert not scoring.harm(clean, five, labels, names, policy, rows=27).harmful
+    assert scoring.harm(clean, ten, labels, names, policy, rows=27).harmful
+
+
 def test_the_confidence_floor_flags_a_mistake_only_when_clean_traffic_clears_it():
     from imgpipe.components.fuzzer import flags
     checks = flags.MonitorChecks(min_mean_confidence=0.7)

@@ -88,11 +88,14 @@ def _lost_p_value(clean_correct: np.ndarray, correct: np.ndarray) -> float:
 
 
 def harm(clean_correct: np.ndarray, correct: np.ndarray, labels: np.ndarray,
-         class_names: Sequence[str], policy: Policy, alpha: float = 0.05) -> Harm:
+         class_names: Sequence[str], policy: Policy, alpha: float = 0.05, rows: int = 1) -> Harm:
     """Harmful: accuracy, or some class's recall, fell beyond its threshold,
-    significantly. Reported: that class, else the class that fell most. Each
-    class is tested at alpha / classes (Bonferroni): ten chances per row to
-    see a chance drop would otherwise block harmless mistakes."""
+    significantly. Reported: that class, else the class that fell most.
+    Bonferroni over every chance to see a drop: a row is one of `rows` tested
+    mistakes (alpha / rows), each class one of its classes (alpha / rows /
+    classes). Twenty-odd rows each at 0.05 would block a harmless model about
+    one run in three."""
+    alpha = alpha / max(1, rows)
     accuracy_drop = float(clean_correct.mean() - correct.mean()) if len(labels) else 0.0
     accuracy_p = _lost_p_value(clean_correct, correct)
     present = [(k, name) for k, name in enumerate(class_names) if (labels == k).any()]
