@@ -604,6 +604,7 @@ main.add_command(kubeflow_cli.submit_command)
 main.add_command(serving_cli.predict_command)
 main.add_command(serving_cli.serve_command)
 main.add_command(serving_cli.monitor_command)
+main.add_command(serving_cli.feedback_group)
 main.add_command(fuzz_cli.fuzz_command)
 
 

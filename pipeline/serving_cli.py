@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from typing import List, Optional, Tuple
 
 import click
@@ -189,8 +190,10 @@ def predict_command(paths, version, uid, output_format, top_k, batch_size, log_p
             for offset, item in enumerate(chunk):
                 rows.append(_row(item, results[offset]))
                 if logger is not None and not isinstance(results[offset], str):
+                    # The id labels are imported with later (`imgpipe feedback import`).
+                    rows[-1]["prediction_id"] = str(uuid.uuid4())
                     logger.log(LogRecord.of(model, results[offset], payloads[offset], latency_ms,
-                                            "cli"), wait=True)
+                                            "cli", rows[-1]["prediction_id"]), wait=True)
             if progress is not None:
                 progress.update(len(chunk))
         if progress is not None:
@@ -216,12 +219,12 @@ def _print_predictions(rows: List[dict], output_format: str, model) -> None:
         return
     if output_format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["input", "class", "class_id", "confidence", "top_k", "error"])
+        writer.writerow(["input", "class", "class_id", "confidence", "top_k", "error", "prediction_id"])
         for row in rows:
             writer.writerow([row["input"], row.get("class", ""), row.get("class_id", ""),
                              f"{row['confidence']:.6f}" if "confidence" in row else "",
                              ";".join(f"{t['class']}:{t['probability']:.4f}" for t in row.get("top_k", [])),
-                             row.get("error", "")])
+                             row.get("error", ""), row.get("prediction_id", "")])
         return
     width = max([len(r["input"]) for r in rows] + [5])
     click.echo(f"{'input':<{width}}  {'class':<12} {'confidence':>10}  top-k")
@@ -338,3 +341,38 @@ def monitor_command(since, uid, output_format, model_name, config_path, sets):
                     f"since {start:%Y-%m-%d %H:%M} UTC"))
     if alerts:
         sys.exit(1)
+
+
+@click.group("feedback")
+def feedback_group():
+    """Ground truth for served predictions, joined by the prediction id each answer carried."""
+
+
+@feedback_group.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@cli_options.config_option
+@cli_options.set_option
+def feedback_import(csv_file, config_path, sets):
+    """Labels that arrived later, from a CSV file with `prediction_id` and `label`
+    columns, into the prediction log's database: all of them, or none with the
+    reason for each refused line."""
+    from imgpipe.registry import store
+    from imgpipe.serving import feedback, predlog
+
+    config = _config(config_path, sets)
+    try:
+        labels = feedback.read_csv(csv_file)
+        predlog.open_log_database(config.prediction_log_url)
+        recorded = feedback.record(config.prediction_log_url, labels,
+                                   feedback.registry_class_names(config.registry_url), "import")
+    except feedback.FeedbackRefused as refused:
+        for reason in refused.reasons[:50]:
+            click.echo(f"  {reason}", err=True)
+        more = len(refused.reasons) - 50
+        raise click.ClickException(
+            f"{len(refused.reasons)} of the labels in {csv_file} are refused"
+            f"{f' ({more} more not shown)' if more > 0 else ''}; nothing was recorded") from None
+    except (store.RegistryError, OSError, UnicodeDecodeError) as error:
+        raise click.ClickException(f"{csv_file}: {error}") from None
+    click.echo(f"recorded {recorded} labels from {csv_file} in the prediction log at "
+               f"{store.mask_url(config.prediction_log_url)}")

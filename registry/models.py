@@ -141,11 +141,29 @@ class PredictionLog(Base):
     pixel_mean: Mapped[Optional[float]] = mapped_column(Float)
     saturation: Mapped[Optional[float]] = mapped_column(Float)          # share of values at 0 or 255
     channel_means: Mapped[Optional[List[float]]] = mapped_column(JSON_DOCUMENT)
+    # (Revision 0006.) The id the answer carried, which ground truth is sent back
+    # with (feedback); and which of the served models answered.
+    prediction_id: Mapped[Optional[str]] = mapped_column(String(36), unique=True)
+    variant: Mapped[Optional[str]] = mapped_column(String(20))          # champion | challenger
 
     __table_args__ = (
         Index("ix_prediction_log_model_name_created_at", "model_name", "created_at"),
         Index("ix_prediction_log_model_uid", "model_uid"),
     )
+
+
+class Feedback(Base):
+    """(Revision 0006.) The true class of one logged prediction, sent back by a
+    client (POST /v1/feedback) or imported (`imgpipe feedback import`). One per
+    prediction: the database refuses a second, however concurrent."""
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    label: Mapped[str] = mapped_column(String(200), nullable=False)
+    class_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    source: Mapped[str] = mapped_column(String(20), nullable=False)     # http | import
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 COLUMNS = [column.name for column in ModelVersion.__table__.columns]

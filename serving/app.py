@@ -3,6 +3,7 @@
 POST /v1/models/<name>:predict   {"instances": [{"b64": "<image bytes>"}, ...]}
                                   or {"instances": [<uint8 [h][w][c] arrays>]}
 POST /v1/models/<name>/images     multipart upload, one or more `file` fields
+POST /v1/feedback                 {"prediction_id": ..., "label": ...} or {"feedback": [...]}
 GET  /v1/models/<name>            the model being served
 GET  /healthz, GET /metrics       liveness; Prometheus metrics
 
@@ -26,6 +27,7 @@ import logging
 import multiprocessing
 import os
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, List, Optional, Tuple
@@ -33,7 +35,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from imgpipe.serving import auth, parsing
+from imgpipe.serving import auth, feedback, parsing
 from imgpipe.serving import model as served
 from imgpipe.serving.batching import MicroBatcher, QueueFull, Unavailable
 from imgpipe.serving.model import InputRejected
@@ -125,7 +127,7 @@ class _ObserveRequests:
     """Counts and times every answer of the model endpoints, whatever its status:
     an unhandled exception is counted as the 500 the outer middleware sends."""
 
-    ENDPOINTS = {"predict", "upload", "status", "contract"}  # route names, the `endpoint` label
+    ENDPOINTS = {"predict", "upload", "status", "contract", "feedback"}  # route names, the `endpoint` label
 
     def __init__(self, app, metrics):
         self.app, self.metrics = app, metrics
@@ -264,8 +266,10 @@ class ModelService:
     QueueFull or Unavailable; create_app's handlers turn them into answers."""
 
     def __init__(self, settings: ServiceSettings, holder: ModelHolder,
-                 logger: Optional[PredictionLogger] = None):
+                 logger: Optional[PredictionLogger] = None,
+                 class_names_of: Optional[Callable[[str], Optional[List[str]]]] = None):
         self.settings, self.holder, self.logger = settings, holder, logger
+        self.class_names_of = class_names_of or self._served_class_names
         self.metrics_registry, self.metrics = _metrics()
         if logger is not None:
             self.metrics_registry.register(_PredictionLogCollector(logger))
@@ -329,10 +333,12 @@ class ModelService:
             raise refusal
         predictions = []
         for item, (prediction, model_ms) in zip(items, results):
-            predictions.append(prediction.as_dict())
+            prediction_id = str(uuid.uuid4())   # what ground truth is sent back with
+            predictions.append(prediction.as_dict() | {"prediction_id": prediction_id})
             self.recent.append(prediction.confidence)
             if self.logger is not None:
-                self.logger.log(LogRecord.of(model, prediction, item.payload, model_ms, "http"))
+                self.logger.log(LogRecord.of(model, prediction, item.payload, model_ms, "http",
+                                             prediction_id, "champion"))
         self.metrics["confidence"].set(sum(self.recent) / len(self.recent) if self.recent else 0.0)
         return JSONResponse({"predictions": predictions, "model_name": model.name,
                              "model_version": str(model.version), "model_uid": model.uid})
@@ -392,6 +398,28 @@ class ModelService:
                                "preprocessing contract; retrain it with this imgpipe to get one")
         return {"model_uid": model.uid, "model_version": model.version, "contract": model.contract}
 
+    def _served_class_names(self, uid: str) -> Optional[List[str]]:
+        return self.holder.current.class_names if uid == self.holder.current.uid else None
+
+    async def feedback(self, request: Request):
+        """Ground truth for logged predictions, all recorded or none (serving/feedback.py)."""
+        if self.logger is None:
+            return _error(503, "this server keeps no prediction log (serving.log_predictions), "
+                               "so it has no predictions to label")
+        settings = self.settings
+        body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
+        loop = asyncio.get_running_loop()
+        try:
+            labels = feedback.parse_body(body)
+            # A label may follow its answer faster than the log's next write.
+            await loop.run_in_executor(None, self.logger.wait_written, 2.0)
+            recorded = await loop.run_in_executor(None, feedback.record, self.logger.url, labels,
+                                                  self.class_names_of, "http")
+        except feedback.FeedbackRefused as refused:
+            return JSONResponse({"error": str(refused), "refused": refused.reasons},
+                                status_code=refused.status)
+        return {"recorded": recorded}
+
     async def healthz(self):
         model, failure = self.holder.current, self.batcher.failure
         if failure is not None:
@@ -413,8 +441,10 @@ class ModelService:
 
 
 def create_app(settings: ServiceSettings, holder: ModelHolder,
-               logger: Optional[PredictionLogger] = None) -> FastAPI:
-    service = ModelService(settings, holder, logger)
+               logger: Optional[PredictionLogger] = None,
+               class_names_of: Optional[Callable[[str], Optional[List[str]]]] = None) -> FastAPI:
+    """`class_names_of(model_uid)` checks feedback labels (default: the served model's classes)."""
+    service = ModelService(settings, holder, logger, class_names_of)
     app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=service.lifespan)
     app.add_middleware(_ObserveRequests, metrics=service.metrics)
@@ -432,6 +462,7 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
                       include_in_schema=False)
     app.add_api_route("/v1/models/{name}/contract", service.contract, methods=["GET"], name="contract")
     app.add_api_route("/v1/models/{name}", service.status, methods=["GET"], name="status")
+    app.add_api_route("/v1/feedback", service.feedback, methods=["POST"], name="feedback")
     app.add_api_route("/healthz", service.healthz, methods=["GET"], name="healthz")
     app.add_api_route("/metrics", service.prometheus, methods=["GET"], name="prometheus")
     app.state.holder, app.state.settings, app.state.batcher = holder, settings, service.batcher
@@ -454,4 +485,4 @@ def build(config, model_name: Optional[str] = None, log_predictions: bool = True
         auth_token=auth.read_token(s.auth_token_env, s.auth_token_file),
         auth_open_paths=tuple(s.auth_open_paths),
         limits=served.Limits(s.max_image_side, tuple(s.allowed_formats), s.max_pixels_per_request))
-    return create_app(settings, holder, logger)
+    return create_app(settings, holder, logger, feedback.registry_class_names(url))

@@ -50,11 +50,14 @@ class LogRecord:
     data: Optional[bytes] = None
     pixels: Optional[np.ndarray] = None
     pixel_stats: Optional[dict] = None     # array requests: pixel_stats(array)
+    prediction_id: Optional[str] = None    # what the answer carried (feedback joins on it)
+    variant: Optional[str] = None          # champion | challenger
     created_at: dt.datetime = dataclasses.field(
         default_factory=lambda: dt.datetime.now(dt.timezone.utc))
 
     @classmethod
-    def of(cls, model, prediction, payload, latency_ms: float, source: str) -> "LogRecord":
+    def of(cls, model, prediction, payload, latency_ms: float, source: str,
+           prediction_id: Optional[str] = None, variant: Optional[str] = None) -> "LogRecord":
         """The record of one prediction by a ServedModel on one ModelInput."""
         from imgpipe.serving.model import input_hash
         is_bytes = isinstance(payload, bytes)
@@ -63,7 +66,8 @@ class LogRecord:
                    class_id=prediction.class_id, confidence=prediction.confidence,
                    latency_ms=latency_ms, source=source,
                    data=payload if is_bytes else None, pixels=None if is_bytes else payload,
-                   pixel_stats=None if is_bytes else pixel_stats(payload))
+                   pixel_stats=None if is_bytes else pixel_stats(payload),
+                   prediction_id=prediction_id, variant=variant)
 
 
 _NO_STATS = dict.fromkeys(("pixel_min", "pixel_max", "pixel_mean", "saturation", "channel_means"))
@@ -181,6 +185,18 @@ class PredictionLogger:
         self._queue.put(None)
         self._thread.join()
 
+    def wait_written(self, timeout: float) -> bool:
+        """Waits until every record queued so far is written (or dropped), at most
+        `timeout` seconds: feedback may follow its prediction faster than a flush."""
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(left)
+        return True
+
     def _count(self, written: int = 0, dropped: int = 0) -> int:
         with self._counts:
             self.written += written
@@ -198,6 +214,9 @@ class PredictionLogger:
             except Exception:  # noqa: BLE001 - the writer outlives any one bad batch
                 self._count(dropped=len(batch))
                 log.exception("prediction log: %d records dropped", len(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
 
     def _take(self, batch: List[LogRecord]) -> bool:
         """Fills `batch` with what is queued; True once close() was called."""
@@ -228,7 +247,8 @@ class PredictionLogger:
                          "input_hash": record.input_hash, "predicted_class": record.predicted_class,
                          "class_id": record.class_id, "confidence": record.confidence,
                          "latency_ms": record.latency_ms, "source": record.source,
-                         "sample_path": path, **(record.pixel_stats or _NO_STATS)})
+                         "sample_path": path, "prediction_id": record.prediction_id,
+                         "variant": record.variant, **(record.pixel_stats or _NO_STATS)})
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with self._engine.begin() as connection:

@@ -1,7 +1,18 @@
--- imgpipe model registry, postgresql DDL (schema revision 0005).
+-- imgpipe model registry, postgresql DDL (schema revision 0006).
 -- Generated from imgpipe/registry/models.py by `python -m imgpipe.registry.ddl`;
 -- `imgpipe registry migrate` (Alembic) creates the same schema and records
 -- its revision, which is what the pipeline checks.
+
+CREATE TABLE feedback (
+	id SERIAL NOT NULL,
+	prediction_id VARCHAR(36) NOT NULL,
+	label VARCHAR(200) NOT NULL,
+	class_id INTEGER NOT NULL,
+	source VARCHAR(20) NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	CONSTRAINT pk_feedback PRIMARY KEY (id),
+	CONSTRAINT uq_feedback_prediction_id UNIQUE (prediction_id)
+);
 
 CREATE TABLE model_registry (
 	id SERIAL NOT NULL,
@@ -69,7 +80,10 @@ CREATE TABLE prediction_log (
 	pixel_mean FLOAT,
 	saturation FLOAT,
 	channel_means JSONB,
-	CONSTRAINT pk_prediction_log PRIMARY KEY (id)
+	prediction_id VARCHAR(36),
+	variant VARCHAR(20),
+	CONSTRAINT pk_prediction_log PRIMARY KEY (id),
+	CONSTRAINT uq_prediction_log_prediction_id UNIQUE (prediction_id)
 );
 
 CREATE INDEX ix_prediction_log_model_name_created_at ON prediction_log (model_name, created_at);

@@ -692,6 +692,36 @@ def test_predicts_from_bytes_arrays_and_uploads(service):
         assert name in metrics
 
 
+def test_every_answer_carries_a_prediction_id_that_feedback_labels_once(service):
+    from sqlalchemy import select
+
+    from imgpipe.registry.models import Feedback, PredictionLog
+    client = service["client"]
+    answer = predict(client, {"instances": [b64(png(10)), b64(png(250))]}).json()
+    ids = [p["prediction_id"] for p in answer["predictions"]]
+    assert len(set(ids)) == 2 and answer["model_version"] == "1"
+    # Sent straight after the answer: before the log's next write, which it waits for.
+    sent = client.post("/v1/feedback", json={"feedback": [{"prediction_id": ids[0], "label": "dark"},
+                                                          {"prediction_id": ids[1], "label": "dark"}]})
+    assert sent.status_code == 200 and sent.json() == {"recorded": 2}
+    again = client.post("/v1/feedback", json={"prediction_id": ids[1], "label": "bright"})
+    assert again.status_code == 422
+    assert again.json()["refused"] == [f"feedback: prediction {ids[1]} already has a label"]
+    wrong = client.post("/v1/feedback", json={"prediction_id": "nope", "label": "purple"})
+    assert wrong.status_code == 422 and "unknown prediction_id 'nope'" in wrong.json()["error"]
+    assert client.post("/v1/feedback", content=b"{").status_code == 400
+    engine = store.engine_for(service["logger"].url)
+    with engine.connect() as connection:
+        joined = connection.execute(
+            select(PredictionLog.predicted_class, Feedback.label, PredictionLog.variant)
+            .join(Feedback, Feedback.prediction_id == PredictionLog.prediction_id)
+            .order_by(PredictionLog.id)).all()
+    assert [tuple(row) for row in joined] == [("dark", "dark", "champion"),
+                                              ("bright", "dark", "champion")]
+    metrics = client.get("/metrics").text
+    assert 'imgpipe_requests_total{endpoint="feedback",status="200"} 1.0' in metrics
+
+
 def test_large_uploads_are_parsed_off_the_event_loop_with_the_same_answers(service):
     from imgpipe.serving.app import INLINE_BODY_BYTES
     client = service["client"]

@@ -131,7 +131,7 @@ def test_predict_reports_unreadable_inputs_and_refuses_floats(run, tmp_path):
                     *settings(run, "errors"))
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert lines[0] == "input,class,class_id,confidence,top_k,error" and len(lines) == 6
+    assert lines[0] == "input,class,class_id,confidence,top_k,error,prediction_id" and len(lines) == 6
     assert lines[1].split(",")[1] in ("circle", "cross", "square", "triangle")
     assert "not a readable JPEG or PNG" in lines[2]
     assert "got float32 pixels" in lines[3] and "expected uint8" in lines[3]

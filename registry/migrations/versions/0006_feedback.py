@@ -1,0 +1,39 @@
+"""prediction ids and variants on prediction_log; the feedback table
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-03
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("prediction_log") as batch:
+        batch.add_column(sa.Column("prediction_id", sa.String(36), nullable=True))
+        batch.add_column(sa.Column("variant", sa.String(20), nullable=True))
+        batch.create_unique_constraint("uq_prediction_log_prediction_id", ["prediction_id"])
+    op.create_table(
+        "feedback",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("prediction_id", sa.String(36), nullable=False),
+        sa.Column("label", sa.String(200), nullable=False),
+        sa.Column("class_id", sa.Integer(), nullable=False),
+        sa.Column("source", sa.String(20), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_feedback"),
+        sa.UniqueConstraint("prediction_id", name="uq_feedback_prediction_id"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("feedback")
+    with op.batch_alter_table("prediction_log") as batch:
+        batch.drop_constraint("uq_prediction_log_prediction_id", type_="unique")
+        batch.drop_column("variant")
+        batch.drop_column("prediction_id")
