@@ -12,6 +12,7 @@ file's folder; defaults and command-line values to the current folder.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
@@ -319,6 +320,20 @@ class ServingSection(_Section):
     log_url: str = ""
     sample_rate: float = Field(0.1, ge=0.0, le=1.0)  # share of inputs kept for imgpipe monitor
     samples_root: str = ""                           # default <output_root>/prediction-samples
+    # A challenger beside the champion: "<model>@<version>", "newest" (the newest
+    # blessed version that is not champion), or "" (none). "shadow": it also
+    # answers a share of requests, off the response path; "split": it answers
+    # that share of requests instead of the champion (stable per client key).
+    challenger: str = ""
+    challenger_mode: Literal["shadow", "split"] = "shadow"
+    challenger_share: float = Field(0.1, ge=0.0, le=1.0)
+
+    @field_validator("challenger")
+    @classmethod
+    def _challenger_reference(cls, value: str) -> str:
+        if value and value != "newest" and not re.fullmatch(r"[^@\s]+@[1-9][0-9]*", value):
+            raise ValueError(f"{value!r}: expected \"<model>@<version>\", \"newest\" or \"\"")
+        return value
 
     @field_validator("log_url")
     @classmethod
@@ -335,6 +350,12 @@ class MonitoringSection(_Section):
     class_linf_threshold: float = Field(0.15, ge=0.0, le=1.0)  # predicted-class distribution
     pixel_js_threshold: float = Field(0.1, ge=0.0, le=1.0)     # logged inputs vs training
     min_samples: int = Field(20, ge=1)               # sampled inputs needed for the skew check
+    # Live quality (labels sent back): the challenger replaces the champion
+    # (`registry promote --if-better`) only when its labelled accuracy is better
+    # by more than the margin at this confidence, on at least min_labels each.
+    min_labels: int = Field(30, ge=1)
+    promote_margin: float = Field(0.0, ge=0.0, le=1.0)
+    promote_confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
 class Config(_Section):

@@ -131,7 +131,7 @@ class PredictionLog(Base):
     class_id: Mapped[int] = mapped_column(Integer, nullable=False)
     confidence: Mapped[float] = mapped_column(Float, nullable=False)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
-    source: Mapped[str] = mapped_column(String(20), nullable=False)     # http | cli
+    source: Mapped[str] = mapped_column(String(20), nullable=False)     # http | cli | shadow
     sample_path: Mapped[Optional[str]] = mapped_column(Text)            # kept input, if sampled
     # (Revision 0005.) Of every uint8 array request, as it arrived: what shows a
     # client's scaling or channel mistake within hours, sampled or not. Null for
@@ -145,6 +145,9 @@ class PredictionLog(Base):
     # with (feedback); and which of the served models answered.
     prediction_id: Mapped[Optional[str]] = mapped_column(String(36), unique=True)
     variant: Mapped[Optional[str]] = mapped_column(String(20))          # champion | challenger
+    # A shadow challenger's answer to a request the champion answered (whose
+    # prediction id the client got, and labels): the champion's prediction id.
+    shadow_of: Mapped[Optional[str]] = mapped_column(String(36), index=True)
 
     __table_args__ = (
         Index("ix_prediction_log_model_name_created_at", "model_name", "created_at"),

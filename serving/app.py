@@ -35,7 +35,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from imgpipe.serving import auth, feedback, parsing
+from imgpipe.serving import auth, challenger, feedback, parsing
 from imgpipe.serving import model as served
 from imgpipe.serving.batching import MicroBatcher, QueueFull, Unavailable
 from imgpipe.serving.model import InputRejected
@@ -59,6 +59,8 @@ class ServiceSettings:
     auth_token: Optional[str] = dataclasses.field(default=None, repr=False)  # None: no auth
     auth_open_paths: tuple = ("/healthz", "/metrics")
     limits: served.Limits = served.Limits()
+    challenger_mode: str = "shadow"      # shadow | split (serving/challenger.py)
+    challenger_share: float = 0.1
 
 
 def _failure_text(error: BaseException) -> str:
@@ -121,6 +123,22 @@ class _PredictionLogCollector:
         yield GaugeMetricFamily("imgpipe_prediction_log_queue_depth",
                                 "Prediction log records waiting to be written",
                                 value=self.logger.queued)
+
+
+class _ShadowCollector:
+    """The shadow challenger's counts: requests scored, failed, skipped (queue full)."""
+
+    def __init__(self, service: "ModelService"):
+        self.service = service
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+        shadow = self.service.shadow
+        family = CounterMetricFamily("imgpipe_shadow_requests", "Requests the shadow challenger "
+                                     "scored, failed on, or skipped (its queue full)", labels=["outcome"])
+        for outcome in ("scored", "failed", "skipped"):
+            family.add_metric([outcome], getattr(shadow, outcome) if shadow else 0)
+        yield family
 
 
 class _ObserveRequests:
@@ -267,12 +285,15 @@ class ModelService:
 
     def __init__(self, settings: ServiceSettings, holder: ModelHolder,
                  logger: Optional[PredictionLogger] = None,
-                 class_names_of: Optional[Callable[[str], Optional[List[str]]]] = None):
+                 class_names_of: Optional[Callable[[str], Optional[List[str]]]] = None,
+                 challengers: Optional[challenger.ChallengerHolder] = None):
         self.settings, self.holder, self.logger = settings, holder, logger
         self.class_names_of = class_names_of or self._served_class_names
+        self.challengers, self.shadow = challengers, None
         self.metrics_registry, self.metrics = _metrics()
         if logger is not None:
             self.metrics_registry.register(_PredictionLogCollector(logger))
+        self.metrics_registry.register(_ShadowCollector(self))
         self.recent = collections.deque(maxlen=1000)   # top-1 confidences behind the gauge
         self.batcher = MicroBatcher(self.run_batch, settings.max_batch, settings.max_wait_ms,
                                     on_batch=self.metrics["batch"].observe,
@@ -281,6 +302,8 @@ class ModelService:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app):
         self.batcher.start()
+        if self.challengers is not None and self.settings.challenger_mode == "shadow":
+            self.shadow = challenger.ShadowRunner(self.score_shadow)
         await self.off_the_loop(INLINE_BODY_BYTES + 1, parsing.warm_up)   # no spawn in a request
         self.metrics["version"].labels(self.holder.current.uid).set(self.holder.current.version)
         watcher = asyncio.get_running_loop().create_task(self.watch_champion())
@@ -289,6 +312,8 @@ class ModelService:
         finally:
             watcher.cancel()
             await self.batcher.stop()
+            if self.shadow is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.shadow.close)
             close_parse_pool()   # its processes would outlive the server otherwise
             if self.logger is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.logger.close)
@@ -307,6 +332,11 @@ class ModelService:
                 log.warning("champion lookup failed; still serving %s version %s (%s): %s",
                             holder.current.name, holder.current.version, holder.current.uid,
                             holder.failure)
+            if self.challengers is not None:
+                try:
+                    await loop.run_in_executor(None, self.challengers.refresh)
+                except Exception:  # noqa: BLE001 - the champion keeps serving without it
+                    log.warning("challenger lookup or load failed", exc_info=True)
 
     def run_batch(self, work: List[Tuple[served.ServedModel, Item]]) -> List[Any]:
         """(prediction, model ms) or an InputRejected, per item. Each item
@@ -324,9 +354,28 @@ class ModelService:
                                   else (result, elapsed_ms))
         return results
 
-    async def answer(self, model: served.ServedModel, items: List[Item]) -> JSONResponse:
+    def choose(self, key: str) -> Tuple[served.ServedModel, str]:
+        """The model that answers a request with this key, and its variant."""
+        rival = self.challengers.current if self.challengers is not None else None
+        if rival is not None and self.settings.challenger_mode == "split" \
+                and challenger.assigned(key, self.settings.challenger_share):
+            return rival, "challenger"
+        return self.holder.current, "champion"
+
+    def score_shadow(self, model: served.ServedModel, payloads, champion_ids: List[str]) -> None:
+        """On the shadow thread: the challenger's answers, logged beside the champion's."""
+        started = time.perf_counter()
+        results = model.predict_each(payloads, self.settings.top_k)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        for payload, result, champion_id in zip(payloads, results, champion_ids):
+            if self.logger is not None and not isinstance(result, InputRejected):
+                self.logger.log(LogRecord.of(model, result, payload, elapsed_ms, "shadow",
+                                             str(uuid.uuid4()), "challenger", champion_id))
+
+    async def answer(self, model: served.ServedModel, items: List[Item], variant: str = "champion",
+                     key: str = "") -> JSONResponse:
         """The predictions of `model` (which checked them) for `items`, through
-        the batcher; each one logged."""
+        the batcher; each one logged; a share handed to the shadow challenger."""
         results = await self.batcher.submit([(model, item) for item in items])
         refusal = parsing.first_refusal(results)
         if refusal is not None:
@@ -338,10 +387,16 @@ class ModelService:
             self.recent.append(prediction.confidence)
             if self.logger is not None:
                 self.logger.log(LogRecord.of(model, prediction, item.payload, model_ms, "http",
-                                             prediction_id, "champion"))
+                                             prediction_id, variant))
         self.metrics["confidence"].set(sum(self.recent) / len(self.recent) if self.recent else 0.0)
+        rival = self.challengers.current if self.challengers is not None else None
+        if self.shadow is not None and rival is not None and variant == "champion" \
+                and challenger.assigned(key, self.settings.challenger_share):
+            self.shadow.submit(rival, [item.payload for item in items],
+                               [p["prediction_id"] for p in predictions])
         return JSONResponse({"predictions": predictions, "model_name": model.name,
-                             "model_version": str(model.version), "model_uid": model.uid})
+                             "model_version": str(model.version), "model_uid": model.uid,
+                             "variant": variant})
 
     # The routes. No return annotations: FastAPI would take them for response models.
 
@@ -361,24 +416,26 @@ class ModelService:
         settings = self.settings
         parsing.check_model_name(name, settings.model_name)
         body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
-        model = self.holder.current
+        key = challenger.request_key(request.headers)
+        model, variant = self.choose(key)
         return await self.answer(model, await self.off_the_loop(
             len(body), parsing.parse_instances, body, settings.max_instances, settings.limits,
-            model.image_shape))
+            model.image_shape), variant, key)
 
     async def upload(self, name: str, request: Request):
         settings = self.settings
         parsing.check_model_name(name, settings.model_name)
         parsing.check_upload_length(request.headers.get("content-length"), settings.max_body_bytes)
         body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
-        content_type, model = request.headers.get("content-type", ""), self.holder.current
+        content_type, key = request.headers.get("content-type", ""), challenger.request_key(request.headers)
+        model, variant = self.choose(key)
         if len(body) > INLINE_BODY_BYTES:   # the multipart parser, too, is pure Python
             return await self.answer(model, await self.off_the_loop(
                 len(body), parsing.parse_upload_body, body, content_type, settings.max_instances,
-                settings.max_body_bytes, settings.limits))
+                settings.max_body_bytes, settings.limits), variant, key)
         files = await parsing.read_form_files(body, content_type, settings.max_instances)
         return await self.answer(model, parsing.parse_uploads(files, settings.max_body_bytes,
-                                                              settings.limits))
+                                                              settings.limits), variant, key)
 
     async def status(self, name: str):
         parsing.check_model_name(name, self.settings.model_name)
@@ -428,6 +485,11 @@ class ModelService:
                                  "model_uid": model.uid}, status_code=503)
         health = {"status": "ok", "model_name": model.name, "model_version": model.version,
                   "model_uid": model.uid}
+        rival = self.challengers.current if self.challengers is not None else None
+        if rival is not None:
+            health["challenger"] = {"model_uid": rival.uid, "model_version": rival.version,
+                                    "mode": self.settings.challenger_mode,
+                                    "share": self.settings.challenger_share}
         if self.holder.stale:   # still 200: the model served is sound, only not the champion
             champion = self.holder.champion
             health.update(status="stale", registry_champion=None if champion is None else
@@ -442,9 +504,10 @@ class ModelService:
 
 def create_app(settings: ServiceSettings, holder: ModelHolder,
                logger: Optional[PredictionLogger] = None,
-               class_names_of: Optional[Callable[[str], Optional[List[str]]]] = None) -> FastAPI:
+               class_names_of: Optional[Callable[[str], Optional[List[str]]]] = None,
+               challengers: Optional[challenger.ChallengerHolder] = None) -> FastAPI:
     """`class_names_of(model_uid)` checks feedback labels (default: the served model's classes)."""
-    service = ModelService(settings, holder, logger, class_names_of)
+    service = ModelService(settings, holder, logger, class_names_of, challengers)
     app = FastAPI(title="imgpipe", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=service.lifespan)
     app.add_middleware(_ObserveRequests, metrics=service.metrics)
@@ -466,6 +529,7 @@ def create_app(settings: ServiceSettings, holder: ModelHolder,
     app.add_api_route("/healthz", service.healthz, methods=["GET"], name="healthz")
     app.add_api_route("/metrics", service.prometheus, methods=["GET"], name="prometheus")
     app.state.holder, app.state.settings, app.state.batcher = holder, settings, service.batcher
+    app.state.service = service
     return app
 
 
@@ -484,5 +548,11 @@ def build(config, model_name: Optional[str] = None, log_predictions: bool = True
         reload_seconds=s.reload_seconds, read_timeout_seconds=s.read_timeout_seconds,
         auth_token=auth.read_token(s.auth_token_env, s.auth_token_file),
         auth_open_paths=tuple(s.auth_open_paths),
-        limits=served.Limits(s.max_image_side, tuple(s.allowed_formats), s.max_pixels_per_request))
-    return create_app(settings, holder, logger, feedback.registry_class_names(url))
+        limits=served.Limits(s.max_image_side, tuple(s.allowed_formats), s.max_pixels_per_request),
+        challenger_mode=s.challenger_mode, challenger_share=s.challenger_share)
+    challengers = None
+    if s.challenger:
+        challengers = challenger.ChallengerHolder(
+            lambda: challenger.resolve(url, name, s.challenger),
+            lambda row: served.load(row, config.serving_root), lambda: holder.current.uid)
+    return create_app(settings, holder, logger, feedback.registry_class_names(url), challengers)

@@ -52,12 +52,14 @@ class LogRecord:
     pixel_stats: Optional[dict] = None     # array requests: pixel_stats(array)
     prediction_id: Optional[str] = None    # what the answer carried (feedback joins on it)
     variant: Optional[str] = None          # champion | challenger
+    shadow_of: Optional[str] = None        # a shadow answer: the champion's prediction id
     created_at: dt.datetime = dataclasses.field(
         default_factory=lambda: dt.datetime.now(dt.timezone.utc))
 
     @classmethod
     def of(cls, model, prediction, payload, latency_ms: float, source: str,
-           prediction_id: Optional[str] = None, variant: Optional[str] = None) -> "LogRecord":
+           prediction_id: Optional[str] = None, variant: Optional[str] = None,
+           shadow_of: Optional[str] = None) -> "LogRecord":
         """The record of one prediction by a ServedModel on one ModelInput."""
         from imgpipe.serving.model import input_hash
         is_bytes = isinstance(payload, bytes)
@@ -67,7 +69,7 @@ class LogRecord:
                    latency_ms=latency_ms, source=source,
                    data=payload if is_bytes else None, pixels=None if is_bytes else payload,
                    pixel_stats=None if is_bytes else pixel_stats(payload),
-                   prediction_id=prediction_id, variant=variant)
+                   prediction_id=prediction_id, variant=variant, shadow_of=shadow_of)
 
 
 _NO_STATS = dict.fromkeys(("pixel_min", "pixel_max", "pixel_mean", "saturation", "channel_means"))
@@ -248,7 +250,8 @@ class PredictionLogger:
                          "class_id": record.class_id, "confidence": record.confidence,
                          "latency_ms": record.latency_ms, "source": record.source,
                          "sample_path": path, "prediction_id": record.prediction_id,
-                         "variant": record.variant, **(record.pixel_stats or _NO_STATS)})
+                         "variant": record.variant, "shadow_of": record.shadow_of,
+                         **(record.pixel_stats or _NO_STATS)})
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with self._engine.begin() as connection:
@@ -283,3 +286,28 @@ def read(url: str, model_name: str, since: dt.datetime,
     from sqlalchemy.orm import Session
     with Session(engine) as session:
         return list(session.scalars(query.order_by(PredictionLog.created_at)))
+
+
+def read_labelled(url: str, model_name: str, since: dt.datetime):
+    """The window's predictions that have a label, as live_quality.Labelled: a
+    label sent for a champion's answer also labels its shadow challenger's."""
+    from sqlalchemy import or_
+    from sqlalchemy.orm import Session
+
+    from imgpipe.registry.models import Feedback
+    from imgpipe.serving.live_quality import Labelled
+    database = make_url(url).database
+    if url.startswith("sqlite") and database and not os.path.exists(database):
+        return []
+    engine = store.require_schema(url)
+    if engine.dialect.name == "sqlite":
+        since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    query = (select(PredictionLog.variant, PredictionLog.model_uid, PredictionLog.predicted_class,
+                    Feedback.label, PredictionLog.confidence, PredictionLog.created_at)
+             .join(Feedback, or_(Feedback.prediction_id == PredictionLog.prediction_id,
+                                 Feedback.prediction_id == PredictionLog.shadow_of))
+             .where(PredictionLog.model_name == model_name, PredictionLog.created_at >= since)
+             .order_by(PredictionLog.created_at))
+    with Session(engine) as session:
+        return [Labelled(variant or "champion", uid, predicted, label, confidence, created)
+                for variant, uid, predicted, label, confidence, created in session.execute(query)]

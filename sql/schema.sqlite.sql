@@ -82,6 +82,7 @@ CREATE TABLE prediction_log (
 	channel_means JSON,
 	prediction_id VARCHAR(36),
 	variant VARCHAR(20),
+	shadow_of VARCHAR(36),
 	CONSTRAINT pk_prediction_log PRIMARY KEY (id),
 	CONSTRAINT uq_prediction_log_prediction_id UNIQUE (prediction_id)
 );
@@ -89,3 +90,5 @@ CREATE TABLE prediction_log (
 CREATE INDEX ix_prediction_log_model_name_created_at ON prediction_log (model_name, created_at);
 
 CREATE INDEX ix_prediction_log_model_uid ON prediction_log (model_uid);
+
+CREATE INDEX ix_prediction_log_shadow_of ON prediction_log (shadow_of);

@@ -17,7 +17,9 @@ def upgrade() -> None:
     with op.batch_alter_table("prediction_log") as batch:
         batch.add_column(sa.Column("prediction_id", sa.String(36), nullable=True))
         batch.add_column(sa.Column("variant", sa.String(20), nullable=True))
+        batch.add_column(sa.Column("shadow_of", sa.String(36), nullable=True))
         batch.create_unique_constraint("uq_prediction_log_prediction_id", ["prediction_id"])
+        batch.create_index("ix_prediction_log_shadow_of", ["shadow_of"])
     op.create_table(
         "feedback",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -34,6 +36,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("feedback")
     with op.batch_alter_table("prediction_log") as batch:
+        batch.drop_index("ix_prediction_log_shadow_of")
         batch.drop_constraint("uq_prediction_log_prediction_id", type_="unique")
+        batch.drop_column("shadow_of")
         batch.drop_column("variant")
         batch.drop_column("prediction_id")

@@ -1,0 +1,141 @@
+"""Live quality: served predictions against the labels sent back for them.
+
+Plain NumPy/SciPy over (predicted, label) pairs: accuracy with a Wilson
+interval, per-class recall/F1, and the challenger against the champion — a
+one-sided two-proportion z-test of "better by at least `margin`", with the
+labels each side would need to decide it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+BETTER, NOT_BETTER, UNDECIDED = "BETTER", "NOT BETTER", "UNDECIDED"
+
+
+@dataclasses.dataclass(frozen=True)
+class Labelled:
+    """One logged prediction with the label sent back for it."""
+    variant: str             # champion | challenger
+    model_uid: str
+    predicted: str
+    label: str
+    confidence: float
+    created_at: object = None
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple:
+    if trials == 0:
+        return (0.0, 1.0)
+    from scipy.stats import norm
+    z = norm.ppf(0.5 + confidence / 2)
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclasses.dataclass
+class Quality:
+    labelled: int
+    accuracy: Optional[float]
+    accuracy_interval: tuple
+    mean_confidence: Optional[float]
+    per_class: Dict[str, Dict[str, Optional[float]]]     # recall, precision, f1, support
+    predicted_share: Dict[str, float]
+
+
+def quality(rows: Sequence[Labelled], class_names: Sequence[str], confidence: float = 0.95) -> Quality:
+    predicted = np.array([r.predicted for r in rows], dtype=object)
+    truth = np.array([r.label for r in rows], dtype=object)
+    correct = int((predicted == truth).sum()) if len(rows) else 0
+    per_class = {}
+    for name in class_names:
+        support, chosen = int((truth == name).sum()), int((predicted == name).sum())
+        hits = int(((truth == name) & (predicted == name)).sum())
+        recall = hits / support if support else None
+        precision = hits / chosen if chosen else None
+        f1 = (2 * recall * precision / (recall + precision)
+              if recall is not None and precision is not None and recall + precision else
+              (0.0 if support else None))
+        per_class[name] = {"recall": recall, "precision": precision, "f1": f1, "support": support}
+    return Quality(len(rows), correct / len(rows) if rows else None,
+                   wilson_interval(correct, len(rows), confidence),
+                   float(np.mean([r.confidence for r in rows])) if rows else None, per_class,
+                   {name: float((predicted == name).mean()) if rows else 0.0 for name in class_names})
+
+
+@dataclasses.dataclass
+class Comparison:
+    decision: str
+    champion_accuracy: Optional[float]
+    challenger_accuracy: Optional[float]
+    champion_labelled: int
+    challenger_labelled: int
+    difference: Optional[float]          # challenger - champion
+    margin: float
+    confidence: float
+    p_value: Optional[float]             # H0: difference <= margin
+    labels_needed: Optional[int]         # per variant, to decide the observed difference
+    detail: str
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def labels_needed(p1: float, p2: float, margin: float, alpha: float, power: float = 0.8) -> Optional[int]:
+    """Labels per variant for a one-sided z-test at `alpha` to see p2 - p1 > margin
+    with `power`, if the true accuracies are p1 and p2 (None: no difference to see)."""
+    from scipy.stats import norm
+    effect = p2 - p1 - margin
+    if effect <= 0:
+        return None
+    variance = max(p1 * (1 - p1) + p2 * (1 - p2), 1e-6)
+    return int(math.ceil((norm.ppf(1 - alpha) + norm.ppf(power)) ** 2 * variance / effect ** 2))
+
+
+def compare(champion: Sequence[bool], challenger: Sequence[bool], margin: float = 0.0,
+            confidence: float = 0.95, minimum: int = 30) -> Comparison:
+    """Is the challenger's accuracy better than the champion's by more than `margin`?
+    `champion`/`challenger`: whether each labelled answer was right."""
+    from scipy.stats import norm
+    n1, n2 = len(champion), len(challenger)
+    alpha = 1 - confidence
+    if min(n1, n2) < minimum:
+        return Comparison(UNDECIDED, _mean(champion), _mean(challenger), n1, n2,
+                          None if not (n1 and n2) else _mean(challenger) - _mean(champion), margin,
+                          confidence, None, minimum,
+                          f"{n1} labelled champion and {n2} labelled challenger answers; at least "
+                          f"{minimum} of each are needed before testing")
+    p1, p2 = _mean(champion), _mean(challenger)
+    difference = p2 - p1
+    standard_error = math.sqrt(max(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2, 1e-12))
+    p_value = float(norm.sf((difference - margin) / standard_error))
+    needed = labels_needed(p1, p2, margin, alpha)
+    numbers = (f"challenger {p2:.3f} on {n2} labels vs champion {p1:.3f} on {n1}: "
+               f"{difference:+.3f} (margin {margin:g}, one-sided p = {p_value:.3g})")
+    if p_value < alpha:
+        return Comparison(BETTER, p1, p2, n1, n2, difference, margin, confidence, p_value, needed,
+                          f"{numbers}: better at {confidence:.0%} confidence")
+    if needed is None:
+        return Comparison(NOT_BETTER, p1, p2, n1, n2, difference, margin, confidence, p_value, None,
+                          f"{numbers}: not better by the margin; more labels would not change that "
+                          "unless the accuracies move")
+    more = max(0, needed - min(n1, n2))
+    return Comparison(UNDECIDED, p1, p2, n1, n2, difference, margin, confidence, p_value, needed,
+                      f"{numbers}: not yet significant; about {needed} labels per variant "
+                      f"({more} more) would decide a difference this size with 80% power")
+
+
+def _mean(values: Sequence[bool]) -> Optional[float]:
+    return float(np.mean(values)) if len(values) else None
+
+
+def by_variant(rows: Sequence[Labelled]) -> Dict[str, List[Labelled]]:
+    out: Dict[str, List[Labelled]] = {}
+    for row in rows:
+        out.setdefault(row.variant, []).append(row)
+    return out

@@ -1,0 +1,112 @@
+"""A challenger beside the champion: split assignment, the shadow off the response path,
+and labels joined to both (real SavedModels, registry, prediction log; in-process HTTP)."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from test_serving import b64, eventually, png, predict
+
+import registry_helpers as helpers
+from imgpipe.registry import mlflow_sync, publish, store
+from imgpipe.serving import challenger, predlog
+from imgpipe.serving import model as served
+
+
+def test_assignment_is_stable_per_key_and_holds_its_share():
+    keys = [f"client-{i}" for i in range(4000)]
+    first = [challenger.assigned(key, 0.3) for key in keys]
+    assert first == [challenger.assigned(key, 0.3) for key in keys]
+    share = sum(first) / len(first)
+    assert abs(share - 0.3) < 3 * (0.3 * 0.7 / len(keys)) ** 0.5      # three standard errors
+    assert not any(challenger.assigned(key, 0.0) for key in keys)
+    assert all(challenger.assigned(key, 1.0) for key in keys)
+
+
+def _two_versions(tmp_path, mode: str, share: float, **settings):
+    """Champion t1 (bright above mean 127) and challenger t2 (bright above 51): an
+    image of shade 100 tells them apart."""
+    from imgpipe.serving import app as serving_app
+    url, tracking = f"sqlite:///{tmp_path / 'registry.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store.migrate(url)
+    mlflow_sync.ensure_store(tracking)
+    for uid, bias, promote in (("t1", 0.0, True), ("t2", 0.3, False)):
+        model_dir = str(helpers.write_tiny_saved_model(tmp_path / uid, bias=bias))
+        publish.publish(url, tracking, str(tmp_path / "serving"), model_dir, helpers.new_version(uid),
+                        helpers.run_record(uid, str(tmp_path / "mla")), promote=promote)
+    holder = serving_app.ModelHolder(lambda: served.resolve(url, "tiny"), served.load)
+    challengers = challenger.ChallengerHolder(lambda: challenger.resolve(url, "tiny", "newest"),
+                                              served.load, lambda: holder.current.uid)
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    logger = predlog.PredictionLogger(log_url, str(tmp_path / "s"), 0.0)
+    app_settings = serving_app.ServiceSettings(model_name="tiny", max_batch=8, reload_seconds=0.2,
+                                               limits=served.Limits(64), challenger_mode=mode,
+                                               challenger_share=share, **settings)
+    return serving_app.create_app(app_settings, holder, logger, challengers=challengers), log_url
+
+
+def test_split_answers_each_client_with_one_version_and_names_it(tmp_path):
+    from fastapi.testclient import TestClient
+    app, log_url = _two_versions(tmp_path, "split", 0.5)
+    image = {"instances": [b64(png(100))]}
+    with TestClient(app) as client:
+        answers = {}
+        for i in range(200):
+            body = client.post("/v1/models/tiny:predict", json=image,
+                               headers={"X-Client-Key": f"client-{i}"}).json()
+            answers[f"client-{i}"] = (body["model_version"], body["variant"],
+                                      body["predictions"][0]["class"])
+        for key in ("client-3", "client-4", "client-150"):
+            again = client.post("/v1/models/tiny:predict", json=image,
+                                headers={"X-Client-Key": key}).json()
+            assert (again["model_version"], again["variant"]) == answers[key][:2]
+        assert client.get("/healthz").json()["challenger"]["model_version"] == 2
+    assert {value for value in answers.values()} == {("1", "champion", "dark"),
+                                                    ("2", "challenger", "bright")}
+    share = sum(variant == "challenger" for _, variant, _ in answers.values()) / len(answers)
+    assert abs(share - 0.5) < 3 * (0.25 / len(answers)) ** 0.5
+    logged = predlog.read(log_url, "tiny", dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    assert sorted({(row.model_version, row.variant) for row in logged}) == [(1, "champion"),
+                                                                          (2, "challenger")]
+
+
+@pytest.mark.parametrize("trouble", ["slow", "failing"])
+def test_a_slow_or_failing_shadow_never_reaches_the_client(tmp_path, monkeypatch, trouble):
+    from fastapi.testclient import TestClient
+    app, log_url = _two_versions(tmp_path, "shadow", 1.0)
+    release = threading.Event()
+    with TestClient(app) as client:
+        service = app.state.service
+        rival = service.challengers.current
+        score = rival.predict_each
+
+        def troubled(payloads, top_k):
+            if trouble == "failing":
+                raise RuntimeError("the challenger exploded")
+            release.wait(60)          # held until every client has its answer
+            return score(payloads, top_k)
+
+        monkeypatch.setattr(rival, "predict_each", troubled)
+        answers = [predict(client, {"instances": [b64(png(100))]}) for _ in range(80)]
+        assert all(a.status_code == 200 and a.json()["variant"] == "champion" for a in answers)
+        assert all(a.json()["predictions"][0]["class"] == "dark" for a in answers)
+        shadow = service.shadow
+        if trouble == "slow":
+            assert shadow.skipped >= 80 - challenger.SHADOW_QUEUE - 1   # queue full: skipped
+            release.set()
+            assert eventually(lambda: shadow.scored == 80 - shadow.skipped)
+        else:
+            assert eventually(lambda: shadow.failed == 80)
+        metrics = client.get("/metrics").text
+        assert f'imgpipe_shadow_requests_total{{outcome="{"scored" if trouble == "slow" else "failed"}"}}' \
+            in metrics
+        ids = [a.json()["predictions"][0]["prediction_id"] for a in answers]
+    # Stopping the app flushed the log: the shadow's answers sit beside the champion's.
+    logged = predlog.read(log_url, "tiny", dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    shadows = [row for row in logged if row.variant == "challenger"]
+    if trouble == "failing":
+        assert shadows == []
+    else:
+        assert shadows and all(row.shadow_of in ids and row.predicted_class == "bright"
+                               and row.source == "shadow" for row in shadows)
