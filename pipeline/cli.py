@@ -13,7 +13,15 @@ from typing import Optional, Tuple
 import click
 
 from imgpipe.contract import ARTIFACTS, SIGNATURES, ImageSpec
-from imgpipe.pipeline import cli_options, fuzz_cli, kubeflow_cli, project_cli, registry_cli, serving_cli
+from imgpipe.pipeline import (
+    cli_options,
+    fuzz_cli,
+    kubeflow_cli,
+    project_cli,
+    registry_cli,
+    serving_cli,
+    watch_cli,
+)
 from imgpipe.pipeline.config import Config
 
 
@@ -605,6 +613,7 @@ main.add_command(serving_cli.predict_command)
 main.add_command(serving_cli.serve_command)
 main.add_command(serving_cli.monitor_command)
 main.add_command(serving_cli.feedback_group)
+main.add_command(watch_cli.watch_command)
 main.add_command(fuzz_cli.fuzz_command)
 
 

@@ -358,6 +358,17 @@ class MonitoringSection(_Section):
     promote_confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
+class WatchSection(_Section):
+    """`imgpipe watch`: retraining that starts itself on new data or monitor alerts."""
+    interval_seconds: float = Field(300.0, gt=0)     # between polls
+    cooldown_seconds: float = Field(3600.0, ge=0)    # after a triggered run: later triggers are skipped
+    on_new_span: bool = True                         # data.source's newest {SPAN} beyond the last run's
+    on_alerts: bool = True                           # any `imgpipe monitor` alert on the champion
+    target: Literal["local", "kubeflow"] = "local"   # run here, or submit the compiled package
+    kubeflow_package: str = ""                       # `imgpipe compile` output, for target kubeflow
+    kubeflow_host: str = ""                          # KFP API URL (token: KFP_BEARER_TOKEN)
+
+
 class Config(_Section):
     pipeline: PipelineSection = PipelineSection()
     data: DataSection = DataSection()
@@ -370,6 +381,7 @@ class Config(_Section):
     kubeflow: KubeflowSection = KubeflowSection()
     serving: ServingSection = ServingSection()
     monitoring: MonitoringSection = MonitoringSection()
+    watch: WatchSection = WatchSection()
 
     @model_validator(mode="after")
     def _floors_name_classes(self) -> "Config":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import urllib.parse
 from typing import Dict, List, Optional, Tuple
 
@@ -265,13 +266,10 @@ def _api_error(error) -> KubeflowError:
     return KubeflowError(f"Kubeflow Pipelines rejected the package ({status}): {body}")
 
 
-def submit(package: str, host: str, namespace: Optional[str] = None,
-           experiment: Optional[str] = None, run_name: Optional[str] = None,
-           pipeline_root: Optional[str] = None, params: Optional[Dict[str, str]] = None,
-           token: Optional[str] = None, enable_caching: Optional[bool] = None) -> Submitted:
+def _client(package: str, host: str, token: Optional[str], namespace: Optional[str]):
+    """A kfp.Client for `host`, after the package and the API were checked."""
     import kfp
     from google.protobuf import json_format
-    from kfp_server_api.exceptions import ApiException
 
     if not os.path.isfile(package):
         raise KubeflowError(f"{package}: no such file (compile it with `imgpipe compile`)")
@@ -286,8 +284,15 @@ def submit(package: str, host: str, namespace: Optional[str] = None,
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise KubeflowError(f"--host {host!r}: give the API URL, e.g. https://kubeflow.example.com/pipeline")
     _preflight(host, token)
-    client = kfp.Client(host=host, existing_token=token,
-                        **({"namespace": namespace} if namespace else {}))
+    return kfp.Client(host=host, existing_token=token, **({"namespace": namespace} if namespace else {}))
+
+
+def submit(package: str, host: str, namespace: Optional[str] = None,
+           experiment: Optional[str] = None, run_name: Optional[str] = None,
+           pipeline_root: Optional[str] = None, params: Optional[Dict[str, str]] = None,
+           token: Optional[str] = None, enable_caching: Optional[bool] = None) -> Submitted:
+    from kfp_server_api.exceptions import ApiException
+    client = _client(package, host, token, namespace)
     experiment = experiment or "imgpipe"
     try:
         result = client.create_run_from_pipeline_package(
@@ -296,3 +301,38 @@ def submit(package: str, host: str, namespace: Optional[str] = None,
     except ApiException as error:
         raise _api_error(error) from None
     return Submitted(result.run_id, f"{host.rstrip('/')}/#/runs/details/{result.run_id}", experiment)
+
+
+_CRON_FIELD = re.compile(r"^[0-9*?/,LW#A-Za-z-]+$")
+
+
+def kfp_cron(expression: str) -> str:
+    """KFP's six-field cron (seconds first) from the usual five fields (or six as given)."""
+    fields = expression.split()
+    if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
+        raise KubeflowError(f"--schedule {expression!r}: expected a cron expression of five fields "
+                            "(minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\") "
+                            "or KFP's six (seconds first)")
+    return " ".join(["0", *fields] if len(fields) == 5 else fields)
+
+
+def schedule(package: str, host: str, cron: str, namespace: Optional[str] = None,
+             experiment: Optional[str] = None, run_name: Optional[str] = None,
+             pipeline_root: Optional[str] = None, params: Optional[Dict[str, str]] = None,
+             token: Optional[str] = None, enable_caching: Optional[bool] = None) -> Submitted:
+    """A recurring run: one at a time (max_concurrency 1), no catch-up of missed times."""
+    from kfp_server_api.exceptions import ApiException
+    expression = kfp_cron(cron)
+    client = _client(package, host, token, namespace)
+    experiment = experiment or "imgpipe"
+    try:
+        found = client.create_experiment(experiment, namespace=namespace)
+        result = client.create_recurring_run(
+            experiment_id=found.experiment_id, job_name=run_name or f"imgpipe every {cron}",
+            cron_expression=expression, max_concurrency=1, no_catchup=True, params=params or {},
+            pipeline_package_path=package, pipeline_root=pipeline_root,
+            enable_caching=enable_caching)
+    except ApiException as error:
+        raise _api_error(error) from None
+    return Submitted(result.recurring_run_id,
+                     f"{host.rstrip('/')}/#/recurringruns/details/{result.recurring_run_id}", experiment)

@@ -73,17 +73,22 @@ def compile_command(target, config_paths, output, image, pipeline_root, data, en
               help="File holding a (service-account) token; default $KF_PIPELINES_SA_TOKEN_PATH "
                    "or /var/run/secrets/kubeflow/pipelines/token when present.")
 @click.option("--no-cache", is_flag=True, help="Disable Kubeflow's step caching for this run.")
+@click.option("--schedule", "cron", default=None, metavar="CRON",
+              help="Create a recurring run instead, e.g. \"0 3 * * *\" (every day at 03:00; "
+                   "one run at a time, missed times not caught up).")
 def submit_command(package, host, namespace, experiment, run_name, pipeline_root, params,
-                   token_env, token_path, no_cache):
-    """Submit a compiled PipelineSpec as a run; prints its id and UI link."""
+                   token_env, token_path, no_cache, cron):
+    """Submit a compiled PipelineSpec as a run (or a recurring run); prints its id and UI link."""
     from imgpipe.pipeline import kubeflow
     try:
         token = kubeflow.bearer_token(token_env, token_path)
-        submitted = kubeflow.submit(package, host, namespace=namespace, experiment=experiment,
-                                    run_name=run_name, pipeline_root=pipeline_root,
-                                    params=_params(params), token=token,
-                                    enable_caching=False if no_cache else None)
+        arguments = dict(namespace=namespace, experiment=experiment, run_name=run_name,
+                         pipeline_root=pipeline_root, params=_params(params), token=token,
+                         enable_caching=False if no_cache else None)
+        submitted = (kubeflow.schedule(package, host, cron, **arguments) if cron
+                     else kubeflow.submit(package, host, **arguments))
     except kubeflow.KubeflowError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"run {submitted.run_id} in experiment {submitted.experiment}")
+    what = f"recurring run {submitted.run_id} ({cron})" if cron else f"run {submitted.run_id}"
+    click.echo(f"{what} in experiment {submitted.experiment}")
     click.echo(f"  {submitted.url}")

@@ -218,23 +218,69 @@ def _follow(config: Config, engine, model_name: str) -> None:
 
 
 @registry.command("promote")
-@click.argument("uid")
+@click.argument("target", nargs=-1, required=True, metavar="UID | MODEL VERSION")
+@click.option("--if-better", is_flag=True,
+              help="Only if live labelled answers say it beats the champion by "
+                   "monitoring.promote_margin at monitoring.promote_confidence; the decision "
+                   "and its numbers are recorded either way.")
+@click.option("--since", default=None, help="Window of labelled answers for --if-better "
+                                            "(default monitoring.since).")
 @_common
 @_reported
-def promote_command(uid, config_path, sets):
-    """Make UID its model's champion (the MLflow alias moves with it).
+def promote_command(target, if_better, since, config_path, sets):
+    """Make a version its model's champion (the MLflow alias moves with it).
 
-    Refused when UID's SavedModel is missing or lacks a serving signature."""
+    Refused when its SavedModel is missing or lacks a serving signature; with
+    --if-better, also when the evidence is not there (exit 1, with how many
+    more labels would decide)."""
     from imgpipe.registry import publish
     config = _config(config_path, sets)
     engine = _engine(config)
+    uid = _target_uid(engine, target)
     model_name = store.get(engine, uid).model_name
     before = store.champion(engine, model_name)
+    if if_better and not _better(config, engine, model_name, uid, since):
+        sys.exit(1)
     store.promote(engine, uid, check=publish.promotable(config.serving_root))
     _follow(config, engine, model_name)
     row = store.get(engine, uid)
     previous = store.get(engine, before.model_uid) if before and before.model_uid != uid else None
     _moved(config, "promoted", row, previous)
+
+
+def _target_uid(engine, target: Tuple[str, ...]) -> str:
+    if len(target) == 1:
+        return target[0]
+    if len(target) == 2 and target[1].isdigit():
+        return store.version_of(engine, target[0], int(target[1])).model_uid
+    raise click.UsageError("give a model_uid, or a model name and a version number")
+
+
+def _better(config: Config, engine, model_name: str, uid: str, since: Optional[str]) -> bool:
+    """The evidence for promoting `uid`, printed and recorded; True when it is better."""
+    from imgpipe.registry import promotion
+    from imgpipe.serving import live_quality, monitor
+    settings = config.monitoring
+    try:
+        start = monitor.parse_since(since or settings.since)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    champion = promotion.champion_uid(engine, model_name)
+    if champion == uid:
+        raise store.RegistryError(f"{uid} is already the champion of {model_name}")
+    found = promotion.evidence(config.prediction_log_url, model_name, champion, uid, start,
+                               settings.promote_margin, settings.promote_confidence,
+                               settings.min_labels)
+    better = found.decision == live_quality.BETTER
+    promotion.record(engine, model_name, uid, champion, found, better, start)
+    with store.masked_errors("tagging the decision in MLflow"):
+        promotion.tag_mlflow(config.mlflow_tracking_uri, model_name,
+                             store.get(engine, uid).mlflow_model_version, found, better)
+    click.echo(f"{found.decision}: {found.detail}")
+    if not better:
+        click.echo(f"not promoted: {uid} stays {store.get(engine, uid).status} (decision recorded "
+                   "in the registry's promotion_decision table and on its MLflow version)", err=True)
+    return better
 
 
 @registry.command("rollback")

@@ -290,25 +290,53 @@ def serve_command(host, port, model_name, config_path, sets):
 @click.option("--uid", default=None, help="Watch this model_uid (default: the champion).")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
+@click.option("--chart", "chart_path", default=None, type=click.Path(dir_okay=False),
+              help="Also draw labelled accuracy and confidence per variant over the window (PNG).")
 @_common
-def monitor_command(since, uid, output_format, model_name, config_path, sets):
-    """Confidence, class mix and input skew of served predictions; exit 1 on an alert."""
-    import tensorflow_data_validation as tfdv
-
-    from imgpipe.components.validation_gate import inprocess, serving_skew
+def monitor_command(since, uid, output_format, chart_path, model_name, config_path, sets):
+    """Confidence, class mix and input skew of served predictions, and live quality
+    where labels came back (per variant; the challenger against the champion);
+    exit 1 on an alert."""
     from imgpipe.registry import store
-    from imgpipe.serving import model as served
-    from imgpipe.serving import monitor, predlog
+    from imgpipe.serving import live_quality, monitor
 
     config = _config(config_path, sets)
     name = model_name or config.registry.model_name
-    settings = config.monitoring
     try:
-        start = monitor.parse_since(since or settings.since)
-        row = served.resolve(config.registry_url, name, uid=uid)
-        logged = predlog.read(config.prediction_log_url, name, start, row.model_uid)
+        start = monitor.parse_since(since or config.monitoring.since)
+        row, logged, checks = monitor_checks(config, name, start, uid)
     except (ValueError, store.RegistryError) as error:
         raise click.ClickException(str(error)) from None
+    alerts = [c for c in checks if c.status == monitor.ALERT]
+    labelled, live = _live_quality(config, name, start, row.model_uid)
+    if output_format == "json":
+        click.echo(json.dumps({"model_uid": row.model_uid, "model_version": row.version,
+                               "since": start.isoformat(), "predictions": len(logged),
+                               "alerts": len(alerts), "checks": [c.__dict__ for c in checks],
+                               "live_quality": live}, indent=2, default=str))
+    else:
+        click.echo(monitor.format_checks(
+            checks, f"{name} version {row.version} ({row.model_uid}): {len(logged)} predictions "
+                    f"since {start:%Y-%m-%d %H:%M} UTC"))
+        click.echo(live_quality.format_report(live))
+    if chart_path:
+        click.echo(f"chart: {live_quality.chart(labelled, chart_path)}", err=True)
+    if alerts:
+        sys.exit(1)
+
+
+def monitor_checks(config: Config, name: str, start, uid: Optional[str] = None):
+    """(registry row, logged predictions, checks) of the model (default its
+    champion) over the window: what `imgpipe monitor` and `imgpipe watch` judge."""
+    import tensorflow_data_validation as tfdv
+
+    from imgpipe.components.validation_gate import inprocess, serving_skew
+    from imgpipe.serving import model as served
+    from imgpipe.serving import monitor, predlog
+
+    settings = config.monitoring
+    row = served.resolve(config.registry_url, name, uid=uid)
+    logged = predlog.read(config.prediction_log_url, name, start, row.model_uid)
     class_names = list(row.training_config["class_names"])
     classes = [r.predicted_class for r in logged]
     training_statistics = None
@@ -323,24 +351,23 @@ def monitor_command(since, uid, output_format, model_name, config_path, sets):
         monitor.class_distribution_check(classes, class_names, row.serving_baseline,
                                          settings.class_linf_threshold, settings.min_predictions),
         serving_skew.skew_check([r.sample_path for r in logged], ImageSpec.from_record(row.training_config),
-                           tfdv.load_schema_text(config.schema_location), training_statistics,
-                           settings.pixel_js_threshold, settings.min_samples),
+                                tfdv.load_schema_text(config.schema_location), training_statistics,
+                                settings.pixel_js_threshold, settings.min_samples),
         monitor.client_mistake_check(_observed_channel_means(logged, row, settings.min_samples),
                                      [r.confidence for r in logged], row.fuzz_report,
                                      settings.min_predictions),
     ]
-    alerts = [c for c in checks if c.status == monitor.ALERT]
-    if output_format == "json":
-        click.echo(json.dumps({"model_uid": row.model_uid, "model_version": row.version,
-                               "since": start.isoformat(), "predictions": len(logged),
-                               "alerts": len(alerts),
-                               "checks": [c.__dict__ for c in checks]}, indent=2, default=str))
-    else:
-        click.echo(monitor.format_checks(
-            checks, f"{name} version {row.version} ({row.model_uid}): {len(logged)} predictions "
-                    f"since {start:%Y-%m-%d %H:%M} UTC"))
-    if alerts:
-        sys.exit(1)
+    return row, logged, checks
+
+
+def _live_quality(config: Config, model_name: str, start, champion_uid: str):
+    """The window's labelled predictions and their report (serving/live_quality.py)."""
+    from imgpipe.serving import feedback, live_quality, predlog
+    labelled = predlog.read_labelled(config.prediction_log_url, model_name, start)
+    settings = config.monitoring
+    return labelled, live_quality.report(
+        labelled, feedback.registry_class_names(config.registry_url), champion_uid,
+        settings.promote_margin, settings.promote_confidence, settings.min_labels)
 
 
 @click.group("feedback")

@@ -170,3 +170,20 @@ class Feedback(Base):
 
 
 COLUMNS = [column.name for column in ModelVersion.__table__.columns]
+
+
+class PromotionDecision(Base):
+    """(Revision 0006.) `imgpipe registry promote --if-better`: what live labelled
+    evidence said about a challenger against the champion, and what was done."""
+    __tablename__ = "promotion_decision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    challenger_uid: Mapped[str] = mapped_column(String(200), nullable=False)
+    champion_uid: Mapped[Optional[str]] = mapped_column(String(200))
+    decision: Mapped[str] = mapped_column(String(20), nullable=False)   # BETTER | NOT BETTER | UNDECIDED
+    promoted: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    evidence: Mapped[Dict[str, Any]] = mapped_column(JSON_DOCUMENT, nullable=False)
+    decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_promotion_decision_model_name_decided_at", "model_name", "decided_at"),)

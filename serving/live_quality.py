@@ -8,6 +8,7 @@ labels each side would need to decide it.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 from typing import Dict, List, Optional, Sequence
 
@@ -25,6 +26,8 @@ class Labelled:
     label: str
     confidence: float
     created_at: object = None
+    prediction_id: str = ""
+    shadow_of: Optional[str] = None   # a shadow answer: the champion's prediction id
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple:
@@ -139,3 +142,90 @@ def by_variant(rows: Sequence[Labelled]) -> Dict[str, List[Labelled]]:
     for row in rows:
         out.setdefault(row.variant, []).append(row)
     return out
+
+
+def paired_outcomes(rows: Sequence[Labelled], champion_uid: str, challenger_uid: str) -> tuple:
+    """(champion right/wrong, challenger right/wrong) on comparable traffic: for a
+    shadow challenger the same requests (the champion's answers it shadowed);
+    for a split one, the same window."""
+    challenger_rows = [r for r in rows if r.model_uid == challenger_uid]
+    champion_rows = [r for r in rows if r.model_uid == champion_uid and r.shadow_of is None]
+    shadowed = {r.shadow_of for r in challenger_rows if r.shadow_of}
+    if shadowed:
+        champion_rows = [r for r in champion_rows if r.prediction_id in shadowed]
+    return ([r.predicted == r.label for r in champion_rows],
+            [r.predicted == r.label for r in challenger_rows])
+
+
+def report(rows: Sequence[Labelled], class_names_of, champion_uid: Optional[str],
+           margin: float, confidence: float, min_labels: int) -> dict:
+    """Per model that answered (variant, uid): quality; and the challenger against
+    the champion when both have labelled answers."""
+    models = {}
+    for row in rows:
+        models.setdefault((row.variant, row.model_uid), []).append(row)
+    out = {"labelled": len(rows), "models": [], "comparison": None}
+    for (variant, uid), own in sorted(models.items()):
+        found = quality(own, class_names_of(uid) or sorted({r.label for r in own}), confidence)
+        out["models"].append({"variant": variant, "model_uid": uid, **dataclasses.asdict(found)})
+    challengers = sorted({uid for variant, uid in models if variant == "challenger"})
+    if champion_uid and challengers:
+        champion, rival = paired_outcomes(rows, champion_uid, challengers[0])
+        out["comparison"] = {"champion_uid": champion_uid, "challenger_uid": challengers[0],
+                             **compare(champion, rival, margin, confidence, min_labels).as_dict()}
+    return out
+
+
+def format_report(found: dict) -> str:
+    lines = [f"live quality: {found['labelled']} labelled predictions in the window"]
+    for model in found["models"]:
+        accuracy = model["accuracy"]
+        low, high = model["accuracy_interval"]
+        lines.append(f"  {model['variant']:<10} {model['model_uid']:<28} labelled {model['labelled']:>6}  "
+                     + (f"accuracy {accuracy:.3f} [{low:.3f}, {high:.3f}]  mean confidence "
+                        f"{model['mean_confidence']:.3f}" if accuracy is not None else "no labels"))
+        for name, scores in model["per_class"].items():
+            if scores["support"]:
+                lines.append(f"      {name:<16} recall {_num(scores['recall'])}  F1 {_num(scores['f1'])}"
+                             f"  ({scores['support']} labelled)")
+    if found["comparison"]:
+        lines.append(f"  challenger vs champion: {found['comparison']['decision']}: "
+                     f"{found['comparison']['detail']}")
+    return "\n".join(lines)
+
+
+def _num(value: Optional[float]) -> str:
+    return "  -  " if value is None else f"{value:.3f}"
+
+
+def chart(rows: Sequence[Labelled], path: str, buckets: int = 12) -> str:
+    """Accuracy and mean confidence per variant over the window (equal time buckets), as PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    if rows:
+        times = np.array([r.created_at.timestamp() for r in rows])
+        edges = np.linspace(times.min(), times.max() + 1e-6, buckets + 1)
+        centres = [dt.datetime.fromtimestamp((a + b) / 2, dt.timezone.utc)
+                   for a, b in zip(edges[:-1], edges[1:])]
+        for variant, own in sorted(by_variant(rows).items()):
+            stamps = np.array([r.created_at.timestamp() for r in own])
+            which = np.clip(np.digitize(stamps, edges) - 1, 0, buckets - 1)
+            right = np.array([r.predicted == r.label for r in own], float)
+            sure = np.array([r.confidence for r in own], float)
+            present = [b for b in range(buckets) if (which == b).any()]
+            top.plot([centres[b] for b in present], [right[which == b].mean() for b in present],
+                     marker="o", label=variant)
+            bottom.plot([centres[b] for b in present], [sure[which == b].mean() for b in present],
+                        marker="o", label=variant)
+    top.set_ylabel("labelled accuracy")
+    bottom.set_ylabel("mean confidence")
+    bottom.axhline(0.7, color="grey", linestyle=":", linewidth=1)
+    top.legend(loc="lower left")
+    top.set_title("live quality per variant")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

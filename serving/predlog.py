@@ -303,11 +303,15 @@ def read_labelled(url: str, model_name: str, since: dt.datetime):
     if engine.dialect.name == "sqlite":
         since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
     query = (select(PredictionLog.variant, PredictionLog.model_uid, PredictionLog.predicted_class,
-                    Feedback.label, PredictionLog.confidence, PredictionLog.created_at)
+                    Feedback.label, PredictionLog.confidence, PredictionLog.created_at,
+                    PredictionLog.prediction_id, PredictionLog.shadow_of)
              .join(Feedback, or_(Feedback.prediction_id == PredictionLog.prediction_id,
                                  Feedback.prediction_id == PredictionLog.shadow_of))
              .where(PredictionLog.model_name == model_name, PredictionLog.created_at >= since)
              .order_by(PredictionLog.created_at))
     with Session(engine) as session:
-        return [Labelled(variant or "champion", uid, predicted, label, confidence, created)
-                for variant, uid, predicted, label, confidence, created in session.execute(query)]
+        return [Labelled(variant or "champion", uid, predicted, label, confidence,
+                         created if created.tzinfo else created.replace(tzinfo=dt.timezone.utc),
+                         prediction_id, shadow_of)
+                for variant, uid, predicted, label, confidence, created, prediction_id, shadow_of
+                in session.execute(query)]

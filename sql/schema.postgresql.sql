@@ -92,3 +92,17 @@ CREATE INDEX ix_prediction_log_model_name_created_at ON prediction_log (model_na
 CREATE INDEX ix_prediction_log_model_uid ON prediction_log (model_uid);
 
 CREATE INDEX ix_prediction_log_shadow_of ON prediction_log (shadow_of);
+
+CREATE TABLE promotion_decision (
+	id SERIAL NOT NULL,
+	model_name VARCHAR(200) NOT NULL,
+	challenger_uid VARCHAR(200) NOT NULL,
+	champion_uid VARCHAR(200),
+	decision VARCHAR(20) NOT NULL,
+	promoted BOOLEAN NOT NULL,
+	evidence JSONB NOT NULL,
+	decided_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	CONSTRAINT pk_promotion_decision PRIMARY KEY (id)
+);
+
+CREATE INDEX ix_promotion_decision_model_name_decided_at ON promotion_decision (model_name, decided_at);

@@ -1,7 +1,7 @@
 """A STAND-IN for a Kubeflow Pipelines API server (no cluster can run here).
 
 It implements only the v2beta1 endpoints kfp.Client calls to submit a run —
-healthz, experiments (list, create), runs (create) — with KFP's request and
+healthz, experiments (list, create), runs and recurring runs (create) — with KFP's request and
 error shapes, bearer-token checks, a multi-user namespace check, an optional
 login gateway in front (as Dex/oauth2-proxy: unauthenticated calls are
 redirected to a login page) and one validation the real server does
@@ -26,6 +26,7 @@ class KfpStandIn:
         self.login_gateway = login_gateway
         self.experiments: List[dict] = []
         self.runs: List[dict] = []
+        self.recurring_runs: List[dict] = []
         self.requests: List[str] = []
         standin = self
 
@@ -107,6 +108,18 @@ class KfpStandIn:
                     run = {**body, "run_id": str(uuid.uuid4()), "state": "PENDING"}
                     standin.runs.append(run)
                     self._reply(200, run)
+                elif url.path == "/apis/v2beta1/recurringruns":
+                    # The API server parses cron with seconds first (six fields).
+                    cron = body.get("trigger", {}).get("cron_schedule", {}).get("cron", "")
+                    known = {e["experiment_id"] for e in standin.experiments}
+                    if len(cron.split()) != 6 or body.get("experiment_id") not in known:
+                        self._reply(400, {"error": "InvalidArgument", "code": 3, "message":
+                                          f"Failed to create a recurring run: invalid cron {cron!r} "
+                                          "or unknown experiment"})
+                        return
+                    recurring = {**body, "recurring_run_id": str(uuid.uuid4()), "status": "ENABLED"}
+                    standin.recurring_runs.append(recurring)
+                    self._reply(200, recurring)
                 else:
                     self._reply(404, {"error": "Not Found", "code": 5, "message": url.path})
 

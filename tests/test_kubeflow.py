@@ -221,6 +221,27 @@ def test_submit_posts_the_compiled_spec_root_and_parameters(compiled):
     assert run["runtime_config"]["parameters"] == {"data_root": "gs://acme-ml/images/2026-12"}
 
 
+def test_submit_with_a_schedule_creates_one_recurring_run_at_a_time(compiled):
+    # STAND-IN API server (kfp_standin.py): it records the recurring-run request.
+    with KfpStandIn(token="t0ken") as server:
+        result = invoke("submit", compiled["path"], "--host", server.url, "--experiment", "nightly",
+                        "--schedule", "0 3 * * *", "--param", "data_root=gs://acme-ml/images/{SPAN}",
+                        env={"KFP_BEARER_TOKEN": "t0ken"})
+        assert result.exit_code == 0, result.output
+        [recurring] = server.recurring_runs
+        assert server.runs == []
+        bad = invoke("submit", compiled["path"], "--host", server.url, "--schedule", "at 3am",
+                     env={"KFP_BEARER_TOKEN": "t0ken"})
+    assert f"recurring run {recurring['recurring_run_id']} (0 3 * * *) in experiment nightly" \
+        in result.output
+    assert recurring["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"    # KFP: seconds first
+    assert recurring["max_concurrency"] == "1" or recurring["max_concurrency"] == 1
+    assert recurring["no_catchup"] is True and recurring["mode"] == "ENABLE"
+    assert recurring["runtime_config"]["parameters"] == {"data_root": "gs://acme-ml/images/{SPAN}"}
+    assert _as_spec(recurring["pipeline_spec"]["pipeline_spec"]) == _as_spec(compiled["spec"])
+    assert bad.exit_code == 1 and "expected a cron expression of five fields" in bad.output
+
+
 def test_submit_error_paths(compiled, tmp_path):
     with KfpStandIn(token="t0ken") as server:
         missing = invoke("submit", compiled["path"], "--host", server.url, env={"KFP_BEARER_TOKEN": ""})

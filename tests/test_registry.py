@@ -43,7 +43,7 @@ def tracking_uri(tmp_path) -> str:
     return uri
 
 
-TABLES = ("model_registry", "prediction_log")
+TABLES = ("model_registry", "prediction_log", "feedback", "promotion_decision")
 
 
 def _index_predicate(index: dict) -> str:
