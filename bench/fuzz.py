@@ -57,7 +57,7 @@ def gate_fuzz_seconds(root: Path) -> float:
     return report.get("fuzz_seconds") or sum(row["seconds"] for row in report["fuzz"] or [])
 
 
-def cifar(root: Path, stages_json: Path, scratch: Path) -> dict:
+def cifar(root: Path, stages_json: Path, scratch: Path, data: Path = None) -> dict:
     """The preset's own model (the seed CNN, trained after it, is the run's latest).
     The run's gate fuzzed at the preset's sample: its evaluation time without the
     fuzzer is Evaluator + EvaluationGate minus the fuzzer's own seconds."""
@@ -66,6 +66,8 @@ def cifar(root: Path, stages_json: Path, scratch: Path) -> dict:
     in_gate = gate_fuzz_seconds(root)
     evaluation = sum(stages.get(name, 0.0) for name in ("Evaluator", "EvaluationGate")) - in_gate
     where = ["--set", f"pipeline.output_root='{root}'"]
+    if data is not None:   # the run's data.source, where its evaluation files are
+        where += ["--set", f"data.source='{data.absolute()}'"]
     runs = [fuzz(Path(preset["model_dir"]), REPO / "configs" / "cifar10.toml", n,
                  scratch / f"cifar-{n}.json", where) for n in (250, 1000)]
     return {"evaluation_stages_s": {k: stages.get(k) for k in ("Evaluator", "EvaluationGate")},
@@ -98,13 +100,15 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cifar-root", type=Path, default=None)
     parser.add_argument("--cifar-stages", type=Path, default=REPO / "bench" / "results" / "training.json")
+    parser.add_argument("--cifar-data", type=Path, default=None,
+                        help="the CIFAR-10 run's data.source, when its config does not name it")
     parser.add_argument("--photos-tar", type=Path, default=None)
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "fuzz.json")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.cifar_root:
-            results["cifar10"] = cifar(args.cifar_root, args.cifar_stages, Path(tmp))
+            results["cifar10"] = cifar(args.cifar_root, args.cifar_stages, Path(tmp), args.cifar_data)
             print(json.dumps(results["cifar10"], indent=1), flush=True)
         if args.photos_tar:
             results["photos_224"] = photos(args.photos_tar, Path(tmp))
