@@ -59,16 +59,35 @@ def quality(rows: Sequence[Labelled], class_names: Sequence[str], confidence: fl
     for name in class_names:
         support, chosen = int((truth == name).sum()), int((predicted == name).sum())
         hits = int(((truth == name) & (predicted == name)).sum())
-        recall = hits / support if support else None
-        precision = hits / chosen if chosen else None
-        f1 = (2 * recall * precision / (recall + precision)
-              if recall is not None and precision is not None and recall + precision else
-              (0.0 if support else None))
-        per_class[name] = {"recall": recall, "precision": precision, "f1": f1, "support": support}
+        per_class[name] = {"recall": hits / support if support else None,
+                           "recall_interval": wilson_interval(hits, support, confidence) if support else None,
+                           "precision": hits / chosen if chosen else None,
+                           "f1": _f1(truth == name, predicted == name) if support else None,
+                           "f1_interval": _f1_interval(truth == name, predicted == name, confidence)
+                           if support else None,
+                           "support": support}
     return Quality(len(rows), correct / len(rows) if rows else None,
                    wilson_interval(correct, len(rows), confidence),
                    float(np.mean([r.confidence for r in rows])) if rows else None, per_class,
                    {name: float((predicted == name).mean()) if rows else 0.0 for name in class_names})
+
+
+def _f1(actual: np.ndarray, chosen: np.ndarray) -> float:
+    hits = float((actual & chosen).sum())
+    total = float(actual.sum() + chosen.sum())
+    return 2 * hits / total if total else 0.0
+
+
+def _f1_interval(actual: np.ndarray, chosen: np.ndarray, confidence: float,
+                 resamples: int = 1000) -> tuple:
+    """A percentile bootstrap interval (seeded: the same window gives the same interval)."""
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(actual), (resamples, len(actual)))
+    hits = (actual[picks] & chosen[picks]).sum(axis=1)
+    totals = actual[picks].sum(axis=1) + chosen[picks].sum(axis=1)
+    scores = np.where(totals > 0, 2 * hits / np.maximum(totals, 1), 0.0)
+    tail = (1 - confidence) / 2 * 100
+    return (float(np.percentile(scores, tail)), float(np.percentile(scores, 100 - tail)))
 
 
 @dataclasses.dataclass
@@ -186,7 +205,9 @@ def format_report(found: dict) -> str:
                         f"{model['mean_confidence']:.3f}" if accuracy is not None else "no labels"))
         for name, scores in model["per_class"].items():
             if scores["support"]:
-                lines.append(f"      {name:<16} recall {_num(scores['recall'])}  F1 {_num(scores['f1'])}"
+                recall, f1 = scores["recall_interval"], scores["f1_interval"]
+                lines.append(f"      {name:<16} recall {_num(scores['recall'])} [{recall[0]:.3f}, "
+                             f"{recall[1]:.3f}]  F1 {_num(scores['f1'])} [{f1[0]:.3f}, {f1[1]:.3f}]"
                              f"  ({scores['support']} labelled)")
     if found["comparison"]:
         lines.append(f"  challenger vs champion: {found['comparison']['decision']}: "
