@@ -43,6 +43,7 @@ def ensure_challenger() -> None:
     from imgpipe.pipeline.config import load_config
     from imgpipe.registry import store
     config = load_config("builtin:quickstart")
+    store.migrate(config.registry_url)     # what registry.auto_migrate does at the next push
     engine = store.require_schema(config.registry_url)
     if any(row.status != store.CHAMPION and row.blessed for row in store.list_versions(engine, MODEL)):
         return

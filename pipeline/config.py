@@ -238,6 +238,9 @@ class FuzzSection(_Section):
     # that costs more than these drops keeps the model from being blessed.
     enabled: bool = True
     sample: int = Field(1000, ge=1)                  # evaluation inputs per mistake
+    # Each accepted mistake is first sent on this many of them; one that shows no
+    # hint of a drop there (one-sided p >= 0.2) stops, the others use the sample.
+    screen: int = Field(250, ge=0)                   # 0: every mistake uses the whole sample
     max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0)
     max_class_recall_drop: float = Field(0.05, ge=0.0, le=1.0)
     accepted: Dict[str, str] = {}                    # mistake -> why it may ship

@@ -79,7 +79,7 @@ def fuzz_target(found: FuzzTarget, config: Config, sample: int):
     inputs = parity.load_inputs(found.split_dir, found.input_base, spec.shape)
     originals, labels = fuzz.originals_of(inputs, spec, sample)
     policy = scoring.Policy(config.fuzz.max_accuracy_drop, config.fuzz.max_class_recall_drop,
-                            dict(config.fuzz.accepted))
+                            dict(config.fuzz.accepted), config.fuzz.screen)
     return fuzz.run(tf.saved_model.load(found.model_dir), originals, labels, spec, class_names,
                     policy, progress=_to_stderr, checks=monitor_checks(found, config))
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from imgpipe.registry import store
 from imgpipe.serving import auth, challenger, feedback, parsing
 from imgpipe.serving import model as served
 from imgpipe.serving.batching import MicroBatcher, QueueFull, Unavailable
@@ -461,8 +462,8 @@ class ModelService:
     async def feedback(self, request: Request):
         """Ground truth for logged predictions, all recorded or none (serving/feedback.py)."""
         if self.logger is None:
-            return _error(503, "this server keeps no prediction log (serving.log_predictions), "
-                               "so it has no predictions to label")
+            return _error(503, "this server keeps no prediction log, so it has no predictions "
+                               "to label")
         settings = self.settings
         body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
         loop = asyncio.get_running_loop()
@@ -475,6 +476,8 @@ class ModelService:
         except feedback.FeedbackRefused as refused:
             return JSONResponse({"error": str(refused), "refused": refused.reasons},
                                 status_code=refused.status)
+        except store.RegistryError as error:   # the log's database: unreachable, not migrated
+            return _error(503, f"nothing recorded: {error}")
         return {"recorded": recorded}
 
     async def healthz(self):

@@ -190,6 +190,29 @@ def test_a_fragile_model_has_silent_harm_rows_and_an_accepted_one_does_not_block
     assert "accepted: grey is rare" in table and "HTTP 422: instance: got float32" in table
 
 
+def test_a_mistake_without_a_hint_of_harm_stops_at_the_screen_a_harmful_one_uses_all(colour_model):
+    originals, labels = _originals(120)
+    rows = {row.mistake: row for row in fuzz.run(colour_model, originals, labels, SPEC, CLASSES,
+                                                 scoring.Policy(screen=30))}
+    assert rows["clean pixels"].images == rows["clean bytes"].images == 120
+    assert rows["BGR"].images == 120 and rows["BGR"].verdict == scoring.SILENT_HARM
+    assert rows["horizontal flip"].images == 30 and rows["horizontal flip"].verdict == scoring.HARMLESS
+    assert rows["JPEG quality 75"].images == 30
+    assert rows["integers 0/1"].verdict == scoring.REFUSED
+
+
+def test_the_screen_looks_closer_at_any_suggestive_drop():
+    labels = np.repeat([0, 1], 50)
+    clean = np.ones(100, bool)
+    some = clean.copy()
+    some[:3] = False                               # 3 of class 0 lost, none gained: p = 1/8
+    assert scoring.worth_a_closer_look(clean, some, labels, ["a", "b"])
+    clean_mixed, mixed = clean.copy(), clean.copy()
+    clean_mixed[:3], mixed[3:6] = False, False     # within class 0, 3 lost and 3 gained
+    assert not scoring.worth_a_closer_look(clean_mixed, mixed, labels, ["a", "b"])
+    assert not scoring.worth_a_closer_look(clean, clean, labels, ["a", "b"])
+
+
 def test_array_sources_skip_the_rows_that_need_a_file(colour_model):
     originals, labels = _originals(9)
     arrays = [mistakes.Original(None, original.pixels) for original in originals]

@@ -88,7 +88,7 @@ def fuzz_candidate(model_dir: str, inputs: parity.ServingInputs, settings: Evalu
     from imgpipe.components.fuzzer import fuzz, scoring
     from imgpipe.components.progress import report as progress
     policy = scoring.Policy(settings.fuzz_max_accuracy_drop, settings.fuzz_max_class_recall_drop,
-                            dict(settings.fuzz_accepted))
+                            dict(settings.fuzz_accepted), settings.fuzz_screen)
     originals, labels = fuzz.originals_of(inputs, settings.image, settings.fuzz_sample)
     return fuzz.run(tf.saved_model.load(model_dir), originals, labels, settings.image,
                     settings.class_names, policy, progress=progress, checks=checks)

@@ -20,6 +20,7 @@ class EvaluationSettings(ComponentSettings):
     max_calibration_error: float = 1.0   # expected calibration error of the served answers
     fuzz_enabled: bool = True            # client mistakes (components/fuzzer)
     fuzz_sample: int = 1000
+    fuzz_screen: int = 250
     fuzz_max_accuracy_drop: float = 0.02
     fuzz_max_class_recall_drop: float = 0.05
     fuzz_accepted: Dict[str, str] = {}

@@ -124,6 +124,24 @@ def fingerprint(requests: Sequence[Request], spec: ImageSpec, probabilities: np.
             "mean_confidence": [float(probabilities.max(axis=1).mean())]}
 
 
+def screened_probabilities(model, mistake: Mistake, originals: Sequence[Original], labels: np.ndarray,
+                           spec: ImageSpec, class_names: Sequence[str], clean: Dict[str, Reference],
+                           policy: scoring.Policy, keep: int):
+    """probabilities_of, on the first `policy.screen` inputs when they show no
+    hint of harm, else on the whole sample. The clean references always use it all."""
+    size = len(originals)
+    screen = policy.screen if 0 < policy.screen < size and mistake.sends in clean else size
+    refusal, probabilities, kept = probabilities_of(model, mistake, originals[:screen], spec, keep)
+    if probabilities is None or screen == size:
+        return refusal, probabilities, kept
+    reference = clean[mistake.sends]
+    if not scoring.worth_a_closer_look(reference.correct[:screen], probabilities.argmax(axis=1)
+                                       == labels[:screen], labels[:screen], class_names):
+        return refusal, probabilities, kept
+    refusal, rest, _ = probabilities_of(model, mistake, originals[screen:], spec, 0)
+    return refusal, None if rest is None else np.concatenate([probabilities, rest]), kept
+
+
 def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.ndarray,
              spec: ImageSpec, class_names: Sequence[str], clean: Dict[str, Reference],
              policy: scoring.Policy, checks: Optional[flags.MonitorChecks] = None,
@@ -131,19 +149,21 @@ def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.
     """One mistake's row; `rows` mistakes are tested in all (the family its
     significance is corrected for)."""
     started = time.perf_counter()
-    refusal, probabilities, kept = probabilities_of(model, mistake, originals, spec,
-                                                    checks.sample if checks else 200)
-    row = Row(mistake.name, mistake.description, mistake.sends, len(originals),
+    refusal, probabilities, kept = screened_probabilities(
+        model, mistake, originals, labels, spec, class_names, clean, policy,
+        checks.sample if checks else 200)
+    used = len(originals) if probabilities is None else len(probabilities)
+    row = Row(mistake.name, mistake.description, mistake.sends, used,
               serve=refusal or "accepted",
               signature=signature_refusal(model, mistake.sends, mistake.request(originals[0], spec)),
               verdict=scoring.REFUSED, accepted_reason=policy.accepted.get(mistake.name, ""))
     if probabilities is not None:
-        class_ids = probabilities.argmax(axis=1)
+        class_ids, labels = probabilities.argmax(axis=1), labels[:used]
         reference = clean.setdefault(mistake.sends, Reference(
             class_ids, class_ids == labels, float(probabilities.max(axis=1).mean())))
-        row.scores = scoring.score(probabilities, labels, reference.class_ids, class_names)
-        row.harm = scoring.harm(reference.correct, class_ids == labels, labels, class_names, policy,
-                                rows=rows)
+        row.scores = scoring.score(probabilities, labels, reference.class_ids[:used], class_names)
+        row.harm = scoring.harm(reference.correct[:used], class_ids == labels, labels, class_names,
+                                policy, rows=rows)
         if row.harm.harmful:   # would production notice? (a harmless mistake needs no alarm)
             row.flagged_by = flags.raised(kept, probabilities, class_names, spec, checks,
                                           reference.mean_confidence)

@@ -132,14 +132,14 @@ def _png_mode(mode: str) -> Callable[[Original, ImageSpec], bytes]:
         # default) costs 25x as much for a palette no more faithful.
         converted = image.quantize(256, method=Image.Quantize.FASTOCTREE) if mode == "P" \
             else image.convert(mode)
-        return _encoded(converted, "PNG")
+        return _encoded(converted, "PNG", compress_level=1)   # lossless at any level
     return build
 
 
 def _png_16_bit(original: Original, _spec: ImageSpec) -> bytes:
     import tensorflow as tf
     wide = np.asarray(_pil_rgb(original), np.uint16) * 257   # 0..255 -> 0..65535
-    return tf.io.encode_png(tf.constant(wide)).numpy()
+    return tf.io.encode_png(tf.constant(wide), compression=1).numpy()   # lossless at any level
 
 
 def _phone_photo(keep_tag: bool) -> Callable[[Original, ImageSpec], bytes]:

@@ -22,6 +22,7 @@ class Policy:
     max_accuracy_drop: float = 0.02
     max_class_recall_drop: float = 0.05
     accepted: Dict[str, str] = dataclasses.field(default_factory=dict)   # mistake -> reason
+    screen: int = 0          # inputs a mistake is screened on first (0: the whole sample)
 
 
 @dataclasses.dataclass
@@ -109,6 +110,25 @@ def harm(clean_correct: np.ndarray, correct: np.ndarray, labels: np.ndarray,
     harmful_class, class_drop, worst, class_p = max(classes, default=(False, 0.0, "", 1.0))
     harmful = harmful_class or (accuracy_drop > policy.max_accuracy_drop and accuracy_p < alpha)
     return Harm(accuracy_drop, accuracy_p, worst, class_drop, class_p, harmful)
+
+
+# Screening is lenient on purpose: it only decides which rows are worth the
+# whole sample, so it stops a row only when nothing hints at a drop.
+SCREEN_ALPHA = 0.2
+
+
+def worth_a_closer_look(clean_correct: np.ndarray, correct: np.ndarray, labels: np.ndarray,
+                        class_names: Sequence[str]) -> bool:
+    """On a screening sample: accuracy, or some class's recall, fell at all with
+    one-sided p < SCREEN_ALPHA (uncorrected)."""
+    if clean_correct.mean() > correct.mean() and _lost_p_value(clean_correct, correct) < SCREEN_ALPHA:
+        return True
+    for k in range(len(class_names)):
+        members = labels == k
+        if members.any() and clean_correct[members].mean() > correct[members].mean() \
+                and _lost_p_value(clean_correct[members], correct[members]) < SCREEN_ALPHA:
+            return True
+    return False
 
 
 def verdict(refusal: Optional[str], flags: List[str], found: Optional[Harm]) -> str:
