@@ -3,8 +3,8 @@
   make run && .venv/bin/python bench/challenger.py
 
 - Serving: the quickstart champion behind `imgpipe serve` (its own process)
-  alone, with a shadow challenger scoring every request (share 1.0), and split
-  50/50; 8 clients send single-PNG requests over loopback HTTP: requests/s,
+  alone, with a shadow challenger scoring 10% of the requests (the default
+  share) and every request, and split 50/50; 8 clients send single-PNG requests over loopback HTTP: requests/s,
   p50/p99 latency, the server's peak RSS (VmHWM). The challenger is a second
   blessed version of the same model (`imgpipe run --set training.seed=2
   --set registry.promote=false`), pushed first when missing.
@@ -138,6 +138,7 @@ def main() -> None:
             return ["--set", "serving.challenger='newest'", "--set", f"serving.challenger_mode='{mode}'",
                     "--set", f"serving.challenger_share={share}"]
         rows = [serve_row("champion alone", [], bodies, scratch),
+                serve_row("shadow challenger, 10% of requests", challenger("shadow", 0.1), bodies, scratch),
                 serve_row("shadow challenger, every request", challenger("shadow", 1.0), bodies, scratch),
                 serve_row("split 50/50", challenger("split", 0.5), bodies, scratch)]
         feedback = feedback_throughput(bodies, scratch)

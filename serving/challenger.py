@@ -21,6 +21,7 @@ from imgpipe.registry import store
 
 log = logging.getLogger(__name__)
 SHADOW_QUEUE = 64            # requests waiting for the shadow model; more are skipped
+SHADOW_BATCH = 32            # requests scored in one call of the shadow model
 CLIENT_KEY_HEADER = "x-client-key"
 
 
@@ -103,16 +104,42 @@ class ShadowRunner:
         self._queue.put(None)
         self._thread.join(max(0.0, deadline - time.monotonic()) + 1)
 
+    def _take(self) -> Optional[list]:
+        """What waits, up to SHADOW_BATCH requests (None once closed): one model call
+        for all of them, as the micro-batcher does for the champion."""
+        first = self._queue.get()
+        if first is None:
+            return None
+        works = [first]
+        while len(works) < SHADOW_BATCH:
+            try:
+                work = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if work is None:
+                self._queue.put(None)    # seen after this batch
+                self._queue.task_done()
+                break
+            works.append(work)
+        return works
+
     def _run(self) -> None:
         while True:
-            work = self._queue.get()
-            if work is None:
+            works = self._take()
+            if works is None:
                 return
-            try:
-                self._score(*work)
-                self.scored += 1
-            except Exception:  # noqa: BLE001 - a failing challenger never stops serving
-                self.failed += 1
-                log.exception("shadow challenger failed on a request")
-            finally:
+            by_model: dict = {}
+            for model, payloads, ids in works:
+                batch = by_model.setdefault(id(model), (model, [], [], []))
+                batch[1].extend(payloads)
+                batch[2].extend(ids)
+                batch[3].append(len(payloads))
+            for model, payloads, ids, requests in by_model.values():
+                try:
+                    self._score(model, payloads, ids)
+                    self.scored += len(requests)
+                except Exception:  # noqa: BLE001 - a failing challenger never stops serving
+                    self.failed += len(requests)
+                    log.exception("shadow challenger failed on %d requests", len(requests))
+            for _ in works:
                 self._queue.task_done()
