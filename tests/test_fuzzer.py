@@ -1,5 +1,6 @@
 """The mistake catalogue, the scoring and the verdicts, without a pipeline."""
 import io
+import types
 
 import numpy as np
 import pytest
@@ -199,6 +200,20 @@ def test_a_mistake_without_a_hint_of_harm_stops_at_the_screen_a_harmful_one_uses
     assert rows["horizontal flip"].images == 30 and rows["horizontal flip"].verdict == scoring.HARMLESS
     assert rows["JPEG quality 75"].images == 30
     assert rows["integers 0/1"].verdict == scoring.REFUSED
+
+
+def test_the_sample_comes_in_a_random_order_so_its_screen_is_a_random_sample_too(tmp_path):
+    # Files in class order (as a folder listing gives them): the first 30 drawn still mix classes.
+    files, labels = [], np.repeat(np.arange(3), 40)
+    for i, k in enumerate(labels):
+        path = tmp_path / f"{i:03d}.jpg"
+        path.write_bytes(_jpeg(_dominant(int(k), i)))
+        files.append(str(path))
+    inputs = types.SimpleNamespace(labels=labels, files=files)
+    originals, drawn = fuzz.originals_of(inputs, SPEC, sample=90)
+    assert len(originals) == 90 and set(drawn[:30]) == {0, 1, 2}
+    again, same = fuzz.originals_of(inputs, SPEC, sample=90)
+    assert list(same) == list(drawn) and again[0].encoded == originals[0].encoded   # seeded
 
 
 def test_the_screen_looks_closer_at_any_suggestive_drop():

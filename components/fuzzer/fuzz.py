@@ -201,8 +201,8 @@ def originals_of(inputs, spec: ImageSpec, sample: int, seed: int = 0) -> Tuple[L
 
     from imgpipe.contract import image_ops
     count = len(inputs.labels)
-    chosen = np.sort(np.random.default_rng(seed).permutation(count)[:sample]) if sample < count \
-        else np.arange(count)
+    # In a random order, not the files': any prefix (the screen) is a random sample too.
+    chosen = np.random.default_rng(seed).permutation(count)[:sample]
     if inputs.files:
         encoded = [tf.io.gfile.GFile(inputs.files[i], "rb").read() for i in chosen]
         decoder = image_ops.make_batch_decoder(spec)
