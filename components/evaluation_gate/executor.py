@@ -80,17 +80,16 @@ def monitor_checks(input_dict, settings: EvaluationSettings):
                                 settings.monitor_pixel_js_threshold, uri[SCHEMA_KEY], uri[STATISTICS_KEY])
 
 
-def fuzz_candidate(model_dir: str, inputs: parity.ServingInputs, settings: EvaluationSettings,
+def fuzz_candidate(candidate, inputs: parity.ServingInputs, settings: EvaluationSettings,
                    checks=None):
-    """The candidate, as exported, fed the evaluation inputs through every client mistake."""
-    import tensorflow as tf
-
+    """The candidate (its loaded SavedModel, as exported) fed the evaluation
+    inputs through every client mistake."""
     from imgpipe.components.fuzzer import fuzz, scoring
     from imgpipe.components.progress import report as progress
     policy = scoring.Policy(settings.fuzz_max_accuracy_drop, settings.fuzz_max_class_recall_drop,
                             dict(settings.fuzz_accepted), settings.fuzz_screen)
     originals, labels = fuzz.originals_of(inputs, settings.image, settings.fuzz_sample)
-    return fuzz.run(tf.saved_model.load(model_dir), originals, labels, settings.image,
+    return fuzz.run(candidate, originals, labels, settings.image,
                     settings.class_names, policy, progress=progress, checks=checks)
 
 
@@ -113,15 +112,16 @@ class Executor(base_executor.BaseExecutor):
         split_dir = artifact_utils.get_split_uri([examples], settings.split)
         inputs = parity.load_inputs(split_dir, examples.get_string_custom_property("input_base"),
                                     settings.image.shape)
-        checked = parity.check(path_utils.serving_model_path(model.uri), inputs, measured.accuracy)
+        import tensorflow as tf
+        candidate = tf.saved_model.load(path_utils.serving_model_path(model.uri))   # loaded once
+        checked = parity.check(candidate, inputs, measured.accuracy)
         champion_record = None
         if input_dict.get(CHAMPION_KEY):
             champion_artifact = artifact_utils.get_single_instance(input_dict[CHAMPION_KEY])
             champion_record = resolve.read(os.path.join(champion_artifact.uri, resolve.CHAMPION_FILE))
         comparison = compare_with_champion(champion_record, settings, inputs, checked)
         fuzz_started = time.perf_counter()
-        fuzz_rows = (fuzz_candidate(path_utils.serving_model_path(model.uri), inputs, settings,
-                                    monitor_checks(input_dict, settings))
+        fuzz_rows = (fuzz_candidate(candidate, inputs, settings, monitor_checks(input_dict, settings))
                      if settings.fuzz_enabled else [])
         fuzz_seconds = time.perf_counter() - fuzz_started
         decision = decisions.decide(measured.accuracy, settings.accuracy_floor, rows, checked,

@@ -93,10 +93,11 @@ def served_predictions(model, inputs: ServingInputs):
     return np.concatenate(served), np.concatenate(confidence)
 
 
-def check(model_dir: str, inputs: ServingInputs, evaluated_accuracy: float) -> Parity:
-    """The parity numbers, and the served predictions (the serving baseline)."""
+def check(model_dir, inputs: ServingInputs, evaluated_accuracy: float) -> Parity:
+    """The parity numbers, and the served predictions (the serving baseline).
+    `model_dir`: the SavedModel's folder, or the SavedModel already loaded."""
     import tensorflow as tf
-    model = tf.saved_model.load(model_dir)
+    model = tf.saved_model.load(model_dir) if isinstance(model_dir, str) else model_dir
     evaluated = [model.signatures[SIGNATURES.examples](
                      **{SIGNATURES.examples_input: tf.constant(records)})[OUTPUTS.class_id].numpy()
                  for records in inputs.record_batches()]
