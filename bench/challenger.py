@@ -4,9 +4,9 @@
 
 - Serving: the quickstart champion behind `imgpipe serve` (its own process)
   alone, with a shadow challenger scoring 10% of the requests (the default
-  share) and every request, and split 50/50; 8 clients send single-PNG requests over loopback HTTP: requests/s,
-  p50/p99 latency, the server's peak RSS (VmHWM). The challenger is a second
-  blessed version of the same model (`imgpipe run --set training.seed=2
+  share) and every request, and split 50/50; 8 clients send single-PNG
+  requests over loopback HTTP: requests/s, p50/p99 latency, the server's
+  peak RSS (VmHWM). The challenger is a second blessed version of the same model (`imgpipe run --set training.seed=2
   --set registry.promote=false`), pushed first when missing.
 - Ground truth: `POST /v1/feedback` for every answer of the alone run, in
   batches of 100 (labels/s); `imgpipe feedback import` of 1,000 and 10,000
