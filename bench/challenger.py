@@ -6,8 +6,9 @@
   alone, with a shadow challenger scoring 10% of the requests (the default
   share) and every request, and split 50/50; 8 clients send single-PNG
   requests over loopback HTTP: requests/s, p50/p99 latency, the server's
-  peak RSS (VmHWM). The challenger is a second blessed version of the same model (`imgpipe run --set training.seed=2
-  --set registry.promote=false`), pushed first when missing.
+  peak RSS (VmHWM). The challenger is a second blessed version of the same
+  model (`imgpipe run --set training.seed=2 --set registry.promote=false`),
+  pushed first when missing.
 - Ground truth: `POST /v1/feedback` for every answer of the alone run, in
   batches of 100 (labels/s); `imgpipe feedback import` of 1,000 and 10,000
   labels (prediction rows written to a fresh log first): wall time and peak
