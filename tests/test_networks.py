@@ -209,16 +209,32 @@ def test_imagenet_weights_from_the_keras_cache_are_hashed(tmp_path, monkeypatch)
 
 
 def test_augmentation_changes_training_images_only_as_configured():
-    image = tf.random.stateless_uniform([16, 16, 3], seed=[3, 4])
+    images = tf.random.stateless_uniform([8, 16, 16, 3], seed=[3, 4])
     assert augment.make_augment(AugmentationSettings(horizontal_flip=False)) is None
-    cut = augment.cutout(tf.ones([16, 16, 3]), 4)
-    assert int(tf.reduce_sum(tf.cast(cut[..., 0] == 0, tf.int32))) in range(1, 17)
-    cropped = augment.pad_and_crop(image, 4)
-    assert cropped.shape == image.shape
+    cut = augment.cutout(tf.ones([8, 16, 16, 3]), 4).numpy()
+    assert all(int((cut[i, ..., 0] == 0).sum()) in range(1, 17) for i in range(8))
     run = augment.make_augment(AugmentationSettings(crop_padding=2, cutout=4, translation=0.1))
-    outputs = [run(image).numpy() for _ in range(4)]
-    assert all(o.shape == (16, 16, 3) for o in outputs)
-    assert any(np.abs(o - image.numpy()).max() > 0 for o in outputs)
+    outputs = [run(images).numpy() for _ in range(4)]
+    assert all(o.shape == (8, 16, 16, 3) for o in outputs)
+    assert any(np.abs(o - images.numpy()).max() > 0 for o in outputs)
+
+
+def test_batch_crop_and_flip_give_each_image_its_own_draw():
+    """Each image of a batch is a window of its reflect-padded self at its own
+    offset (all 2p+1 offsets reachable), mirrored or not on its own."""
+    padding, base = 2, np.arange(6 * 6, dtype=np.float32).reshape(1, 6, 6, 1)
+    images = tf.constant(np.repeat(base, 256, axis=0))
+    padded = np.pad(base[0], [[padding, padding], [padding, padding], [0, 0]], mode="reflect")
+    windows = {(top, left): padded[top:top + 6, left:left + 6]
+               for top in range(2 * padding + 1) for left in range(2 * padding + 1)}
+    cropped = augment.pad_and_crop(images, padding).numpy()
+    seen = {next(key for key, window in windows.items() if np.array_equal(window, image))
+            for image in cropped}
+    assert len(seen) == len(windows)
+    flipped = augment.flip_left_right(images).numpy()
+    mirrored = [np.array_equal(image, base[0, :, ::-1]) for image in flipped]
+    assert all(m or np.array_equal(image, base[0]) for m, image in zip(mirrored, flipped))
+    assert 64 < sum(mirrored) < 192
 
 
 def test_fine_tuning_phases_restore_each_phase_best_weights(monkeypatch, tmp_path):

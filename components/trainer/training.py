@@ -157,11 +157,12 @@ def _dataset(fn_args, tft_output, files, settings: TrainerSettings, cache_file: 
     if training:
         dataset = dataset.shuffle(shuffle_buffer_size(fit, image), seed=fit.seed,
                                   reshuffle_each_iteration=True)
-        augment = make_augment(settings.augmentation)
-        if augment is not None:
-            dataset = dataset.map(lambda pixels, label: (augment(pixels), label),
-                                  num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(fit.batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(fit.batch_size)
+    augment = make_augment(settings.augmentation) if training else None
+    if augment is not None:   # a batch at a time (augment.py)
+        dataset = dataset.map(lambda pixels, label: (augment(pixels), label),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def run(fn_args) -> None:
