@@ -304,25 +304,44 @@ def monitor_command(since, uid, output_format, chart_path, model_name, config_pa
     name = model_name or config.registry.model_name
     try:
         start = monitor.parse_since(since or config.monitoring.since)
-        row, logged, checks = monitor_checks(config, name, start, uid)
+        variants = _variant_checks(config, name, start, uid)
     except (ValueError, store.RegistryError) as error:
         raise click.ClickException(str(error)) from None
-    alerts = [c for c in checks if c.status == monitor.ALERT]
-    labelled, live = _live_quality(config, name, start, row.model_uid)
+    champion = variants[0]
+    alerts = sum(v["alerts"] for v in variants)
+    labelled, live = _live_quality(config, name, start, champion["model_uid"])
     if output_format == "json":
-        click.echo(json.dumps({"model_uid": row.model_uid, "model_version": row.version,
-                               "since": start.isoformat(), "predictions": len(logged),
-                               "alerts": len(alerts), "checks": [c.__dict__ for c in checks],
+        click.echo(json.dumps({**champion, "since": start.isoformat(), "variants": variants,
                                "live_quality": live}, indent=2, default=str))
     else:
-        click.echo(monitor.format_checks(
-            checks, f"{name} version {row.version} ({row.model_uid}): {len(logged)} predictions "
-                    f"since {start:%Y-%m-%d %H:%M} UTC"))
+        for variant in variants:
+            click.echo(monitor.format_checks(
+                [monitor.Check(**c) for c in variant["checks"]],
+                f"{name} version {variant['model_version']} ({variant['model_uid']}), "
+                f"{variant['variant']}: {variant['predictions']} predictions "
+                f"since {start:%Y-%m-%d %H:%M} UTC"))
         click.echo(live_quality.format_report(live))
     if chart_path:
         click.echo(f"chart: {live_quality.chart(labelled, chart_path)}", err=True)
     if alerts:
         sys.exit(1)
+
+
+def _variant_checks(config: Config, name: str, start, uid: Optional[str]) -> List[dict]:
+    """The checks of the watched model (default the champion), then of each model
+    that answered as the challenger in the window: split traffic is its own
+    traffic, and a shadow's confidence and class mix are its own."""
+    from imgpipe.serving import monitor, predlog
+    row, logged, checks = monitor_checks(config, name, start, uid)
+    watched = [("champion" if uid is None else "watched", row, logged, checks)]
+    if uid is None:
+        watched += [("challenger", *monitor_checks(config, name, start, other))
+                    for other in predlog.challenger_uids(config.prediction_log_url, name, start)
+                    if other != row.model_uid]
+    return [{"variant": variant, "model_uid": row.model_uid, "model_version": row.version,
+             "predictions": len(logged), "alerts": sum(c.status == monitor.ALERT for c in checks),
+             "checks": [c.__dict__ for c in checks]}
+            for variant, row, logged, checks in watched]
 
 
 def monitor_checks(config: Config, name: str, start, uid: Optional[str] = None):

@@ -288,6 +288,22 @@ def read(url: str, model_name: str, since: dt.datetime,
         return list(session.scalars(query.order_by(PredictionLog.created_at)))
 
 
+def challenger_uids(url: str, model_name: str, since: dt.datetime) -> List[str]:
+    """The model_uids that answered (or shadowed) as the challenger in the window."""
+    database = make_url(url).database
+    if url.startswith("sqlite") and database and not os.path.exists(database):
+        return []
+    engine = store.require_schema(url)
+    if engine.dialect.name == "sqlite":
+        since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    query = (select(PredictionLog.model_uid).distinct()
+             .where(PredictionLog.model_name == model_name, PredictionLog.created_at >= since,
+                    PredictionLog.variant == "challenger")
+             .order_by(PredictionLog.model_uid))
+    with engine.connect() as connection:
+        return [uid for (uid,) in connection.execute(query)]
+
+
 def read_labelled(url: str, model_name: str, since: dt.datetime):
     """The window's predictions that have a label, as live_quality.Labelled: a
     label sent for a champion's answer also labels its shadow challenger's."""

@@ -49,7 +49,7 @@ def serve_split_traffic(loop, traffic: Path) -> int:
     from imgpipe.serving import app as serving_app
     config = load(str(CONFIG), tuple(loop["sets"][1::2]) + (
         "serving.challenger='newest'", "serving.challenger_mode='split'",
-        "serving.challenger_share=0.5"))
+        "serving.challenger_share=0.5", "serving.sample_rate=1.0"))
     files = sorted(traffic.rglob("*.png"))
     with TestClient(serving_app.build(config)) as client:
         labels, versions = [], set()
@@ -70,7 +70,16 @@ def test_labelled_traffic_promotes_the_better_model_and_refuses_the_weaker(loop)
     sets = loop["sets"]
     chart = loop["root"] / "live.png"
     report = invoke("monitor", "--format", "json", "--chart", chart, *sets)
-    live = json.loads(report.stdout)["live_quality"]
+    monitored = json.loads(report.stdout)
+    live = monitored["live_quality"]
+    # Checks per variant: each model's own traffic (split), its own confidence and class mix.
+    variants = {(v["variant"], v["model_version"]): v for v in monitored["variants"]}
+    assert set(variants) == {("champion", 1), ("challenger", 2)}
+    assert sum(v["predictions"] for v in variants.values()) == answered
+    for variant in variants.values():
+        assert 0 < variant["predictions"] < answered
+        assert {c["name"] for c in variant["checks"]} == {c["name"] for c in monitored["checks"]}
+        assert all(c["status"] != "SKIPPED" for c in variant["checks"] if "skew" in c["name"])
     assert live["labelled"] == answered and chart.read_bytes()[:4] == b"\x89PNG"
     accuracy = {m["variant"]: m["accuracy"] for m in live["models"]}
     assert accuracy["challenger"] > accuracy["champion"]
