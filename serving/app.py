@@ -493,6 +493,8 @@ class ModelService:
             health["challenger"] = {"model_uid": rival.uid, "model_version": rival.version,
                                     "mode": self.settings.challenger_mode,
                                     "share": self.settings.challenger_share}
+        if self.challengers is not None and self.challengers.failure:
+            health["challenger_error"] = self.challengers.failure   # still 200: the champion serves
         if self.holder.stale:   # still 200: the model served is sound, only not the champion
             champion = self.holder.champion
             health.update(status="stale", registry_champion=None if champion is None else

@@ -73,7 +73,15 @@ class ChallengerHolder:
             return changed
         if self.current is not None and self.current.uid == row.model_uid:
             return False
-        self.current = self._load(row)
+        try:
+            loaded = self._load(row)
+        except Exception as error:  # noqa: BLE001 - the champion serves on without it; retried at reload
+            first_line = (str(error).splitlines() or [""])[0][:300]
+            self.failure = (f"challenger {row.model_name} version {row.version} ({row.model_uid}) "
+                            f"could not be loaded: {type(error).__name__}: {first_line}")
+            log.error("%s; serving the champion alone", self.failure)
+            return False
+        self.current = loaded
         log.info("challenger: %s version %s (%s)", row.model_name, row.version, row.model_uid)
         return True
 

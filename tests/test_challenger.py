@@ -24,9 +24,10 @@ def test_assignment_is_stable_per_key_and_holds_its_share():
     assert all(challenger.assigned(key, 1.0) for key in keys)
 
 
-def _two_versions(tmp_path, mode: str, share: float, **settings):
+def _two_versions(tmp_path, mode: str, share: float, published=None, **settings):
     """Champion t1 (bright above mean 127) and challenger t2 (bright above 51): an
-    image of shade 100 tells them apart."""
+    image of shade 100 tells them apart. `published(registry_url)` runs before
+    the server looks them up."""
     from imgpipe.serving import app as serving_app
     url, tracking = f"sqlite:///{tmp_path / 'registry.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     store.migrate(url)
@@ -35,6 +36,8 @@ def _two_versions(tmp_path, mode: str, share: float, **settings):
         model_dir = str(helpers.write_tiny_saved_model(tmp_path / uid, bias=bias))
         publish.publish(url, tracking, str(tmp_path / "serving"), model_dir, helpers.new_version(uid),
                         helpers.run_record(uid, str(tmp_path / "mla")), promote=promote)
+    if published:
+        published(url)
     holder = serving_app.ModelHolder(lambda: served.resolve(url, "tiny"), served.load)
     challengers = challenger.ChallengerHolder(lambda: challenger.resolve(url, "tiny", "newest"),
                                               served.load, lambda: holder.current.uid)
@@ -110,3 +113,33 @@ def test_a_slow_or_failing_shadow_never_reaches_the_client(tmp_path, monkeypatch
     else:
         assert shadows and all(row.shadow_of in ids and row.predicted_class == "bright"
                                and row.source == "shadow" for row in shadows)
+
+
+def test_a_challenger_that_cannot_load_leaves_the_champion_serving_and_is_retried(tmp_path):
+    """Its SavedModel unreadable: the server starts, the champion answers every
+    request, /healthz names the challenger's failure; once readable again, the
+    next reload serves it."""
+    import os
+
+    from fastapi.testclient import TestClient
+    moved = {}
+
+    def unreadable(url):
+        row = store.version_of(store.engine_for(url), "tiny", 2)
+        moved["path"] = os.path.join(row.artifact_path, "saved_model.pb")
+        os.rename(moved["path"], moved["path"] + ".away")
+
+    app, _ = _two_versions(tmp_path, "split", 1.0, published=unreadable)
+    saved_model = moved["path"]
+    with TestClient(app) as client:
+        answers = [predict(client, {"instances": [b64(png(100))]}) for _ in range(5)]
+        assert all(a.status_code == 200 and a.json()["variant"] == "champion" for a in answers)
+        health = client.get("/healthz").json()
+        assert health["status"] == "ok" and "challenger" not in health
+        assert "challenger tiny version 2" in health["challenger_error"]
+        assert "could not be loaded" in health["challenger_error"]
+        os.rename(saved_model + ".away", saved_model)
+        assert eventually(lambda: client.get("/healthz").json().get("challenger", {})
+                          .get("model_version") == 2)
+        assert "challenger_error" not in client.get("/healthz").json()
+        assert predict(client, {"instances": [b64(png(100))]}).json()["variant"] == "challenger"
