@@ -37,11 +37,12 @@ def request_key(headers) -> str:
 
 def resolve(registry_url: str, model_name: str, reference: str) -> Optional[Any]:
     """The challenger's registry row: "<model>@<version>", or "newest" (the newest
-    blessed version that is not the champion; None when there is none)."""
+    blessed version never promoted: None when there is none). A rolled-back or
+    archived version is never "newest": a rollback takes all traffic back."""
     engine = store.require_schema(registry_url)
     if reference == "newest":
         rows = [row for row in store.list_versions(engine, model_name)
-                if row.blessed and row.status != store.CHAMPION]
+                if row.blessed and row.status == "registered"]
         return rows[0] if rows else None
     name, version = reference.rsplit("@", 1)
     if name != model_name:

@@ -143,3 +143,27 @@ def test_a_challenger_that_cannot_load_leaves_the_champion_serving_and_is_retrie
                           .get("model_version") == 2)
         assert "challenger_error" not in client.get("/healthz").json()
         assert predict(client, {"instances": [b64(png(100))]}).json()["variant"] == "challenger"
+
+
+def test_promotion_and_rollback_move_the_split_within_the_reload_interval(tmp_path):
+    """A 100% split to the challenger t2; t2 promoted: it answers as champion and
+    there is no challenger left; rolled back: t1 answers everything again, and
+    the rolled-back t2 never comes back as "newest"."""
+    from fastapi.testclient import TestClient
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    app, _ = _two_versions(tmp_path, "split", 1.0)
+    engine = store.engine_for(url)
+
+    def answered(client):
+        body = predict(client, {"instances": [b64(png(100))]}).json()
+        return body["model_version"], body["variant"], body["predictions"][0]["class"]
+
+    with TestClient(app) as client:
+        assert answered(client) == ("2", "challenger", "bright")
+        store.promote(engine, store.version_of(engine, "tiny", 2).model_uid)
+        assert eventually(lambda: answered(client) == ("2", "champion", "bright"))
+        assert "challenger" not in client.get("/healthz").json()
+        store.rollback(engine, "tiny")
+        assert eventually(lambda: answered(client) == ("1", "champion", "dark"))
+        assert all(answered(client) == ("1", "champion", "dark") for _ in range(20))
+        assert "challenger" not in client.get("/healthz").json()
