@@ -227,7 +227,9 @@ def make_batch_decoder(spec: ImageSpec):
         decoded = decode(image_bytes)
         return prepare(decoded, orientation, with_spec), tf.shape(decoded)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    # No AutoGraph: nothing here branches on a tensor in Python (tf.cond and
+    # tf.map_fn do), and converting the code took 1.2 of the 1.6 s of tracing.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     def decode_batch(images):
         orientations = _orientations(images)
         pixels, shapes = _by_orientation(

@@ -234,3 +234,35 @@ def test_array_sources_skip_the_rows_that_need_a_file(colour_model):
     rows = fuzz.run(colour_model, arrays, labels, SPEC, CLASSES, scoring.Policy())
     assert {row.sends for row in rows} == {"pixels"}
     assert not any(row.mistake.startswith(("PIL", "JPEG", "centre")) for row in rows)
+
+
+def test_each_distinct_request_is_asked_once_and_known_answers_are_not_asked_again(
+        colour_model, monkeypatch):
+    """Identical requests (Pillow's filters leave an image at the target size as
+    it is) are answered once; the parity check's answers for the original files
+    are the clean bytes reference, not asked again. Same rows either way; a
+    wrong answer given there shows in the row."""
+    originals, labels = _originals(70)
+    asked, call = {"bytes": 0, "pixels": 0}, fuzz._signature_call
+
+    def counted(model, sends, requests):
+        asked[sends] += len(requests)
+        return call(model, sends, requests)
+
+    monkeypatch.setattr(fuzz, "_signature_call", counted)
+    plain = fuzz.run(colour_model, originals, labels, SPEC, CLASSES, scoring.Policy())
+    first = dict(asked)
+    sent = {sends: sum(row.images for row in plain if row.sends == sends and row.scores is not None)
+            for sends in first}
+    pil_rows = [row for row in plain if row.mistake.startswith("PIL")]
+    assert len(pil_rows) == 6 and len({row.scores.accuracy for row in pil_rows}) == 1
+    assert first["pixels"] <= sent["pixels"] - 5 * 70         # five of the six PIL rows: known
+    answers = colour_model.encoded(tf.constant([o.encoded for o in originals]))[OUTPUTS.probabilities]
+    given = fuzz.run(colour_model, originals, labels, SPEC, CLASSES, scoring.Policy(),
+                     answered={"bytes": answers.numpy()})
+    assert [r.as_dict() | {"seconds": 0} for r in given] == [r.as_dict() | {"seconds": 0} for r in plain]
+    assert asked["bytes"] - first["bytes"] == first["bytes"] - 70    # the clean bytes: not asked
+    wrong = np.roll(answers.numpy(), 1, axis=1)                        # every answer another class
+    shifted = fuzz.run(colour_model, originals, labels, SPEC, CLASSES, scoring.Policy(),
+                       answered={"bytes": wrong})
+    assert shifted[[row.mistake for row in shifted].index("clean bytes")].scores.accuracy < 0.1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,10 +41,12 @@ class Parity:
     # The served path's predictions on the evaluation inputs (not in the report).
     served_class_ids: List[int] = dataclasses.field(default_factory=list, repr=False)
     served_confidences: List[float] = dataclasses.field(default_factory=list, repr=False)
+    # [images, classes]: the fuzzer's clean reference on this path (not in the report).
+    served_probabilities: Any = dataclasses.field(default=None, repr=False)
 
     def summary(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in ("served_class_ids", "served_confidences")}
+                if k not in ("served_class_ids", "served_confidences", "served_probabilities")}
 
 
 def serving_baseline(class_ids: Sequence[int], confidences: Sequence[float],

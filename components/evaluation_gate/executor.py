@@ -81,16 +81,21 @@ def monitor_checks(input_dict, settings: EvaluationSettings):
 
 
 def fuzz_candidate(candidate, inputs: parity.ServingInputs, settings: EvaluationSettings,
-                   checks=None):
+                   checks=None, checked: Optional[decisions.Parity] = None):
     """The candidate (its loaded SavedModel, as exported) fed the evaluation
-    inputs through every client mistake."""
+    inputs through every client mistake. The parity check already sent the
+    original inputs to the serving path: its answers are that path's clean reference."""
     from imgpipe.components.fuzzer import fuzz, scoring
     from imgpipe.components.progress import report as progress
     policy = scoring.Policy(settings.fuzz_max_accuracy_drop, settings.fuzz_max_class_recall_drop,
                             dict(settings.fuzz_accepted), settings.fuzz_screen)
     originals, labels = fuzz.originals_of(inputs, settings.image, settings.fuzz_sample)
-    return fuzz.run(candidate, originals, labels, settings.image,
-                    settings.class_names, policy, progress=progress, checks=checks)
+    answered = None
+    if checked is not None and checked.served_probabilities is not None:
+        chosen = fuzz.sample_indices(len(inputs.labels), settings.fuzz_sample)
+        answered = {"bytes" if inputs.files else "pixels": checked.served_probabilities[chosen]}
+    return fuzz.run(candidate, originals, labels, settings.image, settings.class_names, policy,
+                    progress=progress, checks=checks, answered=answered)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -121,8 +126,8 @@ class Executor(base_executor.BaseExecutor):
             champion_record = resolve.read(os.path.join(champion_artifact.uri, resolve.CHAMPION_FILE))
         comparison = compare_with_champion(champion_record, settings, inputs, checked)
         fuzz_started = time.perf_counter()
-        fuzz_rows = (fuzz_candidate(candidate, inputs, settings, monitor_checks(input_dict, settings))
-                     if settings.fuzz_enabled else [])
+        fuzz_rows = (fuzz_candidate(candidate, inputs, settings, monitor_checks(input_dict, settings),
+                                    checked) if settings.fuzz_enabled else [])
         fuzz_seconds = time.perf_counter() - fuzz_started
         decision = decisions.decide(measured.accuracy, settings.accuracy_floor, rows, checked,
                                     settings.max_accuracy_gap, settings.max_disagreement,

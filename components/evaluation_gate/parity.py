@@ -81,16 +81,17 @@ def served_class_ids(model, inputs: ServingInputs) -> np.ndarray:
 
 
 def served_predictions(model, inputs: ServingInputs):
-    """(class ids, confidences) from the serving signature, fed the original inputs."""
+    """(class ids, confidences, probabilities) from the serving signature, fed the original inputs."""
     signature = model.signatures[inputs.serving_path]
-    served, confidence = [], []
+    served, probabilities = [], []
     for arguments in inputs.served_batches():
         outputs = signature(**arguments)
         served.append(outputs[OUTPUTS.class_id].numpy())
-        confidence.append(outputs[OUTPUTS.probabilities].numpy().max(axis=-1))
+        probabilities.append(outputs[OUTPUTS.probabilities].numpy())
     if not served:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return np.concatenate(served), np.concatenate(confidence)
+        return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 0), np.float32)
+    probabilities = np.concatenate(probabilities)
+    return np.concatenate(served), probabilities.max(axis=-1), probabilities
 
 
 def check(model_dir, inputs: ServingInputs, evaluated_accuracy: float) -> Parity:
@@ -102,12 +103,13 @@ def check(model_dir, inputs: ServingInputs, evaluated_accuracy: float) -> Parity
                      **{SIGNATURES.examples_input: tf.constant(records)})[OUTPUTS.class_id].numpy()
                  for records in inputs.record_batches()]
     evaluated_ids = np.concatenate(evaluated) if evaluated else np.zeros(0, np.int64)
-    served_ids, confidences = served_predictions(model, inputs)
+    served_ids, confidences, probabilities = served_predictions(model, inputs)
     return Parity(evaluated_accuracy=float(evaluated_accuracy),
                   served_accuracy=float((served_ids == inputs.labels).mean()),
                   disagreement=float((served_ids != evaluated_ids).mean()),
                   images=len(inputs.labels), serving_path=inputs.serving_path,
-                  served_class_ids=served_ids.tolist(), served_confidences=confidences.tolist())
+                  served_class_ids=served_ids.tolist(), served_confidences=confidences.tolist(),
+                  served_probabilities=probabilities)
 
 
 def champion_class_ids(model_dir: str, inputs: ServingInputs) -> np.ndarray:

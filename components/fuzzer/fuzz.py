@@ -7,6 +7,7 @@ scored against the clean requests of the same signature.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -82,6 +83,37 @@ def _signature_call(model, sends: str, requests: Sequence[Request]) -> np.ndarra
     return model.signatures[name](**arguments)[OUTPUTS.probabilities].numpy()[:count]
 
 
+def _key(request: Request) -> Tuple:
+    data = request if isinstance(request, bytes) else np.ascontiguousarray(request).tobytes()
+    shape = () if isinstance(request, bytes) else (np.asarray(request).dtype.str, request.shape)
+    return shape + (hashlib.blake2b(data, digest_size=16).digest(),)
+
+
+class Answers:
+    """The exported model's probabilities, each distinct request asked once: the
+    model answers an input the same way every time, and mistakes can send
+    identical requests (Pillow's filters leave an image already at the target
+    size as it is; the parity check already sent the original files)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.asked = 0                                  # requests sent to a signature
+        self._known: Dict[str, Dict[Tuple, np.ndarray]] = {"bytes": {}, "pixels": {}}
+
+    def remember(self, sends: str, requests: Sequence[Request], probabilities: np.ndarray) -> None:
+        self._known[sends].update(zip(map(_key, requests), probabilities))
+
+    def of(self, sends: str, requests: Sequence[Request]) -> np.ndarray:
+        """Probabilities for up to _BATCH requests."""
+        known, keys = self._known[sends], [_key(request) for request in requests]
+        new = {key: request for key, request in zip(keys, requests) if key not in known}
+        if new:
+            self.remember(sends, list(new.values()),
+                          _signature_call(self.model, sends, list(new.values())))
+            self.asked += len(new)
+        return np.stack([known[key] for key in keys])
+
+
 def signature_refusal(model, sends: str, request: Request) -> str:
     """The exported signature's own answer to one request (a client calling TF Serving)."""
     try:
@@ -96,8 +128,9 @@ def _batches(originals: Sequence[Original]) -> Iterator[Sequence[Original]]:
         yield originals[start:start + _BATCH]
 
 
-def probabilities_of(model, mistake: Mistake, originals: Sequence[Original], spec: ImageSpec,
-                     keep: int = 0) -> Tuple[Optional[str], Optional[np.ndarray], List[Request]]:
+def probabilities_of(answers: Answers, mistake: Mistake, originals: Sequence[Original],
+                     spec: ImageSpec, keep: int = 0
+                     ) -> Tuple[Optional[str], Optional[np.ndarray], List[Request]]:
     """(serve's refusal of the first refused request, the model's probabilities
     for all requests, the first `keep` requests); the probabilities are None
     when serve refuses any."""
@@ -109,7 +142,7 @@ def probabilities_of(model, mistake: Mistake, originals: Sequence[Original], spe
             if refusal:
                 return refusal, None, []
         kept += requests[:max(0, keep - len(kept))]
-        outputs.append(_signature_call(model, mistake.sends, requests))
+        outputs.append(answers.of(mistake.sends, requests))
     return None, np.concatenate(outputs), kept
 
 
@@ -130,25 +163,25 @@ def fingerprint(requests: Sequence[Request], spec: ImageSpec, probabilities: np.
             "mean_confidence": [float(probabilities.max(axis=1).mean())]}
 
 
-def screened_probabilities(model, mistake: Mistake, originals: Sequence[Original], labels: np.ndarray,
-                           spec: ImageSpec, class_names: Sequence[str], clean: Dict[str, Reference],
-                           policy: scoring.Policy, keep: int):
+def screened_probabilities(answers: Answers, mistake: Mistake, originals: Sequence[Original],
+                           labels: np.ndarray, spec: ImageSpec, class_names: Sequence[str],
+                           clean: Dict[str, Reference], policy: scoring.Policy, keep: int):
     """probabilities_of, on the first `policy.screen` inputs when they show no
     hint of harm, else on the whole sample. The clean references always use it all."""
     size = len(originals)
     screen = policy.screen if 0 < policy.screen < size and mistake.sends in clean else size
-    refusal, probabilities, kept = probabilities_of(model, mistake, originals[:screen], spec, keep)
+    refusal, probabilities, kept = probabilities_of(answers, mistake, originals[:screen], spec, keep)
     if probabilities is None or screen == size:
         return refusal, probabilities, kept
     reference = clean[mistake.sends]
     if not scoring.worth_a_closer_look(reference.correct[:screen], probabilities.argmax(axis=1)
                                        == labels[:screen], labels[:screen], class_names):
         return refusal, probabilities, kept
-    refusal, rest, _ = probabilities_of(model, mistake, originals[screen:], spec, 0)
+    refusal, rest, _ = probabilities_of(answers, mistake, originals[screen:], spec, 0)
     return refusal, None if rest is None else np.concatenate([probabilities, rest]), kept
 
 
-def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.ndarray,
+def fuzz_row(answers: Answers, mistake: Mistake, originals: Sequence[Original], labels: np.ndarray,
              spec: ImageSpec, class_names: Sequence[str], clean: Dict[str, Reference],
              policy: scoring.Policy, checks: Optional[flags.MonitorChecks] = None,
              rows: int = 1) -> Row:
@@ -156,14 +189,14 @@ def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.
     significance is corrected for)."""
     started = time.perf_counter()
     refusal, probabilities, kept = screened_probabilities(
-        model, mistake, originals, labels, spec, class_names, clean, policy,
+        answers, mistake, originals, labels, spec, class_names, clean, policy,
         checks.sample if checks else 200)
     used = len(originals) if probabilities is None else len(probabilities)
     row = Row(mistake.name, mistake.description, mistake.sends, used,
               serve=refusal or "accepted",
               # Where serve accepted, the signature answered every request already.
               signature="accepted" if probabilities is not None else
-              signature_refusal(model, mistake.sends, mistake.request(originals[0], spec)),
+              signature_refusal(answers.model, mistake.sends, mistake.request(originals[0], spec)),
               verdict=scoring.REFUSED, accepted_reason=policy.accepted.get(mistake.name, ""))
     if probabilities is not None:
         class_ids, labels = probabilities.argmax(axis=1), labels[:used]
@@ -185,32 +218,45 @@ def fuzz_row(model, mistake: Mistake, originals: Sequence[Original], labels: np.
 def run(model, originals: Sequence[Original], labels: np.ndarray, spec: ImageSpec,
         class_names: Sequence[str], policy: scoring.Policy,
         mistakes: Optional[List[Mistake]] = None, progress=None,
-        checks: Optional[flags.MonitorChecks] = None) -> List[Row]:
-    """Every applicable mistake (files-only ones need files), after the clean references."""
+        checks: Optional[flags.MonitorChecks] = None,
+        answered: Optional[Dict[str, np.ndarray]] = None) -> List[Row]:
+    """Every applicable mistake (files-only ones need files), after the clean references.
+    `answered`: {"bytes" | "pixels": the signature's probabilities for the
+    originals sent as they are} where already computed (the gate's parity check)."""
     has_files = all(original.encoded is not None for original in originals)
     applicable = [m for m in (mistakes or catalogue()) if has_files or not m.needs_file]
     references = [m for m in catalogue() if m.name in REFERENCES.values() and (has_files or not m.needs_file)]
     chosen = references + [m for m in applicable if m.name not in REFERENCES.values()]
     clean: Dict[str, Reference] = {}
+    answers = Answers(model)
+    sent_as_they_are = {m.sends: m for m in references}
+    for sends, probabilities in (answered or {}).items():
+        if sends in sent_as_they_are:
+            answers.remember(sends, [sent_as_they_are[sends].request(o, spec) for o in originals],
+                             probabilities)
     rows, tested = [], len(chosen) - len(references)
     for index, mistake in enumerate(chosen, start=1):
-        rows.append(fuzz_row(model, mistake, originals, labels, spec, class_names, clean, policy,
+        rows.append(fuzz_row(answers, mistake, originals, labels, spec, class_names, clean, policy,
                              checks, tested))
         if progress:
             progress(f"fuzz {index}/{len(chosen)}: {mistake.name}: {rows[-1].verdict}")
     return rows
 
 
+def sample_indices(count: int, sample: int, seed: int = 0) -> np.ndarray:
+    """Which of `count` evaluation inputs the fuzzer sends, in its order: a seeded
+    random order, not the files', so any prefix (the screen) is a random sample too."""
+    return np.random.default_rng(seed).permutation(count)[:sample]
+
+
 def originals_of(inputs, spec: ImageSpec, sample: int, seed: int = 0) -> Tuple[List[Original], np.ndarray]:
-    """Up to `sample` evaluation inputs (a seeded choice) and their labels: the
+    """Up to `sample` evaluation inputs (sample_indices) and their labels: the
     files' bytes with the pixels the contract prepares from them, or the
     array source's uint8 pixels. `inputs` is the parity check's ServingInputs."""
     import tensorflow as tf
 
     from imgpipe.contract import image_ops
-    count = len(inputs.labels)
-    # In a random order, not the files': any prefix (the screen) is a random sample too.
-    chosen = np.random.default_rng(seed).permutation(count)[:sample]
+    chosen = sample_indices(len(inputs.labels), sample, seed)
     if inputs.files:
         encoded = [tf.io.gfile.GFile(inputs.files[i], "rb").read() for i in chosen]
         decoder = image_ops.make_batch_decoder(spec)
