@@ -63,6 +63,7 @@ class ChallengerHolder:
 
     def refresh(self) -> bool:
         """True when the challenger changed. The champion itself is never its challenger."""
+        previous = self.failure
         try:
             row = self._resolve_row()
         except store.RegistryError as error:
@@ -78,9 +79,11 @@ class ChallengerHolder:
             loaded = self._load(row)
         except Exception as error:  # noqa: BLE001 - the champion serves on without it; retried at reload
             first_line = (str(error).splitlines() or [""])[0][:300]
-            self.failure = (f"challenger {row.model_name} version {row.version} ({row.model_uid}) "
-                            f"could not be loaded: {type(error).__name__}: {first_line}")
-            log.error("%s; serving the champion alone", self.failure)
+            failure = (f"challenger {row.model_name} version {row.version} ({row.model_uid}) "
+                       f"could not be loaded: {type(error).__name__}: {first_line}")
+            if failure != previous:   # once, not at every reload that retries it
+                log.error("%s; not served (retried at every reload)", failure)
+            self.failure = failure
             return False
         self.current = loaded
         log.info("challenger: %s version %s (%s)", row.model_name, row.version, row.model_uid)
