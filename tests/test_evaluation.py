@@ -156,3 +156,27 @@ def test_champion_with_other_classes_or_shape_is_not_compared():
     legacy_reshaped = compare_with_champion({**legacy, "class_names": NAMES, "image_shape": [64, 64, 3]},
                                             settings, None, GOOD_PARITY)
     assert "takes images of 64x64x3" in legacy_reshaped.failure
+
+
+def test_the_parity_check_keeps_probabilities_only_for_the_fuzzers_sample_in_its_order():
+    """Bounded by the sample, not the split: the rows asked for, in the order asked."""
+    import types
+
+    import tensorflow as tf
+
+    from imgpipe.components.evaluation_gate import parity
+    from imgpipe.contract import OUTPUTS
+    table = np.random.default_rng(0).dirichlet(np.ones(4), size=100).astype(np.float32)
+
+    def signature(rows):
+        chosen = table[rows.numpy()]
+        return {OUTPUTS.probabilities: tf.constant(chosen), OUTPUTS.class_id: tf.argmax(chosen, -1)}
+
+    inputs = types.SimpleNamespace(serving_path="path", served_batches=lambda: (
+        {"rows": tf.range(start, min(start + 64, 100))} for start in range(0, 100, 64)))
+    model = types.SimpleNamespace(signatures={"path": signature})
+    ids, confidences, kept = parity.served_predictions(model, inputs, np.array([70, 5, 99, 0]))
+    np.testing.assert_array_equal(kept, table[[70, 5, 99, 0]])
+    np.testing.assert_array_equal(ids, table.argmax(axis=1))
+    np.testing.assert_array_equal(confidences, table.max(axis=1))
+    assert parity.served_predictions(model, inputs)[2] is None

@@ -41,7 +41,7 @@ class Parity:
     # The served path's predictions on the evaluation inputs (not in the report).
     served_class_ids: List[int] = dataclasses.field(default_factory=list, repr=False)
     served_confidences: List[float] = dataclasses.field(default_factory=list, repr=False)
-    # [images, classes]: the fuzzer's clean reference on this path (not in the report).
+    # [sample, classes]: the fuzzer's sample on this path, its clean reference (not in the report).
     served_probabilities: Any = dataclasses.field(default=None, repr=False)
 
     def summary(self) -> dict:

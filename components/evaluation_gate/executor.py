@@ -91,9 +91,8 @@ def fuzz_candidate(candidate, inputs: parity.ServingInputs, settings: Evaluation
                             dict(settings.fuzz_accepted), settings.fuzz_screen)
     originals, labels = fuzz.originals_of(inputs, settings.image, settings.fuzz_sample)
     answered = None
-    if checked is not None and checked.served_probabilities is not None:
-        chosen = fuzz.sample_indices(len(inputs.labels), settings.fuzz_sample)
-        answered = {"bytes" if inputs.files else "pixels": checked.served_probabilities[chosen]}
+    if checked is not None and checked.served_probabilities is not None:   # of the same sample
+        answered = {"bytes" if inputs.files else "pixels": checked.served_probabilities}
     return fuzz.run(candidate, originals, labels, settings.image, settings.class_names, policy,
                     progress=progress, checks=checks, answered=answered)
 
@@ -118,8 +117,13 @@ class Executor(base_executor.BaseExecutor):
         inputs = parity.load_inputs(split_dir, examples.get_string_custom_property("input_base"),
                                     settings.image.shape)
         import tensorflow as tf
+
+        from imgpipe.components.fuzzer import fuzz
         candidate = tf.saved_model.load(path_utils.serving_model_path(model.uri))   # loaded once
-        checked = parity.check(candidate, inputs, measured.accuracy)
+        # The parity check keeps its answers for the fuzzer's sample: its clean reference.
+        sample = (fuzz.sample_indices(len(inputs.labels), settings.fuzz_sample)
+                  if settings.fuzz_enabled else None)
+        checked = parity.check(candidate, inputs, measured.accuracy, keep=sample)
         champion_record = None
         if input_dict.get(CHAMPION_KEY):
             champion_artifact = artifact_utils.get_single_instance(input_dict[CHAMPION_KEY])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -80,22 +80,31 @@ def served_class_ids(model, inputs: ServingInputs) -> np.ndarray:
     return served_predictions(model, inputs)[0]
 
 
-def served_predictions(model, inputs: ServingInputs):
-    """(class ids, confidences, probabilities) from the serving signature, fed the original inputs."""
+def served_predictions(model, inputs: ServingInputs, keep: Optional[np.ndarray] = None):
+    """(class ids, confidences, probabilities) from the serving signature, fed the
+    original inputs; the probabilities only of the inputs at `keep`, in that
+    order (None without `keep`): what a sample needs, not the split's."""
     signature = model.signatures[inputs.serving_path]
-    served, probabilities = [], []
+    served, confidence, kept, start = [], [], {}, 0
+    wanted = set() if keep is None else {int(i) for i in keep}
     for arguments in inputs.served_batches():
         outputs = signature(**arguments)
+        probabilities = outputs[OUTPUTS.probabilities].numpy()
         served.append(outputs[OUTPUTS.class_id].numpy())
-        probabilities.append(outputs[OUTPUTS.probabilities].numpy())
+        confidence.append(probabilities.max(axis=-1))
+        kept.update((start + i, probabilities[i]) for i in range(len(probabilities))
+                    if start + i in wanted)
+        start += len(probabilities)
+    kept_probabilities = None if keep is None else np.array([kept[int(i)] for i in keep])
     if not served:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 0), np.float32)
-    probabilities = np.concatenate(probabilities)
-    return np.concatenate(served), probabilities.max(axis=-1), probabilities
+        return np.zeros(0, np.int64), np.zeros(0, np.float32), kept_probabilities
+    return np.concatenate(served), np.concatenate(confidence), kept_probabilities
 
 
-def check(model_dir, inputs: ServingInputs, evaluated_accuracy: float) -> Parity:
-    """The parity numbers, and the served predictions (the serving baseline).
+def check(model_dir, inputs: ServingInputs, evaluated_accuracy: float,
+          keep: Optional[np.ndarray] = None) -> Parity:
+    """The parity numbers, and the served predictions (the serving baseline; the
+    probabilities of the inputs at `keep`, for the fuzzer).
     `model_dir`: the SavedModel's folder, or the SavedModel already loaded."""
     import tensorflow as tf
     model = tf.saved_model.load(model_dir) if isinstance(model_dir, str) else model_dir
@@ -103,7 +112,7 @@ def check(model_dir, inputs: ServingInputs, evaluated_accuracy: float) -> Parity
                      **{SIGNATURES.examples_input: tf.constant(records)})[OUTPUTS.class_id].numpy()
                  for records in inputs.record_batches()]
     evaluated_ids = np.concatenate(evaluated) if evaluated else np.zeros(0, np.int64)
-    served_ids, confidences, probabilities = served_predictions(model, inputs)
+    served_ids, confidences, probabilities = served_predictions(model, inputs, keep)
     return Parity(evaluated_accuracy=float(evaluated_accuracy),
                   served_accuracy=float((served_ids == inputs.labels).mean()),
                   disagreement=float((served_ids != evaluated_ids).mean()),
