@@ -271,14 +271,24 @@ class PredictionLogger:
             return
 
 
-def read(url: str, model_name: str, since: dt.datetime,
-         model_uid: Optional[str] = None) -> List[PredictionLog]:
+def _window(url: str, since: dt.datetime):
+    """(engine, `since` as the database compares it), or None when nothing has
+    been predicted (and logged) here yet: a SQLite file that does not exist."""
     database = make_url(url).database
     if url.startswith("sqlite") and database and not os.path.exists(database):
-        return []  # nothing has been predicted (and logged) here yet
+        return None
     engine = store.require_schema(url)
     if engine.dialect.name == "sqlite":  # stored without a zone, in UTC
         since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return engine, since
+
+
+def read(url: str, model_name: str, since: dt.datetime,
+         model_uid: Optional[str] = None) -> List[PredictionLog]:
+    window = _window(url, since)
+    if window is None:
+        return []
+    engine, since = window
     query = select(PredictionLog).where(PredictionLog.model_name == model_name,
                                         PredictionLog.created_at >= since)
     if model_uid is not None:
@@ -290,12 +300,10 @@ def read(url: str, model_name: str, since: dt.datetime,
 
 def challenger_uids(url: str, model_name: str, since: dt.datetime) -> List[str]:
     """The model_uids that answered (or shadowed) as the challenger in the window."""
-    database = make_url(url).database
-    if url.startswith("sqlite") and database and not os.path.exists(database):
+    window = _window(url, since)
+    if window is None:
         return []
-    engine = store.require_schema(url)
-    if engine.dialect.name == "sqlite":
-        since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    engine, since = window
     query = (select(PredictionLog.model_uid).distinct()
              .where(PredictionLog.model_name == model_name, PredictionLog.created_at >= since,
                     PredictionLog.variant == "challenger")
@@ -312,12 +320,10 @@ def read_labelled(url: str, model_name: str, since: dt.datetime):
 
     from imgpipe.registry.models import Feedback
     from imgpipe.serving.live_quality import Labelled
-    database = make_url(url).database
-    if url.startswith("sqlite") and database and not os.path.exists(database):
+    window = _window(url, since)
+    if window is None:
         return []
-    engine = store.require_schema(url)
-    if engine.dialect.name == "sqlite":
-        since = since.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    engine, since = window
     query = (select(PredictionLog.variant, PredictionLog.model_uid, PredictionLog.predicted_class,
                     Feedback.label, PredictionLog.confidence, PredictionLog.created_at,
                     PredictionLog.prediction_id, PredictionLog.shadow_of)
