@@ -138,3 +138,19 @@ def test_the_pixel_shortcut_is_read_from_the_transform_and_checked():
     np.testing.assert_allclose(offset.numpy(), -mean.numpy() / std.numpy(), rtol=1e-5)
     with pytest.raises(ValueError, match="not a per-channel scale and offset"):
         pixel_map(lambda data: tf.sqrt(standardise(data) + 10.0), spec)
+
+
+def test_training_stream_is_one_endless_iterator_of_full_batches():
+    # 10 examples, batches of 4: an epoch is 3 steps; the stream never ends, so fit
+    # keeps one iterator (and one filled shuffle buffer) across epochs.
+    examples = tf.data.Dataset.from_tensor_slices(
+        (tf.reshape(tf.range(10, dtype=tf.float32), [10, 1, 1, 1]), tf.one_hot(tf.range(10) % 2, 2)))
+    fit = training.FitSettings(batch_size=4, shuffle_buffer=10, seed=0)
+    stream = training.training_stream(examples, 4, fit, ImageSpec(1, 1, 1),
+                                      training.AugmentationSettings(horizontal_flip=False, crop_padding=0))
+    assert stream.cardinality().numpy() == tf.data.INFINITE_CARDINALITY
+    seen = np.concatenate([pixels.numpy().ravel() for pixels, _ in stream.take(30)])
+    assert seen.shape == (120,)            # full batches only
+    counts = np.bincount(seen.astype(int), minlength=10)
+    assert counts.min() >= 8 and counts.max() <= 16   # ~12 passes over each image
+    assert not np.array_equal(seen[:10], np.arange(10))  # shuffled
