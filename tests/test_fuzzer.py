@@ -191,15 +191,49 @@ def test_a_fragile_model_has_silent_harm_rows_and_an_accepted_one_does_not_block
     assert "accepted: grey is rare" in table and "HTTP 422: instance: got float32" in table
 
 
-def test_a_mistake_without_a_hint_of_harm_stops_at_the_screen_a_harmful_one_uses_all(colour_model):
+def _some_bgr(original: mistakes.Original, _spec: ImageSpec) -> np.ndarray:
+    """BGR for about one image in three (a milder harm: the colour model loses
+    the red and blue ones of those, ~2/9 of its answers)."""
+    if int(original.pixels.sum()) % 3:
+        return original.pixels
+    return np.ascontiguousarray(original.pixels[..., ::-1])
+
+
+def test_the_screen_stops_a_row_without_a_hint_of_harm_or_with_harm_beyond_doubt(colour_model):
     originals, labels = _originals(120)
+    mild = mistakes.Mistake("some BGR", "one client in three sends BGR", "pixels", _some_bgr)
+    chosen = [m for m in mistakes.catalogue() if m.name in ("BGR", "horizontal flip", "JPEG quality 75")]
     rows = {row.mistake: row for row in fuzz.run(colour_model, originals, labels, SPEC, CLASSES,
-                                                 scoring.Policy(screen=30))}
+                                                 scoring.Policy(screen=30), [*chosen, mild])}
     assert rows["clean pixels"].images == rows["clean bytes"].images == 120
-    assert rows["BGR"].images == 120 and rows["BGR"].verdict == scoring.SILENT_HARM
     assert rows["horizontal flip"].images == 30 and rows["horizontal flip"].verdict == scoring.HARMLESS
     assert rows["JPEG quality 75"].images == 30
-    assert rows["integers 0/1"].verdict == scoring.REFUSED
+    # BGR loses every answer: proven on the screen's 30 (at a tenth of the row's alpha).
+    assert rows["BGR"].images == 30 and rows["BGR"].verdict == scoring.SILENT_HARM
+    # A fifth lost: suggestive on 30, not beyond doubt; harmful on all 120.
+    assert rows["some BGR"].images == 120 and rows["some BGR"].verdict == scoring.SILENT_HARM
+
+
+def test_the_two_looks_share_the_rows_alpha():
+    assert scoring.alphas(scoring.Policy()) == (0.0, 0.05)
+    early, final = scoring.alphas(scoring.Policy(screen=250))
+    assert early + final == pytest.approx(0.05) and early < final
+
+
+def test_rows_built_from_kept_decodes_send_what_fresh_decodes_send():
+    # The kept Pillow image is shared by every row: none may change it (a save's
+    # options, a conversion) for the rows after it.
+    originals, _ = _originals(6)
+    kept = mistakes.with_decoded(originals)
+    assert all(original.decoded is not None for original in kept)
+    assert mistakes.with_decoded(originals, budget=2 * 16 * 16 * 3)[2].decoded is None
+    for mistake in mistakes.catalogue():
+        if mistake.needs_file:
+            for fresh, reused in zip(originals, kept):
+                sent, again = mistake.request(fresh, SPEC), mistake.request(reused, SPEC)
+                assert type(sent) is type(again)
+                assert (sent == again) if isinstance(sent, bytes) else np.array_equal(sent, again), \
+                    mistake.name
 
 
 def test_the_sample_comes_in_a_random_order_so_its_screen_is_a_random_sample_too(tmp_path):

@@ -13,11 +13,11 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from imgpipe.components.fuzzer import flags, scoring
+from imgpipe.components.fuzzer import flags, mistakes, scoring
 from imgpipe.components.fuzzer.mistakes import REFERENCES, Mistake, Original, Request, catalogue
 from imgpipe.contract import OUTPUTS, SIGNATURES, ImageSpec
 
-_BATCH = 64
+_BATCH = 128
 
 
 @dataclasses.dataclass
@@ -164,17 +164,23 @@ def fingerprint(requests: Sequence[Request], spec: ImageSpec, probabilities: np.
 
 def screened_probabilities(answers: Answers, mistake: Mistake, originals: Sequence[Original],
                            labels: np.ndarray, spec: ImageSpec, class_names: Sequence[str],
-                           clean: Dict[str, Reference], policy: scoring.Policy, keep: int):
+                           clean: Dict[str, Reference], policy: scoring.Policy, keep: int,
+                           rows: int = 1):
     """probabilities_of, on the first `policy.screen` inputs when they show no
-    hint of harm, else on the whole sample. The clean references always use it all."""
+    hint of harm or harm beyond doubt already, else on the whole sample. The
+    clean references always use it all."""
     size = len(originals)
     screen = policy.screen if 0 < policy.screen < size and mistake.sends in clean else size
     refusal, probabilities, kept = probabilities_of(answers, mistake, originals[:screen], spec, keep)
     if probabilities is None or screen == size:
         return refusal, probabilities, kept
-    reference = clean[mistake.sends]
-    if not scoring.worth_a_closer_look(reference.correct[:screen], probabilities.argmax(axis=1)
-                                       == labels[:screen], labels[:screen], class_names):
+    clean_correct = clean[mistake.sends].correct[:screen]
+    correct = probabilities.argmax(axis=1) == labels[:screen]
+    if not scoring.worth_a_closer_look(clean_correct, correct, labels[:screen], class_names):
+        return refusal, probabilities, kept
+    early = scoring.harm(clean_correct, correct, labels[:screen], class_names, policy,
+                         alpha=scoring.alphas(policy)[0], rows=rows)
+    if early.harmful:
         return refusal, probabilities, kept
     refusal, rest, _ = probabilities_of(answers, mistake, originals[screen:], spec, 0)
     return refusal, None if rest is None else np.concatenate([probabilities, rest]), kept
@@ -189,7 +195,7 @@ def fuzz_row(answers: Answers, mistake: Mistake, originals: Sequence[Original], 
     started = time.perf_counter()
     refusal, probabilities, kept = screened_probabilities(
         answers, mistake, originals, labels, spec, class_names, clean, policy,
-        checks.sample if checks else 200)
+        checks.sample if checks else 200, rows)
     used = len(originals) if probabilities is None else len(probabilities)
     row = Row(mistake.name, mistake.description, mistake.sends, used,
               serve=refusal or "accepted",
@@ -203,7 +209,7 @@ def fuzz_row(answers: Answers, mistake: Mistake, originals: Sequence[Original], 
             class_ids, class_ids == labels, float(probabilities.max(axis=1).mean())))
         row.scores = scoring.score(probabilities, labels, reference.class_ids[:used], class_names)
         row.harm = scoring.harm(reference.correct[:used], class_ids == labels, labels, class_names,
-                                policy, rows=rows)
+                                policy, alpha=scoring.alphas(policy)[1], rows=rows)
         if row.harm.harmful:   # would production notice? (a harmless mistake needs no alarm)
             row.flagged_by = flags.raised(kept, probabilities, class_names, spec, checks,
                                           reference.mean_confidence)
@@ -261,6 +267,7 @@ def originals_of(inputs, spec: ImageSpec, sample: int, seed: int = 0) -> Tuple[L
         decoder = image_ops.make_batch_decoder(spec)
         pixels = np.concatenate([decoder(tf.constant(part))[0].numpy()
                                  for part in (encoded[s:s + _BATCH] for s in range(0, len(encoded), _BATCH))])
-        return [Original(data, image) for data, image in zip(encoded, pixels)], inputs.labels[chosen]
+        originals = [Original(data, image) for data, image in zip(encoded, pixels)]
+        return mistakes.with_decoded(originals), inputs.labels[chosen]
     arrays = np.concatenate([batch[SIGNATURES.pixels_input].numpy() for batch in inputs.served_batches()])
     return [Original(None, arrays[i]) for i in chosen], inputs.labels[chosen]

@@ -27,9 +27,29 @@ _ROTATED_90_CW = 6   # EXIF: stored turned 90 degrees; a viewer turns it clockwi
 @dataclasses.dataclass(frozen=True)
 class Original:
     """One evaluation input: the file's bytes (None for array sources) and the
-    uint8 pixels [h, w, c] the contract makes of it."""
+    uint8 pixels [h, w, c] the contract makes of it; `decoded`: Pillow's RGB
+    decode of the file, when kept (with_decoded)."""
     encoded: Optional[bytes]
     pixels: np.ndarray
+    decoded: Optional[Image.Image] = dataclasses.field(default=None, compare=False, repr=False)
+
+
+# Pillow's decodes kept for the rows that start from one (resizes, re-encodes:
+# a dozen rows decode the same file). 32 px originals all fit; of photos, the
+# first ones that fit, the rest decoded again by each row.
+DECODED_BUDGET_BYTES = 64 << 20
+
+
+def with_decoded(originals: List[Original], budget: int = DECODED_BUDGET_BYTES) -> List[Original]:
+    kept = []
+    for original in originals:
+        if original.encoded is not None and budget > 0:
+            image = _pil_rgb(original)
+            budget -= image.width * image.height * 3
+            if budget >= 0:
+                original = dataclasses.replace(original, decoded=image)
+        kept.append(original)
+    return kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +100,9 @@ _PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest":
 
 
 def _pil_rgb(original: Original) -> Image.Image:
+    """Pillow's RGB decode of the file (no build changes it: each makes a new image)."""
+    if original.decoded is not None:
+        return original.decoded
     return Image.open(io.BytesIO(original.encoded)).convert("RGB")
 
 

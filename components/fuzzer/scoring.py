@@ -9,7 +9,7 @@ answered as confidently as a clean one.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -115,6 +115,19 @@ def harm(clean_correct: np.ndarray, correct: np.ndarray, labels: np.ndarray,
 # Screening is lenient on purpose: it only decides which rows are worth the
 # whole sample, so it stops a row only when nothing hints at a drop.
 SCREEN_ALPHA = 0.2
+# A screened row is tested twice: at the screen (stopping there when harm is
+# already beyond doubt, e.g. BGR's 13 points) and on the whole sample. The
+# row's alpha is split between the two looks (Bonferroni): a tenth early,
+# the rest at the end, so the false-alarm rate stays within alpha.
+EARLY_ALPHA_SHARE = 0.1
+
+
+def alphas(policy: Policy, alpha: float = 0.05) -> Tuple[float, float]:
+    """(alpha at the screen, alpha on the whole sample) of each row, before the
+    correction over rows and classes that harm() applies."""
+    if policy.screen:
+        return alpha * EARLY_ALPHA_SHARE, alpha * (1 - EARLY_ALPHA_SHARE)
+    return 0.0, alpha
 
 
 def worth_a_closer_look(clean_correct: np.ndarray, correct: np.ndarray, labels: np.ndarray,
