@@ -279,9 +279,9 @@ def test_each_distinct_request_is_asked_once_and_known_answers_are_not_asked_aga
     originals, labels = _originals(70)
     asked, call = {"bytes": 0, "pixels": 0}, fuzz._signature_call
 
-    def counted(model, sends, requests):
+    def counted(model, sends, requests, size):
         asked[sends] += len(requests)
-        return call(model, sends, requests)
+        return call(model, sends, requests, size)
 
     monkeypatch.setattr(fuzz, "_signature_call", counted)
     plain = fuzz.run(colour_model, originals, labels, SPEC, CLASSES, scoring.Policy())
