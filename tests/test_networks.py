@@ -251,7 +251,7 @@ def test_fine_tuning_phases_restore_each_phase_best_weights(monkeypatch, tmp_pat
     rng = np.random.default_rng(0)
     images = rng.uniform(size=(48, 32, 32, 3)).astype("float32")
     labels = tf.one_hot(rng.integers(0, 3, 48), 3)
-    train = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    train = tf.data.Dataset.from_tensor_slices((images, labels))   # _fit batches it (3 a pass)
     # Validation disagrees with training: its loss is not monotone.
     validation = tf.data.Dataset.from_tensor_slices((images, tf.roll(labels, 1, axis=1))).batch(16)
     snapshots, starts = [], []

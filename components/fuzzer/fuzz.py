@@ -242,7 +242,8 @@ def run(model, originals: Sequence[Original], labels: np.ndarray, spec: ImageSpe
     references = [m for m in catalogue() if m.name in REFERENCES.values() and (has_files or not m.needs_file)]
     chosen = references + [m for m in applicable if m.name not in REFERENCES.values()]
     clean: Dict[str, Reference] = {}
-    answers = Answers(model, call_size(spec))
+    # A sample smaller than a call (41 evaluation photos) is one call, not padded.
+    answers = Answers(model, min(call_size(spec), max(1, len(originals))))
     sent_as_they_are = {m.sends: m for m in references}
     for sends, probabilities in (answered or {}).items():
         if sends in sent_as_they_are:

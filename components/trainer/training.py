@@ -250,7 +250,7 @@ def _fit(settings: TrainerSettings, classifier, train, validation, log_dir: str)
     started = time.perf_counter()
     count = int(train.reduce(0, lambda count, _: count + 1).numpy())  # also fills the cache
     batch_size = max(1, min(fit.batch_size, count))
-    steps = -(-count // batch_size)   # an epoch: every image once, on average
+    steps = -(-count // batch_size)   # an epoch: one pass over the images
     progress.report(f"training data: {count} images ({steps} batches of {batch_size} an epoch), "
                     f"transformed and cached in {time.perf_counter() - started:.0f} s")
     train = training_stream(train, batch_size, fit, settings.image, settings.augmentation)
