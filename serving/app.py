@@ -81,31 +81,44 @@ class ModelHolder:
         self._resolve_row, self._load = resolve_row, load
         self.current = load(resolve_row())
         self.reloads = 0
-        self.champion: Optional[tuple] = (self.current.uid, self.current.version)
-        self.failure: Optional[str] = None
+        # (champion (uid, version) or None, failure or None), replaced in one
+        # assignment once a lookup and load are over: /healthz, reading it from
+        # another thread, never sees a new champion without its load's outcome.
+        self.lookup: Tuple[Optional[tuple], Optional[str]] = (
+            (self.current.uid, self.current.version), None)
+
+    @property
+    def champion(self) -> Optional[tuple]:
+        return self.lookup[0]
+
+    @property
+    def failure(self) -> Optional[str]:
+        return self.lookup[1]
 
     def refresh(self) -> bool:
         try:
             row = self._resolve_row()
         except Exception as error:
-            self.champion, self.failure = None, _failure_text(error)
+            self.lookup = (None, _failure_text(error))
             raise
-        self.champion, self.failure = (row.model_uid, row.version), None
+        champion = (row.model_uid, row.version)
         if row.model_uid == self.current.uid:
+            self.lookup = (champion, None)
             return False
         try:
             fresh = self._load(row)
         except Exception as error:
-            self.failure = _failure_text(error)
+            self.lookup = (champion, _failure_text(error))
             raise
         self.current, self.reloads = fresh, self.reloads + 1  # one reference swap
+        self.lookup = (champion, None)
         log.info("now serving %s version %s (%s)", fresh.name, fresh.version, fresh.uid)
         return True
 
     @property
     def stale(self) -> bool:
-        return self.failure is not None or self.champion is None \
-            or self.champion[0] != self.current.uid
+        champion, failure = self.lookup
+        return failure is not None or champion is None or champion[0] != self.current.uid
 
 
 class _PredictionLogCollector:
@@ -496,10 +509,10 @@ class ModelService:
         if self.challengers is not None and self.challengers.failure:
             health["challenger_error"] = self.challengers.failure   # still 200: the champion serves
         if self.holder.stale:   # still 200: the model served is sound, only not the champion
-            champion = self.holder.champion
+            champion, failure = self.holder.lookup
             health.update(status="stale", registry_champion=None if champion is None else
                           {"model_uid": champion[0], "model_version": champion[1]},
-                          error=self.holder.failure)
+                          error=failure)
         return health
 
     async def prometheus(self):
