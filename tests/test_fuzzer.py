@@ -215,8 +215,9 @@ def test_the_screen_stops_a_row_without_a_hint_of_harm_or_with_harm_beyond_doubt
 
 
 def test_the_two_looks_share_the_rows_alpha():
-    assert scoring.alphas(scoring.Policy()) == (0.0, 0.05)
-    early, final = scoring.alphas(scoring.Policy(screen=250))
+    assert scoring.alphas(scoring.Policy(), 1000) == (0.0, 0.05)
+    assert scoring.alphas(scoring.Policy(screen=250), 140) == (0.0, 0.05)   # one look
+    early, final = scoring.alphas(scoring.Policy(screen=250), 1000)
     assert early + final == pytest.approx(0.05) and early < final
 
 

@@ -188,7 +188,7 @@ def screened_probabilities(answers: Answers, mistake: Mistake, originals: Sequen
     if not scoring.worth_a_closer_look(clean_correct, correct, labels[:screen], class_names):
         return refusal, probabilities, kept
     early = scoring.harm(clean_correct, correct, labels[:screen], class_names, policy,
-                         alpha=scoring.alphas(policy)[0], rows=rows)
+                         alpha=scoring.alphas(policy, size)[0], rows=rows)
     if early.harmful:
         return refusal, probabilities, kept
     refusal, rest, _ = probabilities_of(answers, mistake, originals[screen:], spec, 0)
@@ -218,7 +218,7 @@ def fuzz_row(answers: Answers, mistake: Mistake, originals: Sequence[Original], 
             class_ids, class_ids == labels, float(probabilities.max(axis=1).mean())))
         row.scores = scoring.score(probabilities, labels, reference.class_ids[:used], class_names)
         row.harm = scoring.harm(reference.correct[:used], class_ids == labels, labels, class_names,
-                                policy, alpha=scoring.alphas(policy)[1], rows=rows)
+                                policy, alpha=scoring.alphas(policy, len(originals))[1], rows=rows)
         if row.harm.harmful:   # would production notice? (a harmless mistake needs no alarm)
             row.flagged_by = flags.raised(kept, probabilities, class_names, spec, checks,
                                           reference.mean_confidence)
