@@ -117,8 +117,9 @@ def test_tfma_alone_would_bless_the_seed_bug_but_the_parity_gate_does_not(run, t
     checked = parity.check(str(broken), inputs, measured.accuracy)
     assert checked.serving_path == "serving_bytes"
     # The gate refuses on disagreement: on 66 images the two accuracies can
-    # land on the same count while 10 of the answers differ.
-    assert checked.disagreement > 0.05
+    # land on the same count while answers differ (how many depends on the
+    # trained model: 2 to 10 in runs so far; the gate's limit is 0.5%).
+    assert checked.disagreement > 0.005
     rows = decisions.class_rows(list(quickstart_data.CLASSES), measured.confusion, measured.f1,
                                 measured.precision, measured.recall,
                                 eval_config.f1_floors(list(quickstart_data.CLASSES), 0.25, {}))
