@@ -88,10 +88,6 @@ class ModelHolder:
             (self.current.uid, self.current.version), None)
 
     @property
-    def champion(self) -> Optional[tuple]:
-        return self.lookup[0]
-
-    @property
     def failure(self) -> Optional[str]:
         return self.lookup[1]
 

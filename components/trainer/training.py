@@ -249,7 +249,10 @@ def _fit(settings: TrainerSettings, classifier, train, validation, log_dir: str)
     fit, model = settings.fit, classifier.model
     started = time.perf_counter()
     count = int(train.reduce(0, lambda count, _: count + 1).numpy())  # also fills the cache
-    batch_size = max(1, min(fit.batch_size, count))
+    if not count:   # an endless stream of nothing would never yield a batch
+        raise ValueError("the training split has no examples: nothing to train on "
+                         "(check data.split and the data source)")
+    batch_size = min(fit.batch_size, count)
     steps = -(-count // batch_size)   # an epoch: one pass over the images
     progress.report(f"training data: {count} images ({steps} batches of {batch_size} an epoch), "
                     f"transformed and cached in {time.perf_counter() - started:.0f} s")
