@@ -7,9 +7,11 @@
   sizes (250 and 1,000 evaluation inputs per mistake): wall time, peak RSS,
   seconds per mistake row (the rows' own timings), against the Evaluator +
   EvaluationGate stage times of that run (from bench/training.py's JSON).
-- Photos (224 px): the hymenoptera set through the pipeline (MobileNetV2,
-  weights none, 1 epoch, the fuzzer off in the gate: the evaluation time
-  without it), then `imgpipe fuzz` on its 153 evaluation photos.
+- Photos (224 px): hymenoptera's train/ folder through the pipeline
+  (MobileNetV2, weights none, 1 epoch), the fuzzer in the gate at its default
+  time budget: its seconds against the Evaluator's and the gate's own; again
+  with generated copies (bench/photos.py) to --photos-larger photos; and
+  `imgpipe fuzz` on the first run's ~44 evaluation photos (no budget there).
 """
 from __future__ import annotations
 
@@ -75,24 +77,52 @@ def cifar(root: Path, stages_json: Path, scratch: Path, data: Path = None) -> di
             "fuzz_share_of_evaluation": round(in_gate / evaluation, 3), "runs": runs}
 
 
-def photos(tar: Path, scratch: Path) -> dict:
+def gate_report(out: Path, pipeline: str) -> dict:
+    """The newest evaluation report of a run's EvaluationGate."""
+    reports = (out / "pipelines" / pipeline / "EvaluationGate" / "report").iterdir()
+    return json.loads((max(reports, key=lambda p: int(p.name)) / "evaluation_report.json").read_text())
+
+
+def photos_in_gate(data: Path, scratch: Path, name: str) -> tuple:
+    """The pipeline on a photo folder, the fuzzer in its gate at the default
+    time budget: its seconds against the Evaluator's and the gate's own."""
+    schema, out = scratch / f"{name}-schema.pbtxt", scratch / f"{name}-out"
+    measure([IMGPIPE, "schema", "infer", data, "--output", schema, *PHOTO_SETS[:6]])
+    run = measure([IMGPIPE, "run", "--data", data, "--output-root", out, *PHOTO_SETS,
+                   "--set", f"validation.schema_file='{schema}'"], keep_output=True, ok=(0, 1))
+    stages = {name: float(s) for name, s in STAGE.findall(run.pop("out"))}
+    report = gate_report(out, "fuzz-photos")
+    fuzzed = report["fuzz_seconds"]
+    evaluation = stages["Evaluator"] + stages["EvaluationGate"] - fuzzed
+    inputs = sorted({row["images"] for row in report["fuzz"] if row["scores"]})
+    return {"photos": len(photo_files_under(data)), "evaluation_inputs": report["parity"]["images"],
+            "evaluation_stages_s": {k: stages[k] for k in ("Evaluator", "EvaluationGate")},
+            "evaluation_without_fuzz_s": round(evaluation, 2), "fuzz_in_gate_s": fuzzed,
+            "fuzz_share_of_evaluation": round(fuzzed / evaluation, 3),
+            "budget": report["fuzz_budget"], "inputs_per_accepted_row": inputs,
+            "pipeline": run}, out, schema
+
+
+def photo_files_under(data: Path) -> list:
+    return [p for p in data.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+
+
+def photos(tar: Path, scratch: Path, larger: int) -> dict:
+    """The hymenoptera train/ folder (its evaluation split: ~44 photos), then the
+    same with generated copies (bench/photos.py) to `larger` photos in all;
+    and `imgpipe fuzz` on the first run's model, outside the gate (no budget)."""
+    from photos import copies
     data_root = scratch / "photos"
     with tarfile.open(tar) as archive:
         archive.extractall(data_root)
-    data = next(p.parent for p in data_root.rglob("train") if p.is_dir())
-    schema = scratch / "schema.pbtxt"
-    measure([IMGPIPE, "schema", "infer", data, "--output", schema, *PHOTO_SETS[:6]])
-    out = scratch / "out"
-    run = measure([IMGPIPE, "run", "--data", data, "--output-root", out, *PHOTO_SETS,
-                   "--set", f"validation.schema_file='{schema}'", "--set", "fuzz.enabled=false"],
-                  keep_output=True)
-    stages = {name: float(s) for name, s in STAGE.findall(run.pop("out"))}
+    root = next(p.parent for p in data_root.rglob("train") if p.is_dir())
+    small, out, schema = photos_in_gate(root / "train", scratch, "small")
+    print(json.dumps(small, indent=1), flush=True)
     sets = [*PHOTO_SETS, "--set", f"validation.schema_file='{schema}'"]
-    result = fuzz(out, "builtin:quickstart", 1000, scratch / "photos.json", sets)
-    evaluation = sum(stages.get(k, 0.0) for k in ("Evaluator", "EvaluationGate"))
-    return {"evaluation_stages_s": {k: stages.get(k) for k in ("Evaluator", "EvaluationGate")},
-            "evaluation_without_fuzz_s": evaluation, "pipeline_wall_s": run["wall_s"],
-            "fuzz": result, "fuzz_share_of_evaluation": round(result["rows_seconds_total"] / evaluation, 3)}
+    alone = fuzz(out, "builtin:quickstart", 1000, scratch / "photos.json", sets)
+    copies(root, larger)
+    large, _, _ = photos_in_gate(root / "train", scratch, "large")
+    return {"split_small": small, "split_large": large, "imgpipe_fuzz_no_budget": alone}
 
 
 def main() -> None:
@@ -103,6 +133,8 @@ def main() -> None:
     parser.add_argument("--cifar-data", type=Path, default=None,
                         help="the CIFAR-10 run's data.source, when its config does not name it")
     parser.add_argument("--photos-tar", type=Path, default=None)
+    parser.add_argument("--photos-larger", type=int, default=1001,
+                        help="photos in all for the second photo run (generated copies)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "fuzz.json")
     args = parser.parse_args()
     results = {}
@@ -111,7 +143,7 @@ def main() -> None:
             results["cifar10"] = cifar(args.cifar_root, args.cifar_stages, Path(tmp), args.cifar_data)
             print(json.dumps(results["cifar10"], indent=1), flush=True)
         if args.photos_tar:
-            results["photos_224"] = photos(args.photos_tar, Path(tmp))
+            results["photos_224"] = photos(args.photos_tar, Path(tmp), args.photos_larger)
             print(json.dumps(results["photos_224"], indent=1), flush=True)
     write_results(args.output, results)
 

@@ -341,6 +341,7 @@ def evaluation_settings(config: Config, class_names: List[str]) -> EvaluationSet
         max_accuracy_drop=evaluation.max_accuracy_drop, max_flip_rate=evaluation.max_flip_rate,
         max_calibration_error=evaluation.max_calibration_error, fuzz_enabled=config.fuzz.enabled,
         fuzz_sample=config.fuzz.sample, fuzz_screen=config.fuzz.screen,
+        fuzz_max_evaluation_share=config.fuzz.max_evaluation_share,
         fuzz_max_accuracy_drop=config.fuzz.max_accuracy_drop,
         fuzz_max_class_recall_drop=config.fuzz.max_class_recall_drop,
         fuzz_accepted=dict(config.fuzz.accepted),

@@ -180,3 +180,22 @@ def test_the_parity_check_keeps_probabilities_only_for_the_fuzzers_sample_in_its
     np.testing.assert_array_equal(ids, table.argmax(axis=1))
     np.testing.assert_array_equal(confidences, table.max(axis=1))
     assert parity.served_predictions(model, inputs)[2] is None
+
+
+def test_the_evaluators_time_is_read_from_ml_metadata_creation_times():
+    from tfx.types import standard_artifacts
+
+    from imgpipe.components.evaluation_gate.executor import evaluator_seconds
+
+    def created(artifact, ms):
+        artifact.mlmd_artifact.create_time_since_epoch = ms
+        return artifact
+    model = created(standard_artifacts.Model(), 100_000)
+    examples = created(standard_artifacts.Examples(), 40_000)
+    champion = created(standard_artifacts.Model(), 101_500)      # resolved after the Trainer
+    evaluation = created(standard_artifacts.ModelEvaluation(), 109_000)
+    assert evaluator_seconds(evaluation, [model, examples, champion]) == 7.5
+    late = created(standard_artifacts.Model(), 120_000)          # after the evaluation: not waited for
+    assert evaluator_seconds(evaluation, [model, late]) == 9.0
+    unrecorded = standard_artifacts.ModelEvaluation()            # an orchestrator without the times
+    assert evaluator_seconds(unrecorded, [model]) == 0.0

@@ -53,6 +53,14 @@ def test_a_colour_model_accepting_bgr_silently_is_not_blessed(fragile):
     assert "fuzz: BGR (channels reversed (an OpenCV client)) is accepted silently and costs" in failures
     assert "list it in [fuzz.accepted] with a reason" in failures
     assert "float [0, 1] (float32)     pixels REFUSED" in result.output
+    # The gate's time budget: a quarter of the Evaluator's time (ML Metadata) and its own.
+    assert "time budget 0.25 x " in result.output
+    report = json.loads(sorted((fragile["root"] / "out").rglob("evaluation_report.json"))[-1].read_text())
+    budget = report["fuzz_budget"]
+    assert budget["share"] == 0.25 and budget["seconds"] == pytest.approx(
+        0.25 * budget["evaluation_seconds"], abs=0.01)
+    assert budget["evaluation_seconds"] > report["fuzz_seconds"]
+    assert all(row["images"] >= 10 for row in report["fuzz"] if row["scores"])
 
 
 @pytest.fixture(scope="module")

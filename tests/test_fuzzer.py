@@ -1,5 +1,6 @@
 """The mistake catalogue, the scoring and the verdicts, without a pipeline."""
 import io
+import re
 import types
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from imgpipe.components.fuzzer import fuzz, mistakes, report, scoring
+from imgpipe.components.fuzzer import budget, fuzz, mistakes, report, scoring
 from imgpipe.contract import OUTPUTS, SIGNATURES, ImageSpec, image_ops
 
 SPEC = ImageSpec(16, 16, 3)
@@ -215,10 +216,35 @@ def test_the_screen_stops_a_row_without_a_hint_of_harm_or_with_harm_beyond_doubt
 
 
 def test_the_two_looks_share_the_rows_alpha():
-    assert scoring.alphas(scoring.Policy(), 1000) == (0.0, 0.05)
-    assert scoring.alphas(scoring.Policy(screen=250), 140) == (0.0, 0.05)   # one look
-    early, final = scoring.alphas(scoring.Policy(screen=250), 1000)
+    assert scoring.alphas(1000, 1000) == (0.0, 0.05)   # the whole sample at once: one look
+    early, final = scoring.alphas(250, 1000)
     assert early + final == pytest.approx(0.05) and early < final
+
+
+def test_a_reference_extended_for_a_row_that_goes_further_is_the_reference_on_all_of_it(
+        colour_model):
+    originals, labels = _originals(40)
+    answers = fuzz.Answers(colour_model, 16)
+    clean = mistakes.by_name()["clean pixels"]
+    _, first, _ = fuzz.probabilities_of(answers, clean, originals[:10], SPEC)
+    references = fuzz.References(answers, originals, labels, SPEC)
+    references.set("pixels", first)
+    extended = references.of("pixels", 40)
+    whole = fuzz.probabilities_of(fuzz.Answers(colour_model, 16), clean, originals, SPEC)[1]
+    assert np.allclose(extended.probabilities, whole) and references.size("pixels") == 40
+    assert np.array_equal(extended.correct, whole.argmax(axis=1) == labels)
+    assert len(references.of("pixels", 25).class_ids) == 25
+
+
+def test_with_no_time_left_every_row_gets_the_fewest_inputs_that_can_show_harm(colour_model):
+    originals, labels = _originals(60)
+    rows = fuzz.run(colour_model, originals, labels, SPEC, CLASSES, scoring.Policy(screen=30),
+                    budget=budget.Budget(seconds=0.0, seconds_per_input=0.01))
+    scored = [row for row in rows if row.scores is not None]
+    assert scored and {row.images for row in scored} == {budget.MIN_INPUTS}
+    table = report.format_table(rows, budget.Budget(0.0, 0.01, 12.0, 0.25), 1.5)
+    assert "up to 10 evaluation inputs each; time budget 0.25 x 12.0 s of evaluation" in table
+    assert re.search(r"\nBGR +pixels +(SILENT HARM|HARMLESS) +10 ", table)   # inputs column
 
 
 def test_rows_built_from_kept_decodes_send_what_fresh_decodes_send():
@@ -249,6 +275,22 @@ def test_the_sample_comes_in_a_random_order_so_its_screen_is_a_random_sample_too
     assert len(originals) == 90 and set(drawn[:30]) == {0, 1, 2}
     again, same = fuzz.originals_of(inputs, SPEC, sample=90)
     assert list(same) == list(drawn) and again[0].encoded == originals[0].encoded   # seeded
+
+
+def test_files_are_decoded_a_chunk_at_a_time_when_a_row_first_reaches_them(tmp_path):
+    encoded = [_jpeg(_dominant(i % 3, i)) for i in range(300)]
+    originals = fuzz.FileOriginals(encoded, SPEC, chunk=16)
+    first = originals[:10]
+    assert list(originals._chunks) == [0]                  # nothing past the first chunk decoded
+    assert originals[-1].encoded == encoded[-1] and sorted(originals._chunks) == [0, 18]
+    # The first chunks eagerly, the rest by the compiled decoder: the same pixels.
+    compiled = image_ops.make_batch_decoder(SPEC)(tf.constant(encoded))[0].numpy()
+    for index in (*range(10), 40, 299):
+        assert np.array_equal(originals[index].pixels, compiled[index]), index
+        assert originals[index].decoded is not None        # Pillow's decode kept for the rows
+    assert len(first) == 10 and first[3].encoded == encoded[3]
+    with pytest.raises(IndexError):
+        originals[300]
 
 
 def test_the_screen_looks_closer_at_any_suggestive_drop():

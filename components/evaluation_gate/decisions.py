@@ -120,6 +120,7 @@ class Decision:
     fuzz: Optional[List[dict]] = None    # the client-mistake rows (components/fuzzer)
     fuzz_table: str = ""
     fuzz_seconds: Optional[float] = None   # the fuzzer's wall time inside the gate
+    fuzz_budget: Optional[dict] = None     # its time budget (components/fuzzer/budget.py)
     calibration: Optional[Tuple[float, float]] = None   # (served ECE, ceiling)
 
     def as_dict(self) -> dict:
@@ -130,7 +131,8 @@ class Decision:
                 "champion": dataclasses.asdict(self.champion) if self.champion else None,
                 "calibration_error": self.calibration[0] if self.calibration else None,
                 "max_calibration_error": self.calibration[1] if self.calibration else None,
-                "fuzz": self.fuzz, "fuzz_seconds": self.fuzz_seconds}
+                "fuzz": self.fuzz, "fuzz_seconds": self.fuzz_seconds,
+                "fuzz_budget": self.fuzz_budget}
 
 
 def class_rows(class_names: Sequence[str], confusion: np.ndarray, f1: Dict[int, float],

@@ -16,6 +16,7 @@ from tfx.utils import path_utils
 from imgpipe.components.champion_resolver import resolve
 from imgpipe.components.evaluation_gate import decisions, parity, report, tfma_results
 from imgpipe.components.evaluation_gate.settings import EvaluationSettings
+from imgpipe.components.fuzzer import budget as fuzz_budget
 from imgpipe.components.fuzzer import report as fuzz_report
 from imgpipe.contract import ImageSpec
 
@@ -80,8 +81,17 @@ def monitor_checks(input_dict, settings: EvaluationSettings):
                                 settings.monitor_pixel_js_threshold, uri[SCHEMA_KEY], uri[STATISTICS_KEY])
 
 
+def evaluator_seconds(evaluation: types.Artifact, upstream: List[types.Artifact]) -> float:
+    """The Evaluator's time as ML Metadata recorded it: from the newest artifact
+    it waited for to its evaluation (0 where the times are not recorded)."""
+    ends = evaluation.mlmd_artifact.create_time_since_epoch
+    starts = [a.mlmd_artifact.create_time_since_epoch for a in upstream]
+    starts = [t for t in starts if 0 < t <= ends]
+    return (ends - max(starts)) / 1000 if ends and starts else 0.0
+
+
 def fuzz_candidate(candidate, inputs: parity.ServingInputs, settings: EvaluationSettings,
-                   checks=None, checked: Optional[decisions.Parity] = None):
+                   checks=None, checked: Optional[decisions.Parity] = None, budget=None):
     """The candidate (its loaded SavedModel, as exported) fed the evaluation
     inputs through every client mistake. The parity check already sent the
     original inputs to the serving path: its answers are that path's clean reference."""
@@ -94,7 +104,7 @@ def fuzz_candidate(candidate, inputs: parity.ServingInputs, settings: Evaluation
     if checked is not None and checked.served_probabilities is not None:   # of the same sample
         answered = {"bytes" if inputs.files else "pixels": checked.served_probabilities}
     return fuzz.run(candidate, originals, labels, settings.image, settings.class_names, policy,
-                    progress=progress, checks=checks, answered=answered)
+                    progress=progress, checks=checks, answered=answered, budget=budget)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -102,6 +112,7 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
+        started = time.perf_counter()
         settings = EvaluationSettings.from_exec_properties(exec_properties)
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
@@ -123,15 +134,22 @@ class Executor(base_executor.BaseExecutor):
         # The parity check keeps its answers for the fuzzer's sample: its clean reference.
         sample = (fuzz.sample_indices(len(inputs.labels), settings.fuzz_sample)
                   if settings.fuzz_enabled else None)
+        parity_started = time.perf_counter()
         checked = parity.check(candidate, inputs, measured.accuracy, keep=sample)
+        parity_seconds = time.perf_counter() - parity_started
         champion_record = None
         if input_dict.get(CHAMPION_KEY):
             champion_artifact = artifact_utils.get_single_instance(input_dict[CHAMPION_KEY])
             champion_record = resolve.read(os.path.join(champion_artifact.uri, resolve.CHAMPION_FILE))
         comparison = compare_with_champion(champion_record, settings, inputs, checked)
         fuzz_started = time.perf_counter()
+        # The fuzzer's share of the evaluation: the Evaluator's and this gate's so far.
+        budget = fuzz_budget.budget_for(
+            settings.fuzz_max_evaluation_share,
+            evaluator_seconds(evaluation, [model, examples, *input_dict.get(CHAMPION_KEY, [])])
+            + fuzz_started - started, parity_seconds, len(inputs.labels), started=fuzz_started)
         fuzz_rows = (fuzz_candidate(candidate, inputs, settings, monitor_checks(input_dict, settings),
-                                    checked) if settings.fuzz_enabled else [])
+                                    checked, budget) if settings.fuzz_enabled else [])
         fuzz_seconds = time.perf_counter() - fuzz_started
         decision = decisions.decide(measured.accuracy, settings.accuracy_floor, rows, checked,
                                     settings.max_accuracy_gap, settings.max_disagreement,
@@ -140,8 +158,9 @@ class Executor(base_executor.BaseExecutor):
                                      settings.max_calibration_error))
         if settings.fuzz_enabled:
             decision.fuzz = [row.as_dict() for row in fuzz_rows]
-            decision.fuzz_table = fuzz_report.format_table(fuzz_rows)
+            decision.fuzz_table = fuzz_report.format_table(fuzz_rows, budget, fuzz_seconds)
             decision.fuzz_seconds = round(fuzz_seconds, 2)
+            decision.fuzz_budget = budget.summary() if budget else None
             fuzz_report.chart(fuzz_rows, os.path.join(report_artifact.uri, fuzz_report.FUZZ_PNG))
         baseline = decisions.serving_baseline(checked.served_class_ids, checked.served_confidences,
                                               class_names)

@@ -6,6 +6,7 @@ scored against the clean requests of the same signature.
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import hashlib
 import time
@@ -14,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from imgpipe.components.fuzzer import flags, mistakes, scoring
+from imgpipe.components.fuzzer.budget import Budget, Pace
 from imgpipe.components.fuzzer.mistakes import REFERENCES, Mistake, Original, Request, catalogue
 from imgpipe.contract import OUTPUTS, SIGNATURES, ImageSpec
 
@@ -53,10 +55,22 @@ class Row:
 
 @dataclasses.dataclass
 class Reference:
-    """The clean requests of one signature: what every other row is measured against."""
-    class_ids: np.ndarray
-    correct: np.ndarray
-    mean_confidence: float
+    """The clean requests of one signature on the sample's first inputs: what
+    every other row is measured against."""
+    probabilities: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def class_ids(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.class_ids == self.labels
+
+    @property
+    def mean_confidence(self) -> float:
+        return float(self.probabilities.max(axis=1).mean())
 
 
 def serve_refusal(request: Request, spec: ImageSpec) -> Optional[str]:
@@ -73,13 +87,15 @@ def serve_refusal(request: Request, spec: ImageSpec) -> Optional[str]:
 
 
 def _signature_call(model, sends: str, requests: Sequence[Request], size: int) -> np.ndarray:
-    """The signature's probabilities for up to `size` requests. A shorter call is
-    padded to `size` with copies of its first request (their answers dropped):
-    one batch shape per signature, so the CPU kernels prepared for a shape
-    (oneDNN's) are reused, not prepared again for every remainder and single request."""
+    """The signature's probabilities for up to `size` requests. A call of at
+    least half of `size` is padded to `size` with copies of its first request
+    (their answers dropped): one batch shape per signature for a sample's
+    remainders, so the CPU kernels prepared for a shape (oneDNN's) are reused.
+    A much shorter call (a row paced to ten photos, one request to see whether
+    the signature takes it) is sent as it is: padding would cost more."""
     import tensorflow as tf
     count = len(requests)
-    padded = list(requests) + [requests[0]] * (size - count)
+    padded = list(requests) + [requests[0]] * ((size - count) if 2 * count >= size else 0)
     if sends == "bytes":
         arguments = {SIGNATURES.bytes_input: tf.constant(padded, dtype=tf.string)}
         name = SIGNATURES.bytes
@@ -104,6 +120,7 @@ class Answers:
     def __init__(self, model, size: int):
         self.model, self.size = model, size   # requests per signature call
         self._known: Dict[str, Dict[Tuple, np.ndarray]] = {"bytes": {}, "pixels": {}}
+        self.asked = 0                        # requests sent to the model so far
 
     def remember(self, sends: str, requests: Sequence[Request], probabilities: np.ndarray) -> None:
         self._known[sends].update(zip(map(_key, requests), probabilities))
@@ -113,6 +130,7 @@ class Answers:
         known, keys = self._known[sends], [_key(request) for request in requests]
         new = {key: request for key, request in zip(keys, requests) if key not in known}
         if new:
+            self.asked += len(new)
             self.remember(sends, list(new.values()),
                           _signature_call(self.model, sends, list(new.values()), self.size))
         return np.stack([known[key] for key in keys])
@@ -154,14 +172,27 @@ def probabilities_of(answers: Answers, mistake: Mistake, originals: Sequence[Ori
     return None, np.concatenate(outputs), kept
 
 
-def served_pixels(requests: Sequence[Request], spec: ImageSpec) -> np.ndarray:
-    """uint8 [n, h, w, c] as the graph receives them (bytes decoded by the contract's ops)."""
+# Tracing the contract's compiled batch decoder costs ~0.4 s once a process;
+# its ops run eagerly cost ~5-10 ms a 224 px photo: the sample's first few
+# originals go eagerly (a paced row may need no more).
+EAGER_DECODES = 32
+
+
+def contract_pixels(encoded: Sequence[bytes], spec: ImageSpec, compiled: bool) -> np.ndarray:
+    """uint8 [n, h, w, c]: the files decoded and prepared by the contract's ops."""
     import tensorflow as tf
 
     from imgpipe.contract import image_ops
+    if compiled:   # not its map_fn run eagerly: that costs ~5 ms an image at any size
+        return image_ops.make_batch_decoder(spec)(tf.constant(list(encoded)))[0].numpy()
+    return np.stack([image_ops.decode_and_prepare(tf.constant(data), spec).numpy() for data in encoded])
+
+
+def served_pixels(requests: Sequence[Request], spec: ImageSpec) -> np.ndarray:
+    """uint8 [n, h, w, c] as the graph receives them (bytes decoded by the contract's ops)."""
     encoded = [r for r in requests if isinstance(r, bytes)]
-    if encoded:   # the compiled decoder: run eagerly, its map_fn costs ~5 ms an image
-        return image_ops.make_batch_decoder(spec)(tf.constant(encoded))[0].numpy()
+    if encoded:   # compiled: every bytes row needs it, each faster than eagerly
+        return contract_pixels(encoded, spec, compiled=True)
     return np.stack([np.asarray(r) for r in requests])
 
 
@@ -171,61 +202,166 @@ def fingerprint(requests: Sequence[Request], spec: ImageSpec, probabilities: np.
             "mean_confidence": [float(probabilities.max(axis=1).mean())]}
 
 
-def screened_probabilities(answers: Answers, mistake: Mistake, originals: Sequence[Original],
-                           labels: np.ndarray, spec: ImageSpec, class_names: Sequence[str],
-                           clean: Dict[str, Reference], policy: scoring.Policy, keep: int,
-                           rows: int = 1):
-    """probabilities_of, on the first `policy.screen` inputs when they show no
-    hint of harm or harm beyond doubt already, else on the whole sample. The
-    clean references always use it all."""
-    size = len(originals)
-    screen = policy.screen if 0 < policy.screen < size and mistake.sends in clean else size
-    refusal, probabilities, kept = probabilities_of(answers, mistake, originals[:screen], spec, keep)
-    if probabilities is None or screen == size:
-        return refusal, probabilities, kept
-    clean_correct = clean[mistake.sends].correct[:screen]
-    correct = probabilities.argmax(axis=1) == labels[:screen]
-    if not scoring.worth_a_closer_look(clean_correct, correct, labels[:screen], class_names):
-        return refusal, probabilities, kept
-    early = scoring.harm(clean_correct, correct, labels[:screen], class_names, policy,
-                         alpha=scoring.alphas(policy, size)[0], rows=rows)
-    if early.harmful:
-        return refusal, probabilities, kept
-    refusal, rest, _ = probabilities_of(answers, mistake, originals[screen:], spec, 0)
-    return refusal, None if rest is None else np.concatenate([probabilities, rest]), kept
+class References:
+    """The clean reference of each signature, on as many of the sample's first
+    inputs as the rows so far used; extended when a row goes further."""
+
+    def __init__(self, answers: Answers, originals: Sequence[Original], labels: np.ndarray,
+                 spec: ImageSpec):
+        self.answers, self.originals, self.labels, self.spec = answers, originals, labels, spec
+        self._known: Dict[str, np.ndarray] = {}
+
+    def __contains__(self, sends: str) -> bool:
+        return sends in self._known
+
+    def set(self, sends: str, probabilities: np.ndarray) -> None:
+        self._known[sends] = probabilities
+
+    def size(self, sends: str) -> int:
+        return len(self._known[sends])
+
+    def of(self, sends: str, count: int) -> Reference:
+        """The reference on the first `count` inputs."""
+        known = self._known[sends]
+        if len(known) < count:
+            clean = mistakes.by_name()[REFERENCES[sends]]
+            _, more, _ = probabilities_of(self.answers, clean, self.originals[len(known):count],
+                                          self.spec)
+            known = self._known[sends] = np.concatenate([known, more])
+        return Reference(known[:count], self.labels[:count])
 
 
-def fuzz_row(answers: Answers, mistake: Mistake, originals: Sequence[Original], labels: np.ndarray,
-             spec: ImageSpec, class_names: Sequence[str], clean: Dict[str, Reference],
-             policy: scoring.Policy, checks: Optional[flags.MonitorChecks] = None,
-             rows: int = 1) -> Row:
-    """One mistake's row; `rows` mistakes are tested in all (the family its
-    significance is corrected for)."""
-    started = time.perf_counter()
-    refusal, probabilities, kept = screened_probabilities(
-        answers, mistake, originals, labels, spec, class_names, clean, policy,
-        checks.sample if checks else 200, rows)
+@dataclasses.dataclass
+class Look:
+    """What one mistake has sent so far, on the sample's first `have` inputs."""
+    mistake: Mistake
+    target: int                                # inputs it wants before it is judged
+    refusal: Optional[str] = None              # serve's answer to the first refused request
+    probabilities: Optional[np.ndarray] = None
+    kept: List[Request] = dataclasses.field(default_factory=list)   # for the monitor's checks
+    screened: bool = False                     # tested early, at its screen (the alpha is split)
+    done: bool = False
+    hint: float = 1.0                          # the screen's p-value: the smallest goes on first
+    seconds: float = 0.0                       # its looks' time (judging it: the row's)
+    fingerprint: Optional[Dict[str, List[float]]] = None   # a reference's, from its first look
+    row: Optional[Row] = None                  # once judged
+
+    @property
+    def have(self) -> int:
+        return 0 if self.probabilities is None else len(self.probabilities)
+
+
+@dataclasses.dataclass
+class Fuzzing:
+    """What every row of one run shares."""
+    answers: Answers
+    originals: Sequence[Original]
+    labels: np.ndarray
+    spec: ImageSpec
+    class_names: Sequence[str]
+    clean: References
+    policy: scoring.Policy
+    keep: int                                  # requests kept for the monitor's checks
+    rows: int                                  # mistakes tested: the significance family
+
+
+def send(look: Look, run: Fuzzing, upto: int) -> int:
+    """Sends the look's requests up to the sample's first `upto` inputs; the new ones asked."""
+    asked = run.answers.asked
+    refusal, more, kept = probabilities_of(run.answers, look.mistake, run.originals[look.have:upto],
+                                           run.spec, run.keep - len(look.kept))
+    look.refusal, look.kept = refusal, look.kept + kept
+    look.probabilities = None if more is None else (
+        more if look.probabilities is None else np.concatenate([look.probabilities, more]))
+    look.done = look.done or refusal is not None or look.have == len(run.originals)
+    return run.answers.asked - asked
+
+
+def review(look: Look, run: Fuzzing) -> None:
+    """After the first look (the screen, or what the budget gave): a row that
+    shows no hint of a drop, or harm beyond doubt already, is done; one with a
+    hint wants the whole sample."""
+    size = len(run.originals)
+    if look.done or look.have == size:
+        look.done = True
+        return
+    labels = run.labels[:look.have]
+    clean_correct = run.clean.of(look.mistake.sends, look.have).correct
+    correct = look.probabilities.argmax(axis=1) == labels
+    look.done = not scoring.worth_a_closer_look(clean_correct, correct, labels, run.class_names)
+    if look.done:
+        return
+    look.screened = True
+    early = scoring.harm(clean_correct, correct, labels, run.class_names, run.policy,
+                         alpha=scoring.alphas(look.have, size)[0], rows=run.rows)
+    look.done, look.target, look.hint = early.harmful, size, early.accuracy_p
+
+
+def first_look(look: Look, run: Fuzzing, pace: Pace, checks: Optional[flags.MonitorChecks]) -> None:
+    """Sends the look's first inputs and judges it when that is all it needs.
+    The pace sees every second of it (the judging too: a harmful row runs the
+    monitor's checks)."""
+    started, is_reference = time.perf_counter(), look.mistake.sends not in run.clean
+    asked = send(look, run, pace.first_look(look.target))
+    if is_reference and look.probabilities is not None:
+        run.clean.set(look.mistake.sends, look.probabilities)   # extended as rows need it
+        look.fingerprint = fingerprint(look.kept, run.spec, look.probabilities)
+        look.done = True   # judged last, as far as the rows extended it
+    review(look, run)
+    look.seconds += time.perf_counter() - started
+    if look.done and not is_reference:
+        look.row = finish(look, run, checks)
+    # The references carry one-off costs (tracing the decoder, the signature's
+    # first call): they spend the clock but do not set an input's cost.
+    pace.looked(look.mistake.sends, 0 if is_reference else asked, time.perf_counter() - started)
+
+
+def further_looks(looks: List[Look], run: Fuzzing, pace: Pace,
+                  checks: Optional[flags.MonitorChecks]) -> None:
+    """The time the first looks left, to the rows with a hint of harm, the most
+    suggestive first: each once, as far as the time left affords (a row's
+    second and last look), then judged."""
+    for look in sorted((lk for lk in looks if not lk.done), key=lambda lk: lk.hint):
+        started, asked = time.perf_counter(), 0
+        upto = pace.more(look.mistake.sends, look.have, look.target)
+        if upto > look.have:
+            asked = send(look, run, upto)
+        look.seconds += time.perf_counter() - started
+        look.done, look.row = True, finish(look, run, checks)
+        pace.spent(look.mistake.sends, asked, time.perf_counter() - started)
+
+
+def finish(look: Look, run: Fuzzing, checks: Optional[flags.MonitorChecks]) -> Row:
+    """The row of a look that is done."""
+    started, mistake, spec = time.perf_counter(), look.mistake, run.spec
+    probabilities, originals = look.probabilities, run.originals
     used = len(originals) if probabilities is None else len(probabilities)
     row = Row(mistake.name, mistake.description, mistake.sends, used,
-              serve=refusal or "accepted",
+              serve=look.refusal or "accepted",
               # Where serve accepted, the signature answered every request already.
               signature="accepted" if probabilities is not None else
-              signature_refusal(answers, mistake.sends, mistake.request(originals[0], spec)),
-              verdict=scoring.REFUSED, accepted_reason=policy.accepted.get(mistake.name, ""))
+              signature_refusal(run.answers, mistake.sends, mistake.request(originals[0], spec)),
+              verdict=scoring.REFUSED, accepted_reason=run.policy.accepted.get(mistake.name, ""))
     if probabilities is not None:
-        class_ids, labels = probabilities.argmax(axis=1), labels[:used]
-        reference = clean.setdefault(mistake.sends, Reference(
-            class_ids, class_ids == labels, float(probabilities.max(axis=1).mean())))
-        row.scores = scoring.score(probabilities, labels, reference.class_ids[:used], class_names)
-        row.harm = scoring.harm(reference.correct[:used], class_ids == labels, labels, class_names,
-                                policy, alpha=scoring.alphas(policy, len(originals))[1], rows=rows)
+        is_reference = mistake.name == REFERENCES[mistake.sends]
+        if is_reference:   # reported as far as the rows extended it
+            used = row.images = run.clean.size(mistake.sends)
+        reference = run.clean.of(mistake.sends, used)
+        probabilities = reference.probabilities if is_reference else probabilities
+        labels = reference.labels
+        class_ids = probabilities.argmax(axis=1)
+        row.scores = scoring.score(probabilities, labels, reference.class_ids, run.class_names)
+        last_alpha = scoring.alphas(1 if look.screened else len(originals), len(originals))[1]
+        row.harm = scoring.harm(reference.correct, class_ids == labels, labels, run.class_names,
+                                run.policy, alpha=last_alpha, rows=run.rows)
         if row.harm.harmful:   # would production notice? (a harmless mistake needs no alarm)
-            row.flagged_by = flags.raised(kept, probabilities, class_names, spec, checks,
+            row.flagged_by = flags.raised(look.kept, probabilities, run.class_names, spec, checks,
                                           reference.mean_confidence)
-        row.fingerprint = fingerprint(kept or [mistake.request(originals[0], spec)], spec, probabilities)
-        row.verdict = (scoring.REFERENCE if mistake.name == REFERENCES[mistake.sends]
+        row.fingerprint = look.fingerprint or fingerprint(
+            look.kept or [mistake.request(originals[0], spec)], spec, probabilities)
+        row.verdict = (scoring.REFERENCE if is_reference
                        else scoring.verdict(None, row.flagged_by, row.harm))
-    row.seconds = time.perf_counter() - started
+    row.seconds = look.seconds + time.perf_counter() - started
     return row
 
 
@@ -233,29 +369,43 @@ def run(model, originals: Sequence[Original], labels: np.ndarray, spec: ImageSpe
         class_names: Sequence[str], policy: scoring.Policy,
         mistakes: Optional[List[Mistake]] = None, progress=None,
         checks: Optional[flags.MonitorChecks] = None,
-        answered: Optional[Dict[str, np.ndarray]] = None) -> List[Row]:
-    """Every applicable mistake (files-only ones need files), after the clean references.
-    `answered`: {"bytes" | "pixels": the signature's probabilities for the
-    originals sent as they are} where already computed (the gate's parity check)."""
-    has_files = all(original.encoded is not None for original in originals)
+        answered: Optional[Dict[str, np.ndarray]] = None,
+        budget: Optional[Budget] = None) -> List[Row]:
+    """Every applicable mistake (files-only ones need files), after the clean
+    references: each one's first look (its screen), then further looks for
+    those that want more. `answered`: {"bytes" | "pixels": the signature's
+    probabilities for the originals sent as they are} where already computed
+    (the gate's parity check). `budget`: the time the rows may take
+    (budget.py); None: as many inputs as each row wants."""
+    has_files = isinstance(originals, FileOriginals) or (   # one source kind
+        bool(len(originals)) and originals[0].encoded is not None)
     applicable = [m for m in (mistakes or catalogue()) if has_files or not m.needs_file]
     references = [m for m in catalogue() if m.name in REFERENCES.values() and (has_files or not m.needs_file)]
     chosen = references + [m for m in applicable if m.name not in REFERENCES.values()]
-    clean: Dict[str, Reference] = {}
     # A sample smaller than a call (41 evaluation photos) is one call, not padded.
     answers = Answers(model, min(call_size(spec), max(1, len(originals))))
     sent_as_they_are = {m.sends: m for m in references}
     for sends, probabilities in (answered or {}).items():
         if sends in sent_as_they_are:
-            answers.remember(sends, [sent_as_they_are[sends].request(o, spec) for o in originals],
+            answers.remember(sends, as_they_are(originals, sent_as_they_are[sends], spec),
                              probabilities)
-    rows, tested = [], len(chosen) - len(references)
-    for index, mistake in enumerate(chosen, start=1):
-        rows.append(fuzz_row(answers, mistake, originals, labels, spec, class_names, clean, policy,
-                             checks, tested))
+    shared = Fuzzing(answers, originals, labels, spec, class_names,
+                     References(answers, originals, labels, spec), policy,
+                     checks.sample if checks else 200, len(chosen) - len(references))
+    size, screen, pace = len(originals), policy.screen, Pace(budget, [m.sends for m in chosen])
+    looks = [Look(m, screen if 0 < screen < size and m not in references else size) for m in chosen]
+    for index, look in enumerate(looks, start=1):
+        first_look(look, shared, pace, checks)
         if progress:
-            progress(f"fuzz {index}/{len(chosen)}: {mistake.name}: {rows[-1].verdict}")
-    return rows
+            progress(f"fuzz {index}/{len(looks)}: {look.mistake.name}: "
+                     + (f"{look.row.verdict} ({look.row.images} inputs)" if look.row else
+                        f"{look.have} inputs so far, " + ("more to come" if look.screened else
+                                                          "the reference")))
+    going_further = [look for look in looks if not look.done]
+    further_looks(looks, shared, pace, checks)
+    for look in going_further if progress else ():
+        progress(f"fuzz: {look.mistake.name}: {look.row.verdict} ({look.row.images} inputs)")
+    return [look.row or finish(look, shared, checks) for look in looks]   # the references last
 
 
 def sample_indices(count: int, sample: int, seed: int = 0) -> np.ndarray:
@@ -264,20 +414,54 @@ def sample_indices(count: int, sample: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).permutation(count)[:sample]
 
 
-def originals_of(inputs, spec: ImageSpec, sample: int, seed: int = 0) -> Tuple[List[Original], np.ndarray]:
-    """Up to `sample` evaluation inputs (sample_indices) and their labels: the
-    files' bytes with the pixels the contract prepares from them, or the
-    array source's uint8 pixels. `inputs` is the parity check's ServingInputs."""
-    import tensorflow as tf
+class FileOriginals(collections.abc.Sequence):
+    """The sample's files as Originals, decoded `chunk` at a time when a row
+    first reaches them: a row paced to ten photos does not wait for the
+    sample's thousand to be decoded. The files' bytes are read at once."""
 
-    from imgpipe.contract import image_ops
+    def __init__(self, encoded: List[bytes], spec: ImageSpec, chunk: int = 16):
+        self.encoded, self.spec, self.chunk = encoded, spec, chunk
+        self._chunks: Dict[int, List[Original]] = {}
+        self._decoded_left = mistakes.DECODED_BUDGET_BYTES   # Pillow decodes kept (with_decoded)
+        self._decoded = 0
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]   # negative indices; IndexError past the end
+        which = index // self.chunk
+        if which not in self._chunks:
+            self._chunks[which] = self._decode(self.encoded[which * self.chunk:(which + 1) * self.chunk])
+        return self._chunks[which][index % self.chunk]
+
+    def _decode(self, encoded: List[bytes]) -> List[Original]:
+        self._decoded += len(encoded)   # the first few eagerly: a paced row may need no more
+        pixels = contract_pixels(encoded, self.spec, compiled=self._decoded > EAGER_DECODES)
+        kept = mistakes.with_decoded([Original(data, image) for data, image in zip(encoded, pixels)],
+                                     self._decoded_left)
+        self._decoded_left -= sum(o.decoded.width * o.decoded.height * 3 for o in kept if o.decoded)
+        return kept
+
+
+def as_they_are(originals: Sequence[Original], mistake: Mistake, spec: ImageSpec) -> List[Request]:
+    """The originals sent as they are (a reference mistake); files' bytes without decoding them."""
+    if mistake.sends == "bytes" and isinstance(originals, FileOriginals):
+        return list(originals.encoded)
+    return [mistake.request(original, spec) for original in originals]
+
+
+def originals_of(inputs, spec: ImageSpec, sample: int,
+                 seed: int = 0) -> Tuple[Sequence[Original], np.ndarray]:
+    """Up to `sample` evaluation inputs (sample_indices) and their labels: the
+    files' bytes with the pixels the contract prepares from them (FileOriginals),
+    or the array source's uint8 pixels. `inputs` is the parity check's ServingInputs."""
+    import tensorflow as tf
     chosen = sample_indices(len(inputs.labels), sample, seed)
     if inputs.files:
         encoded = [tf.io.gfile.GFile(inputs.files[i], "rb").read() for i in chosen]
-        decoder = image_ops.make_batch_decoder(spec)
-        pixels = np.concatenate([decoder(tf.constant(part))[0].numpy()
-                                 for part in _batches(encoded, call_size(spec))])
-        originals = [Original(data, image) for data, image in zip(encoded, pixels)]
-        return mistakes.with_decoded(originals), inputs.labels[chosen]
+        return FileOriginals(encoded, spec), inputs.labels[chosen]
     arrays = np.concatenate([batch[SIGNATURES.pixels_input].numpy() for batch in inputs.served_batches()])
     return [Original(None, arrays[i]) for i in chosen], inputs.labels[chosen]

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from imgpipe.components.fuzzer import scoring
+from imgpipe.components.fuzzer.budget import Budget
 from imgpipe.components.fuzzer.fuzz import Row
 
 FUZZ_JSON = "fuzz_report.json"
@@ -40,14 +41,18 @@ def _cell(row: Row) -> str:
             f"{s.calibration_error:>5.3f}  {worst}{note}")
 
 
-def format_table(rows: Sequence[Row]) -> str:
-    images = rows[0].images if rows else 0
-    lines = [f"client mistakes ({images} evaluation inputs each; harm: significant drop beyond "
-             "the thresholds):",
-             f"{'mistake':<26} {'sends':<6} {'verdict':<11} {'accuracy':>8} {'flips':>6} "
-             f"{'conf':>5} {'ECE':>5}  worst class recall / refusal"]
+def format_table(rows: Sequence[Row], budget: Optional[Budget] = None,
+                 seconds: Optional[float] = None) -> str:
+    most = max((row.images for row in rows if row.scores is not None), default=0)
+    paced = (f"; time budget {budget.share:g} x {budget.evaluation_seconds:.1f} s of evaluation = "
+             f"{budget.seconds:.1f} s, used {seconds:.1f} s" if budget and seconds is not None else "")
+    lines = [f"client mistakes (up to {most} evaluation inputs each{paced}; harm: significant "
+             "drop beyond the thresholds):",
+             f"{'mistake':<26} {'sends':<6} {'verdict':<11} {'inputs':>6} {'accuracy':>8} "
+             f"{'flips':>6} {'conf':>5} {'ECE':>5}  worst class recall / refusal"]
     for row in rows:
-        lines.append(f"{row.mistake:<26} {row.sends:<6} {row.verdict:<11} {_cell(row)}")
+        inputs = row.images if row.scores is not None else ""
+        lines.append(f"{row.mistake:<26} {row.sends:<6} {row.verdict:<11} {inputs:>6} {_cell(row)}")
     return "\n".join(lines)
 
 

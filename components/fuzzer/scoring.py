@@ -122,11 +122,12 @@ SCREEN_ALPHA = 0.2
 EARLY_ALPHA_SHARE = 0.1
 
 
-def alphas(policy: Policy, sample: int, alpha: float = 0.05) -> Tuple[float, float]:
-    """(alpha at the screen, alpha on the whole sample) of each row, before the
-    correction over rows and classes that harm() applies. A sample no larger
-    than the screen is looked at once."""
-    if 0 < policy.screen < sample:
+def alphas(first: int, sample: int, alpha: float = 0.05) -> Tuple[float, float]:
+    """(alpha at the first look, alpha at the last) of a row whose first look
+    is at `first` of `sample` inputs, before the correction over rows and
+    classes that harm() applies. A row that looks at the whole sample at once
+    is looked at once."""
+    if first < sample:
         return alpha * EARLY_ALPHA_SHARE, alpha * (1 - EARLY_ALPHA_SHARE)
     return 0.0, alpha
 
