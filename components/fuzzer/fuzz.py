@@ -294,7 +294,7 @@ def review(look: Look, run: Fuzzing) -> None:
     look.screened = True
     early = scoring.harm(clean_correct, correct, labels, run.class_names, run.policy,
                          alpha=scoring.alphas(look.have, size)[0], rows=run.rows)
-    look.done, look.target, look.hint = early.harmful, size, early.accuracy_p
+    look.done, look.target, look.hint = early.harmful, size, min(early.accuracy_p, early.class_p)
 
 
 def first_look(look: Look, run: Fuzzing, pace: Pace, checks: Optional[flags.MonitorChecks]) -> None:
@@ -306,7 +306,7 @@ def first_look(look: Look, run: Fuzzing, pace: Pace, checks: Optional[flags.Moni
     if is_reference and look.probabilities is not None:
         run.clean.set(look.mistake.sends, look.probabilities)   # extended as rows need it
         look.fingerprint = fingerprint(look.kept, run.spec, look.probabilities)
-        look.done = True   # judged last, as far as the rows extended it
+        look.done, look.kept = True, []   # judged last, as far as the rows extended it
     review(look, run)
     look.seconds += time.perf_counter() - started
     if look.done and not is_reference:
@@ -362,6 +362,7 @@ def finish(look: Look, run: Fuzzing, checks: Optional[flags.MonitorChecks]) -> R
         row.verdict = (scoring.REFERENCE if is_reference
                        else scoring.verdict(None, row.flagged_by, row.harm))
     row.seconds = look.seconds + time.perf_counter() - started
+    look.kept = []   # judged: its requests (a row of 16-bit PNGs: a megabyte a photo) go
     return row
 
 
