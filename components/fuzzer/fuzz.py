@@ -197,8 +197,8 @@ def served_pixels(requests: Sequence[Request], spec: ImageSpec) -> np.ndarray:
 
 
 def fingerprint(requests: Sequence[Request], spec: ImageSpec, probabilities: np.ndarray) -> dict:
-    pixels = served_pixels(requests, spec).astype(np.float64)
-    return {"channel_means": [float(v) for v in pixels.mean(axis=(0, 1, 2))],
+    pixels = served_pixels(requests, spec)   # uint8: summed in float64, not copied into it
+    return {"channel_means": [float(v) for v in pixels.mean(axis=(0, 1, 2), dtype=np.float64)],
             "mean_confidence": [float(probabilities.max(axis=1).mean())]}
 
 
