@@ -2,12 +2,12 @@
 
 Each mistake row's first look gets as many inputs as every row left can
 afford alike in three quarters of the time left; what the first looks leave
-goes to the rows whose first look hints at harm, the most suggestive first. The cost of an input is
-measured per kind of request as the rows run (the first estimate is the
-parity check's pace on the same serving path), so slow images (224 px
-photos) get fewer inputs a row and thumbnails the whole sample. How many
-inputs each row used is in its report. Plain Python: unit tested with a
-fake clock.
+goes to the rows whose first look hints at harm, the most suggestive first.
+The cost of an input is measured per kind of request as the rows run (the
+first estimate is the parity check's pace on the same serving path), so
+slow images (224 px photos) get fewer inputs a row and thumbnails their
+whole screen and sample. How many inputs each row used is in its report.
+Plain Python: unit tested with a fake clock.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import time
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 # Below this many inputs no drop can be significant once the alpha is shared
-# over twenty-odd rows (losing all 10: p = 0.5**10 = 0.001): a row always
-# gets them, over budget if need be.
+# over twenty-odd rows (losing all 10: p = 0.5**10 = 0.001): a first look
+# always gets them, over budget if need be.
 MIN_INPUTS = 10
 # The pace plans for this share of the budget: the rows that set an input's
 # cost are not the last ones (16-bit and RGBA PNGs, at the end, cost twice a
@@ -53,8 +53,9 @@ def budget_for(share: float, evaluation_seconds: float, parity_seconds: float,
 
 
 class Pace:
-    """How many inputs the next row may use; `ran` after every row. `kinds`:
-    what each row still to run sends ("pixels" or "bytes"), in order: an
+    """How many inputs a row's first look (`first_look`, then `looked`) and its
+    further look (`more`, then `spent`) may use. `kinds`: what each row whose
+    first look is still to come sends ("pixels" or "bytes"), in order: an
     encoded request costs more (Pillow's encode, the graph's decode)."""
 
     def __init__(self, budget: Optional[Budget], kinds: Sequence[str],
@@ -94,6 +95,7 @@ class Pace:
         return min(wanted, have + self._affordable(self.ends - self.clock(), self.rate(kind)))
 
     def spent(self, kind: str, asked: int, seconds: float) -> None:
+        """`seconds` for `asked` new inputs of this kind (0: says nothing of the cost)."""
         if asked:
             spent, inputs = self._spent.get(kind, (0.0, 0))
             self._spent[kind] = (spent + seconds, inputs + asked)
