@@ -36,7 +36,7 @@ PHOTO_SETS = ["--set", "image.height=224", "--set", "image.width=224",
               "--set", "training.model='mobilenet_v2'", "--set", "training.weights='none'",
               "--set", "training.epochs=1", "--set", "training.batch_size=32",
               "--set", "evaluation.f1_floor=0", "--set", "evaluation.accuracy_floor=0",
-              "--set", "registry.promote=false"]
+              "--set", "registry.promote=false", "--set", "fuzz.max_evaluation_share=0.25"]
 
 
 def fuzz(target: Path, config, sample: int, json_path: Path, extra=()) -> dict:

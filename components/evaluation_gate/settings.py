@@ -21,7 +21,7 @@ class EvaluationSettings(ComponentSettings):
     fuzz_enabled: bool = True            # client mistakes (components/fuzzer)
     fuzz_sample: int = 1000
     fuzz_screen: int = 250
-    fuzz_max_evaluation_share: float = 0.25   # 0: no time budget
+    fuzz_max_evaluation_share: float = 0.0    # 0: no time budget
     fuzz_max_accuracy_drop: float = 0.02
     fuzz_max_class_recall_drop: float = 0.05
     fuzz_accepted: Dict[str, str] = {}

@@ -197,7 +197,12 @@ def served_pixels(requests: Sequence[Request], spec: ImageSpec) -> np.ndarray:
 
 
 def fingerprint(requests: Sequence[Request], spec: ImageSpec, probabilities: np.ndarray) -> dict:
-    pixels = served_pixels(requests, spec)   # uint8: summed in float64, not copied into it
+    return fingerprint_of(served_pixels(requests, spec), probabilities)
+
+
+def fingerprint_of(pixels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """What the monitor compares traffic with: uint8 pixels' channel means
+    (summed in float64, not copied into it) and the answers' mean confidence."""
     return {"channel_means": [float(v) for v in pixels.mean(axis=(0, 1, 2), dtype=np.float64)],
             "mean_confidence": [float(probabilities.max(axis=1).mean())]}
 
@@ -243,7 +248,6 @@ class Look:
     done: bool = False
     hint: float = 1.0                          # the screen's p-value: the smallest goes on first
     seconds: float = 0.0                       # its looks' time (judging it: the row's)
-    fingerprint: Optional[Dict[str, List[float]]] = None   # a reference's, from its first look
     row: Optional[Row] = None                  # once judged
 
     @property
@@ -305,7 +309,6 @@ def first_look(look: Look, run: Fuzzing, pace: Pace, checks: Optional[flags.Moni
     asked = send(look, run, pace.first_look(look.target))
     if is_reference and look.probabilities is not None:
         run.clean.set(look.mistake.sends, look.probabilities)   # extended as rows need it
-        look.fingerprint = fingerprint(look.kept, run.spec, look.probabilities)
         look.done, look.kept = True, []   # judged last, as far as the rows extended it
     review(look, run)
     look.seconds += time.perf_counter() - started
@@ -357,8 +360,12 @@ def finish(look: Look, run: Fuzzing, checks: Optional[flags.MonitorChecks]) -> R
         if row.harm.harmful:   # would production notice? (a harmless mistake needs no alarm)
             row.flagged_by = flags.raised(look.kept, probabilities, run.class_names, spec, checks,
                                           reference.mean_confidence)
-        row.fingerprint = look.fingerprint or fingerprint(
-            look.kept or [mistake.request(originals[0], spec)], spec, probabilities)
+        if is_reference:   # the originals as they are: the pixels the contract made of them
+            row.fingerprint = fingerprint_of(
+                np.stack([o.pixels for o in originals[:min(used, run.keep)]]), probabilities)
+        else:
+            row.fingerprint = fingerprint(look.kept or [mistake.request(originals[0], spec)], spec,
+                                          probabilities)
         row.verdict = (scoring.REFERENCE if is_reference
                        else scoring.verdict(None, row.flagged_by, row.harm))
     row.seconds = look.seconds + time.perf_counter() - started
