@@ -9,7 +9,8 @@
   EvaluationGate stage times of that run (from bench/training.py's JSON).
 - Photos (224 px): hymenoptera's train/ folder through the pipeline
   (MobileNetV2, weights none, 1 epoch), the fuzzer in the gate at its default
-  time budget: its seconds against the Evaluator's and the gate's own; again
+  time budget ("auto": 0.25 at 224 px): its seconds against the Evaluator's
+  and the gate's own, and the rows it had no time for (UNTESTED); again
   with generated copies (bench/photos.py) to --photos-larger photos; and
   `imgpipe fuzz` on each run's evaluation photos (no budget there): its wall
   time and peak RSS at the two split sizes.
@@ -36,7 +37,7 @@ PHOTO_SETS = ["--set", "image.height=224", "--set", "image.width=224",
               "--set", "training.model='mobilenet_v2'", "--set", "training.weights='none'",
               "--set", "training.epochs=1", "--set", "training.batch_size=32",
               "--set", "evaluation.f1_floor=0", "--set", "evaluation.accuracy_floor=0",
-              "--set", "registry.promote=false", "--set", "fuzz.max_evaluation_share=0.25"]
+              "--set", "registry.promote=false"]
 
 
 def fuzz(target: Path, config, sample: int, json_path: Path, extra=()) -> dict:
@@ -96,11 +97,13 @@ def photos_in_gate(data: Path, scratch: Path, name: str) -> tuple:
     fuzzed = report["fuzz_seconds"]
     evaluation = stages["Evaluator"] + stages["EvaluationGate"] - fuzzed
     inputs = sorted({row["images"] for row in report["fuzz"] if row["scores"]})
+    untested = [row["mistake"] for row in report["fuzz"] if row["verdict"] == "UNTESTED"]
     return {"photos": len(photo_files_under(data)), "evaluation_inputs": report["parity"]["images"],
             "evaluation_stages_s": {k: stages[k] for k in ("Evaluator", "EvaluationGate")},
             "evaluation_without_fuzz_s": round(evaluation, 2), "fuzz_in_gate_s": fuzzed,
             "fuzz_share_of_evaluation": round(fuzzed / evaluation, 3),
             "budget": report["fuzz_budget"], "inputs_per_accepted_row": inputs,
+            "untested": untested,
             "pipeline": run}, out, schema
 
 
@@ -140,9 +143,12 @@ def main() -> None:
     parser.add_argument("--photos-larger", type=int, default=1001,
                         help="photos in all for the second photo run (generated copies)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "fuzz.json")
+    parser.add_argument("--scratch", type=Path, default=None,
+                        help="keep the runs here (to re-run their gates), not in a temporary folder")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.scratch or tmp
         if args.cifar_root:
             results["cifar10"] = cifar(args.cifar_root, args.cifar_stages, Path(tmp), args.cifar_data)
             print(json.dumps(results["cifar10"], indent=1), flush=True)

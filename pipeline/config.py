@@ -243,13 +243,23 @@ class FuzzSection(_Section):
     screen: int = Field(250, ge=0)                   # 0: every mistake uses the whole sample
     # In the gate, the fuzzer's time at most this share of the evaluation's
     # (the Evaluator's and the gate's own): slow images get fewer inputs a
-    # mistake (each row reports how many it used), and a row's inputs then
-    # depend on the machine's speed. 0 (the default): every row its screen and
-    # sample, the same verdicts on any machine.
-    max_evaluation_share: float = Field(0.0, ge=0.0)
+    # mistake (each row reports how many it used; the rows it cannot pay for
+    # are UNTESTED), and a row's inputs then depend on the machine's speed.
+    # 0: every row its screen and sample, the same verdicts on any machine.
+    # "auto": 0.25 for images larger than 64x64, 0 for thumbnails (fuzzed
+    # whole in about a fifth of the evaluation's time).
+    max_evaluation_share: Any = "auto"
     max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0)
     max_class_recall_drop: float = Field(0.05, ge=0.0, le=1.0)
     accepted: Dict[str, str] = {}                    # mistake -> why it may ship
+
+    @field_validator("max_evaluation_share")
+    @classmethod
+    def _auto_or_a_share(cls, value):
+        if value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                               and value >= 0):
+            return value
+        raise ValueError('expected "auto" or a share >= 0 (e.g. 0.25)')
 
     @model_validator(mode="after")
     def _accepted_mistakes_exist(self) -> "FuzzSection":

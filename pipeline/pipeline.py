@@ -32,6 +32,7 @@ from imgpipe.components.curated_schema.settings import CuratedSchemaSettings
 from imgpipe.components.evaluation_gate import eval_config as evaluation_config
 from imgpipe.components.evaluation_gate.component import EvaluationGate
 from imgpipe.components.evaluation_gate.settings import EvaluationSettings
+from imgpipe.components.fuzzer import budget as fuzz_budget
 from imgpipe.components.image_example_gen import sources
 from imgpipe.components.image_example_gen.component import ImageExampleGen
 from imgpipe.components.image_example_gen.settings import IngestionSettings
@@ -341,7 +342,8 @@ def evaluation_settings(config: Config, class_names: List[str]) -> EvaluationSet
         max_accuracy_drop=evaluation.max_accuracy_drop, max_flip_rate=evaluation.max_flip_rate,
         max_calibration_error=evaluation.max_calibration_error, fuzz_enabled=config.fuzz.enabled,
         fuzz_sample=config.fuzz.sample, fuzz_screen=config.fuzz.screen,
-        fuzz_max_evaluation_share=config.fuzz.max_evaluation_share,
+        fuzz_max_evaluation_share=fuzz_budget.share_for(config.fuzz.max_evaluation_share,
+                                                        config.image.spec),
         fuzz_max_accuracy_drop=config.fuzz.max_accuracy_drop,
         fuzz_max_class_recall_drop=config.fuzz.max_class_recall_drop,
         fuzz_accepted=dict(config.fuzz.accepted),

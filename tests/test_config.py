@@ -113,6 +113,9 @@ def test_unknown_builtin_names_the_ones_that_exist(tmp_path):
      "model_args ['depth'] are not arguments of the resnet"),
     ("[training]\ninput_normalization = 'imagenet'\n", "unknown input normalisation 'imagenet'"),
     ("[training]\nmodel = 'mobilenet_v2'\nstandardize = true\n", "standardize = true changes"),
+    ("[fuzz]\nmax_evaluation_share = -0.25\n",
+     'fuzz.max_evaluation_share: expected "auto" or a share >= 0 (e.g. 0.25) (got -0.25)'),
+    ("[fuzz]\nmax_evaluation_share = 'quarter'\n", "expected \"auto\" or a share >= 0"),
 ])
 def test_errors_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:

@@ -3,6 +3,7 @@ import pytest
 
 from imgpipe.components.fuzzer import budget
 from imgpipe.components.fuzzer.budget import MIN_INPUTS, Budget, Pace, budget_for
+from imgpipe.contract import ImageSpec
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +29,14 @@ def test_the_budget_is_a_share_of_the_evaluation_paced_by_the_parity_check():
     assert found.summary()["evaluation_seconds"] == 20.0
     assert budget_for(0.0, 20.0, 2.0, 1000) is None          # no limit asked for
     assert budget_for(0.25, 0.0, 2.0, 1000) is None          # nothing to measure it against
+
+
+def test_auto_is_a_quarter_for_images_larger_than_thumbnails_and_none_for_thumbnails():
+    assert budget.share_for("auto", ImageSpec(224, 224, 3)) == budget.AUTO_SHARE == 0.25
+    assert budget.share_for("auto", ImageSpec(32, 32, 3)) == 0.0
+    assert budget.share_for("auto", ImageSpec(64, 64, 3)) == 0.0      # the largest thumbnail
+    assert budget.share_for(0.4, ImageSpec(32, 32, 3)) == 0.4          # a number is the share
+    assert budget.share_for(0, ImageSpec(224, 224, 3)) == 0.0
 
 
 def test_without_a_budget_every_row_gets_what_it_wants():
@@ -83,10 +92,17 @@ def test_a_further_look_gets_what_the_time_left_affords():
     assert pace.more("pixels", 250, 1000) == 250
 
 
-def test_a_first_look_always_gets_the_fewest_inputs_that_could_show_harm():
-    pace = Pace(Budget(seconds=0.05, seconds_per_input=0.01), ["bytes"] * 10, clock=Clock())
-    assert pace.first_look(1000) == MIN_INPUTS
+def test_a_first_look_gets_the_fewest_inputs_that_could_show_harm_or_none_at_all():
+    clock = Clock()
+    pace = Pace(Budget(seconds=0.15, seconds_per_input=0.01), ["bytes"] * 10, clock=clock)
+    assert pace.first_look(1000) == MIN_INPUTS      # 15 ms a row for all: the floor, for this one
     assert pace.first_look(4) == 4                  # a smaller sample is all there is
+    clock.now = 0.1
+    pace.looked("bytes", asked=10, seconds=0.1)
+    assert pace.first_look(1000) == 0               # 50 ms left: 5 inputs, which judge nothing
+    assert pace.first_look(4) == 4                  # the whole (tiny) sample still fits
+    clock.now = 0.2
+    assert pace.first_look(4) == 0                  # over budget: no row is sent any more
 
 
 def test_the_pace_plans_for_a_share_of_the_budget_and_first_looks_for_a_share_of_that():

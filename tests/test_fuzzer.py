@@ -236,15 +236,29 @@ def test_a_reference_extended_for_a_row_that_goes_further_is_the_reference_on_al
     assert len(references.of("pixels", 25).class_ids) == 25
 
 
-def test_with_no_time_left_every_row_gets_the_fewest_inputs_that_can_show_harm(colour_model):
+def test_rows_the_time_budget_cannot_pay_for_are_untested_and_said_so(colour_model):
     originals, labels = _originals(60)
     rows = fuzz.run(colour_model, originals, labels, SPEC, CLASSES, scoring.Policy(screen=30),
                     budget=budget.Budget(seconds=0.0, seconds_per_input=0.01))
-    scored = [row for row in rows if row.scores is not None]
-    assert scored and {row.images for row in scored} == {budget.MIN_INPUTS}
+    by_name = {row.mistake: row for row in rows}
+    assert by_name["clean pixels"].images == budget.MIN_INPUTS   # the reference: its floor
+    others = [row for row in rows if row.verdict != scoring.REFERENCE]
+    assert others and {row.verdict for row in others} == {scoring.UNTESTED}
+    assert not any(row.blocks for row in others) and not report.failures(rows)
+    assert all(row.images == 0 and "time budget ran out" in row.serve for row in others)
     table = report.format_table(rows, budget.Budget(0.0, 0.01, 12.0, 0.25), 1.5)
-    assert "up to 10 evaluation inputs each; time budget 0.25 x 12.0 s of evaluation" in table
-    assert re.search(r"\nBGR +pixels +(SILENT HARM|HARMLESS) +10 ", table)   # inputs column
+    assert (f"time budget 0.25 x 12.0 s of evaluation = 0.0 s, used 1.5 s; {len(others)} "
+            "untested, no time left for them") in table
+    assert re.search(r"\nBGR +pixels +UNTESTED +not sent: the time budget ran out", table)
+
+
+def test_every_row_a_budget_pays_for_gets_at_least_the_inputs_that_can_show_harm(colour_model):
+    originals, labels = _originals(60)
+    rows = fuzz.run(colour_model, originals, labels, SPEC, CLASSES, scoring.Policy(screen=30),
+                    budget=budget.Budget(seconds=60.0, seconds_per_input=1.0))   # a slow estimate
+    tested = [row for row in rows if row.scores is not None]
+    assert len(tested) > 2 and min(row.images for row in tested) >= budget.MIN_INPUTS
+    assert not [row for row in rows if row.verdict == scoring.UNTESTED]   # 60 s was plenty
 
 
 def test_rows_built_from_kept_decodes_send_what_fresh_decodes_send():
@@ -283,8 +297,8 @@ def test_files_are_decoded_a_chunk_at_a_time_when_a_row_first_reaches_them(tmp_p
     first = originals[:10]
     assert list(originals._chunks) == [0]                  # nothing past the first chunk decoded
     assert originals[-1].encoded == encoded[-1] and sorted(originals._chunks) == [0, 18]
-    # The first chunks eagerly, the rest by the compiled decoder: the same pixels.
-    compiled = image_ops.make_batch_decoder(SPEC)(tf.constant(encoded))[0].numpy()
+    # Chunk by chunk, the pixels of the whole batch through serving_bytes' ops.
+    compiled = image_ops.decode_and_prepare_batch(tf.constant(encoded), SPEC).numpy()
     for index in (*range(10), 40, 299):
         assert np.array_equal(originals[index].pixels, compiled[index]), index
         assert originals[index].decoded is not None        # Pillow's decode kept for the rows

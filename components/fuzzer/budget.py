@@ -17,8 +17,9 @@ import time
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 # Below this many inputs no drop can be significant once the alpha is shared
-# over twenty-odd rows (losing all 10: p = 0.5**10 = 0.001): a first look
-# always gets them, over budget if need be.
+# over twenty-odd rows (losing all 10: p = 0.5**10 = 0.001): a first look gets
+# them, or the row is not sent at all (UNTESTED) once the time left cannot pay
+# for them.
 MIN_INPUTS = 10
 # The pace plans for this share of the budget: the rows that set an input's
 # cost are not the last ones (16-bit and RGBA PNGs, at the end, cost twice a
@@ -27,6 +28,24 @@ PLANNED = 0.9
 # The first looks of all rows share this part of the time left; the rest
 # goes to the rows whose first look hints at harm.
 FIRST_LOOKS = 0.75
+# Images up to 64x64 (CIFAR-10, the quickstart) are fuzzed whole in about a
+# fifth of the evaluation's time; a 224 px photo costs the fuzzer ~20 network
+# passes where the evaluation makes two.
+THUMBNAIL_PIXELS = 64 * 64
+AUTO_SHARE = 0.25
+
+
+def is_thumbnail(spec) -> bool:
+    return spec.height * spec.width <= THUMBNAIL_PIXELS
+
+
+def share_for(setting, spec) -> float:
+    """fuzz.max_evaluation_share as the gate applies it: "auto" is AUTO_SHARE
+    for images larger than thumbnails and none for thumbnails (every row its
+    screen and sample: the same verdicts on any machine)."""
+    if setting != "auto":
+        return float(setting)
+    return 0.0 if is_thumbnail(spec) else AUTO_SHARE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,12 +94,15 @@ class Pace:
 
     def first_look(self, wanted: int) -> int:
         """The next row's first look: as many inputs as every row left can afford
-        alike in FIRST_LOOKS of the time left (the rest: further looks)."""
+        alike in FIRST_LOOKS of the time left (the rest: further looks), at
+        least MIN_INPUTS; 0 (not sent) when the time left cannot pay for those."""
         if self.budget is None:
             return wanted
+        left = self.ends - self.clock()
+        if self._affordable(left, self.rate(self.kinds[0])) < min(wanted, MIN_INPUTS):
+            return 0
         cost = sum(self.rate(kind) for kind in self.kinds)   # one input for each row left
-        left = FIRST_LOOKS * (self.ends - self.clock())
-        return min(wanted, max(MIN_INPUTS, self._affordable(left, cost)))
+        return min(wanted, max(MIN_INPUTS, self._affordable(FIRST_LOOKS * left, cost)))
 
     def looked(self, kind: str, asked: int, seconds: float) -> None:
         """The next row's first look is done: it asked the model `asked` new

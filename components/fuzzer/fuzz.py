@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from imgpipe.components.fuzzer import flags, mistakes, scoring
-from imgpipe.components.fuzzer.budget import Budget, Pace
+from imgpipe.components.fuzzer.budget import MIN_INPUTS, Budget, Pace, is_thumbnail
 from imgpipe.components.fuzzer.mistakes import REFERENCES, Mistake, Original, Request, catalogue
 from imgpipe.contract import OUTPUTS, SIGNATURES, ImageSpec
 
@@ -24,7 +24,7 @@ def call_size(spec: ImageSpec) -> int:
     """Requests per signature call: 128 thumbnails (the preset's network answers
     8% more images a second than at 64), 64 larger images (a 224 px backbone's
     activations at 128 would double the fuzzer's memory)."""
-    return 128 if spec.height * spec.width <= 64 * 64 else 64
+    return 128 if is_thumbnail(spec) else 64
 
 
 @dataclasses.dataclass
@@ -172,27 +172,19 @@ def probabilities_of(answers: Answers, mistake: Mistake, originals: Sequence[Ori
     return None, np.concatenate(outputs), kept
 
 
-# Tracing the contract's compiled batch decoder costs ~0.4 s once a process;
-# its ops run eagerly cost ~5-10 ms a 224 px photo: the sample's first few
-# originals go eagerly (a paced row may need no more).
-EAGER_DECODES = 32
-
-
-def contract_pixels(encoded: Sequence[bytes], spec: ImageSpec, compiled: bool) -> np.ndarray:
-    """uint8 [n, h, w, c]: the files decoded and prepared by the contract's ops."""
+def contract_pixels(encoded: Sequence[bytes], spec: ImageSpec) -> np.ndarray:
+    """uint8 [n, h, w, c]: the files decoded and prepared by serving_bytes' own ops."""
     import tensorflow as tf
 
     from imgpipe.contract import image_ops
-    if compiled:   # not its map_fn run eagerly: that costs ~5 ms an image at any size
-        return image_ops.make_batch_decoder(spec)(tf.constant(list(encoded)))[0].numpy()
-    return np.stack([image_ops.decode_and_prepare(tf.constant(data), spec).numpy() for data in encoded])
+    return image_ops.compiled_decode_and_prepare(spec)(tf.constant(list(encoded))).numpy()
 
 
 def served_pixels(requests: Sequence[Request], spec: ImageSpec) -> np.ndarray:
     """uint8 [n, h, w, c] as the graph receives them (bytes decoded by the contract's ops)."""
     encoded = [r for r in requests if isinstance(r, bytes)]
-    if encoded:   # compiled: every bytes row needs it, each faster than eagerly
-        return contract_pixels(encoded, spec, compiled=True)
+    if encoded:
+        return contract_pixels(encoded, spec)
     return np.stack([np.asarray(r) for r in requests])
 
 
@@ -306,7 +298,12 @@ def first_look(look: Look, run: Fuzzing, pace: Pace, checks: Optional[flags.Moni
     The pace sees every second of it (the judging too: a harmful row runs the
     monitor's checks)."""
     started, is_reference = time.perf_counter(), look.mistake.sends not in run.clean
-    asked = send(look, run, pace.first_look(look.target))
+    wanted = pace.first_look(look.target)
+    if wanted == 0 and not is_reference:   # the budget is spent: not sent, and said so
+        look.done, look.row = True, untested(look.mistake, run)
+        pace.looked(look.mistake.sends, 0, 0.0)
+        return
+    asked = send(look, run, max(wanted, MIN_INPUTS) if is_reference else wanted)
     if is_reference and look.probabilities is not None:
         run.clean.set(look.mistake.sends, look.probabilities)   # extended as rows need it
         look.done, look.kept = True, []   # judged last, as far as the rows extended it
@@ -332,6 +329,14 @@ def further_looks(looks: List[Look], run: Fuzzing, pace: Pace,
         look.seconds += time.perf_counter() - started
         look.done, look.row = True, finish(look, run, checks)
         pace.spent(look.mistake.sends, asked, time.perf_counter() - started)
+
+
+def untested(mistake: Mistake, run: Fuzzing) -> Row:
+    """A row the gate's time budget left no time for: no verdict, not blocking."""
+    why = (f"not sent: the time budget ran out before {MIN_INPUTS} inputs "
+           "(raise fuzz.max_evaluation_share)")
+    return Row(mistake.name, mistake.description, mistake.sends, 0, serve=why, signature=why,
+               verdict=scoring.UNTESTED, accepted_reason=run.policy.accepted.get(mistake.name, ""))
 
 
 def finish(look: Look, run: Fuzzing, checks: Optional[flags.MonitorChecks]) -> Row:
@@ -431,7 +436,6 @@ class FileOriginals(collections.abc.Sequence):
         self.encoded, self.spec, self.chunk = encoded, spec, chunk
         self._chunks: Dict[int, List[Original]] = {}
         self._decoded_left = mistakes.DECODED_BUDGET_BYTES   # Pillow decodes kept (with_decoded)
-        self._decoded = 0
 
     def __len__(self) -> int:
         return len(self.encoded)
@@ -446,8 +450,7 @@ class FileOriginals(collections.abc.Sequence):
         return self._chunks[which][index % self.chunk]
 
     def _decode(self, encoded: List[bytes]) -> List[Original]:
-        self._decoded += len(encoded)   # the first few eagerly: a paced row may need no more
-        pixels = contract_pixels(encoded, self.spec, compiled=self._decoded > EAGER_DECODES)
+        pixels = contract_pixels(encoded, self.spec)
         kept = mistakes.with_decoded([Original(data, image) for data, image in zip(encoded, pixels)],
                                      self._decoded_left)
         self._decoded_left -= sum(o.decoded.width * o.decoded.height * 3 for o in kept if o.decoded)

@@ -46,6 +46,8 @@ def format_table(rows: Sequence[Row], budget: Optional[Budget] = None,
     most = max((row.images for row in rows if row.scores is not None), default=0)
     paced = (f"; time budget {budget.share:g} x {budget.evaluation_seconds:.1f} s of evaluation = "
              f"{budget.seconds:.1f} s, used {seconds:.1f} s" if budget and seconds is not None else "")
+    untested = sum(row.verdict == scoring.UNTESTED for row in rows)
+    paced += f"; {untested} untested, no time left for them" if untested else ""
     lines = [f"client mistakes (up to {most} evaluation inputs each{paced}; harm: significant "
              "drop beyond the thresholds):",
              f"{'mistake':<26} {'sends':<6} {'verdict':<11} {'inputs':>6} {'accuracy':>8} "

@@ -15,6 +15,7 @@ import numpy as np
 
 REFUSED, FLAGGED, HARMLESS, SILENT_HARM = "REFUSED", "FLAGGED", "HARMLESS", "SILENT HARM"
 REFERENCE = "REFERENCE"   # the clean requests themselves
+UNTESTED = "UNTESTED"     # the gate's time budget ran out before the row's first 10 inputs
 
 
 @dataclasses.dataclass(frozen=True)
