@@ -297,8 +297,8 @@ def test_files_are_decoded_a_chunk_at_a_time_when_a_row_first_reaches_them(tmp_p
     first = originals[:10]
     assert list(originals._chunks) == [0]                  # nothing past the first chunk decoded
     assert originals[-1].encoded == encoded[-1] and sorted(originals._chunks) == [0, 18]
-    # The first chunks eagerly, the rest by the compiled decoder: the same pixels.
-    compiled = image_ops.make_batch_decoder(SPEC)(tf.constant(encoded))[0].numpy()
+    # Chunk by chunk, the pixels of the whole batch through serving_bytes' ops.
+    compiled = image_ops.decode_and_prepare_batch(tf.constant(encoded), SPEC).numpy()
     for index in (*range(10), 40, 299):
         assert np.array_equal(originals[index].pixels, compiled[index]), index
         assert originals[index].decoded is not None        # Pillow's decode kept for the rows

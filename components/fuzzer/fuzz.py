@@ -172,27 +172,19 @@ def probabilities_of(answers: Answers, mistake: Mistake, originals: Sequence[Ori
     return None, np.concatenate(outputs), kept
 
 
-# Tracing the contract's compiled batch decoder costs ~0.4 s once a process;
-# its ops run eagerly cost ~5-10 ms a 224 px photo: the sample's first few
-# originals go eagerly (a paced row may need no more).
-EAGER_DECODES = 32
-
-
-def contract_pixels(encoded: Sequence[bytes], spec: ImageSpec, compiled: bool) -> np.ndarray:
-    """uint8 [n, h, w, c]: the files decoded and prepared by the contract's ops."""
+def contract_pixels(encoded: Sequence[bytes], spec: ImageSpec) -> np.ndarray:
+    """uint8 [n, h, w, c]: the files decoded and prepared by serving_bytes' own ops."""
     import tensorflow as tf
 
     from imgpipe.contract import image_ops
-    if compiled:   # not its map_fn run eagerly: that costs ~5 ms an image at any size
-        return image_ops.make_batch_decoder(spec)(tf.constant(list(encoded)))[0].numpy()
-    return np.stack([image_ops.decode_and_prepare(tf.constant(data), spec).numpy() for data in encoded])
+    return image_ops.compiled_decode_and_prepare(spec)(tf.constant(list(encoded))).numpy()
 
 
 def served_pixels(requests: Sequence[Request], spec: ImageSpec) -> np.ndarray:
     """uint8 [n, h, w, c] as the graph receives them (bytes decoded by the contract's ops)."""
     encoded = [r for r in requests if isinstance(r, bytes)]
-    if encoded:   # compiled: every bytes row needs it, each faster than eagerly
-        return contract_pixels(encoded, spec, compiled=True)
+    if encoded:
+        return contract_pixels(encoded, spec)
     return np.stack([np.asarray(r) for r in requests])
 
 
@@ -444,7 +436,6 @@ class FileOriginals(collections.abc.Sequence):
         self.encoded, self.spec, self.chunk = encoded, spec, chunk
         self._chunks: Dict[int, List[Original]] = {}
         self._decoded_left = mistakes.DECODED_BUDGET_BYTES   # Pillow decodes kept (with_decoded)
-        self._decoded = 0
 
     def __len__(self) -> int:
         return len(self.encoded)
@@ -459,8 +450,7 @@ class FileOriginals(collections.abc.Sequence):
         return self._chunks[which][index % self.chunk]
 
     def _decode(self, encoded: List[bytes]) -> List[Original]:
-        self._decoded += len(encoded)   # the first few eagerly: a paced row may need no more
-        pixels = contract_pixels(encoded, self.spec, compiled=self._decoded > EAGER_DECODES)
+        pixels = contract_pixels(encoded, self.spec)
         kept = mistakes.with_decoded([Original(data, image) for data, image in zip(encoded, pixels)],
                                      self._decoded_left)
         self._decoded_left -= sum(o.decoded.width * o.decoded.height * 3 for o in kept if o.decoded)
