@@ -211,14 +211,6 @@ def decode_and_prepare_batch(image_bytes: tf.Tensor, spec: ImageSpec) -> tf.Tens
 
 
 @functools.lru_cache(maxsize=8)
-def compiled_decode_and_prepare(spec: ImageSpec):
-    """decode_and_prepare_batch compiled, once per spec and process (tracing it
-    costs ~0.3 s; run eagerly its map_fn costs ~5 ms an image at any size)."""
-    return tf.function(lambda image_bytes: decode_and_prepare_batch(image_bytes, spec),
-                       input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
-
-
-@functools.lru_cache(maxsize=8)
 def make_batch_decoder(spec: ImageSpec):
     """A compiled decoder for a batch of encoded images (one per spec and
     process: tracing it costs a few tenths of a second).

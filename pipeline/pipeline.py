@@ -328,7 +328,8 @@ def _training_stages(config: Config, example_gen, schema_gen, gate, class_names:
     return [transform, trainer]
 
 
-def evaluation_settings(config: Config, class_names: List[str]) -> EvaluationSettings:
+def evaluation_settings(config: Config, class_names: List[str],
+                        metadata_path: str = "") -> EvaluationSettings:
     evaluation = config.evaluation
     try:
         floors = evaluation_config.f1_floors(class_names, evaluation.f1_floor, evaluation.f1_floors)
@@ -348,7 +349,8 @@ def evaluation_settings(config: Config, class_names: List[str]) -> EvaluationSet
         fuzz_max_class_recall_drop=config.fuzz.max_class_recall_drop,
         fuzz_accepted=dict(config.fuzz.accepted),
         monitor_min_mean_confidence=config.monitoring.min_mean_confidence,
-        monitor_pixel_js_threshold=config.monitoring.pixel_js_threshold)
+        monitor_pixel_js_threshold=config.monitoring.pixel_js_threshold,
+        metadata_path=metadata_path)
 
 
 def push_settings(config: Config, locations: Locations) -> PushSettings:
@@ -377,7 +379,7 @@ def _evaluation_stages(config: Config, example_gen, validation, trainer, class_n
         model=model, examples=example_gen.outputs["examples"],
         evaluation=evaluator.outputs["evaluation"], champion=champion_resolver.outputs["champion"],
         schema=schema_gen.outputs["schema"], statistics=statistics_gen.outputs["statistics"],
-        settings=evaluation_settings(config, class_names))
+        settings=evaluation_settings(config, class_names, locations.metadata_path or ""))
     pusher = RegistryPusher(
         model=model, blessing=evaluation_gate.outputs["blessing"],
         evaluation_report=evaluation_gate.outputs["report"],

@@ -182,20 +182,36 @@ def test_the_parity_check_keeps_probabilities_only_for_the_fuzzers_sample_in_its
     assert parity.served_predictions(model, inputs)[2] is None
 
 
-def test_the_evaluators_time_is_read_from_ml_metadata_creation_times():
+def test_the_evaluators_time_is_its_execution_in_ml_metadata_even_when_its_inputs_were_cached(
+        tmp_path):
+    """A real ML Metadata store: the execution that produced the evaluation,
+    registered then completed 0.3 s later. Its inputs' ages do not count (a
+    re-run whose Trainer was cached hours ago once read hours here)."""
+    import time
+
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
     from tfx.types import standard_artifacts
 
     from imgpipe.components.evaluation_gate.executor import evaluator_seconds
 
-    def created(artifact, ms):
-        artifact.mlmd_artifact.create_time_since_epoch = ms
-        return artifact
-    model = created(standard_artifacts.Model(), 100_000)
-    examples = created(standard_artifacts.Examples(), 40_000)
-    champion = created(standard_artifacts.Model(), 101_500)      # resolved after the Trainer
-    evaluation = created(standard_artifacts.ModelEvaluation(), 109_000)
-    assert evaluator_seconds(evaluation, [model, examples, champion]) == 7.5
-    late = created(standard_artifacts.Model(), 120_000)          # after the evaluation: not waited for
-    assert evaluator_seconds(evaluation, [model, late]) == 9.0
-    unrecorded = standard_artifacts.ModelEvaluation()            # an orchestrator without the times
-    assert evaluator_seconds(unrecorded, [model]) == 0.0
+    path = str(tmp_path / "metadata.sqlite")
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = path
+    store = metadata_store.MetadataStore(connection)
+    kind = store.put_execution_type(metadata_store_pb2.ExecutionType(name="Evaluator"))
+    artifact_kind = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="ModelEvaluation"))
+    [execution_id] = store.put_executions([metadata_store_pb2.Execution(type_id=kind)])
+    time.sleep(0.3)
+    [artifact_id] = store.put_artifacts([metadata_store_pb2.Artifact(type_id=artifact_kind, uri="/e")])
+    execution = store.get_executions_by_id([execution_id])[0]
+    execution.last_known_state = metadata_store_pb2.Execution.COMPLETE
+    store.put_execution(execution, [], [])                              # completed: 0.3 s later
+    store.put_events([metadata_store_pb2.Event(artifact_id=artifact_id, execution_id=execution_id,
+                                               type=metadata_store_pb2.Event.OUTPUT)])
+    evaluation = standard_artifacts.ModelEvaluation()
+    evaluation.id = artifact_id
+    assert 0.25 <= evaluator_seconds(evaluation, path) < 5
+    assert evaluator_seconds(evaluation, "") == 0.0                      # a cluster: no local store
+    assert evaluator_seconds(evaluation, str(tmp_path / "none.sqlite")) == 0.0
+    assert evaluator_seconds(standard_artifacts.ModelEvaluation(), path) == 0.0   # not recorded

@@ -305,6 +305,9 @@ def test_files_are_decoded_a_chunk_at_a_time_when_a_row_first_reaches_them(tmp_p
     assert len(first) == 10 and first[3].encoded == encoded[3]
     with pytest.raises(IndexError):
         originals[300]
+    # By default about 16 photos' pixels a chunk: most of a thumbnail sample at once.
+    assert fuzz.FileOriginals(encoded, ImageSpec(224, 224, 3)).chunk == 16
+    assert fuzz.FileOriginals(encoded, ImageSpec(32, 32, 3)).chunk == 784
 
 
 def test_the_screen_looks_closer_at_any_suggestive_drop():

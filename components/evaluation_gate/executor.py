@@ -81,13 +81,23 @@ def monitor_checks(input_dict, settings: EvaluationSettings):
                                 settings.monitor_pixel_js_threshold, uri[SCHEMA_KEY], uri[STATISTICS_KEY])
 
 
-def evaluator_seconds(evaluation: types.Artifact, upstream: List[types.Artifact]) -> float:
-    """The Evaluator's time as ML Metadata recorded it: from the newest artifact
-    it waited for to its evaluation (0 where the times are not recorded)."""
-    ends = evaluation.mlmd_artifact.create_time_since_epoch
-    starts = [a.mlmd_artifact.create_time_since_epoch for a in upstream]
-    starts = [t for t in starts if 0 < t <= ends]
-    return (ends - max(starts)) / 1000 if ends and starts else 0.0
+def evaluator_seconds(evaluation: types.Artifact, metadata_path: str) -> float:
+    """How long the Evaluator's execution that produced `evaluation` ran, as a
+    local run's ML Metadata recorded it (registered to completed; a cached
+    Evaluator's: the original execution's). 0 without a local store to read
+    (a cluster's orchestrator): the budget then counts the gate's own time."""
+    if not metadata_path or not evaluation.id or not os.path.exists(metadata_path):
+        return 0.0
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = metadata_path
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(connection)
+    producers = [event.execution_id for event in store.get_events_by_artifact_ids([evaluation.id])
+                 if event.type == metadata_store_pb2.Event.OUTPUT]
+    return max(((e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
+                for e in store.get_executions_by_id(producers)), default=0.0)
 
 
 def fuzz_candidate(candidate, inputs: parity.ServingInputs, settings: EvaluationSettings,
@@ -146,8 +156,8 @@ class Executor(base_executor.BaseExecutor):
         # The fuzzer's share of the evaluation: the Evaluator's and this gate's so far.
         budget = fuzz_budget.budget_for(
             settings.fuzz_max_evaluation_share,
-            evaluator_seconds(evaluation, [model, examples, *input_dict.get(CHAMPION_KEY, [])])
-            + fuzz_started - started, parity_seconds, len(inputs.labels), started=fuzz_started)
+            evaluator_seconds(evaluation, settings.metadata_path) + fuzz_started - started,
+            parity_seconds, len(inputs.labels), started=fuzz_started)
         fuzz_rows = (fuzz_candidate(candidate, inputs, settings, monitor_checks(input_dict, settings),
                                     checked, budget) if settings.fuzz_enabled else [])
         fuzz_seconds = time.perf_counter() - fuzz_started

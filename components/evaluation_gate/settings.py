@@ -27,3 +27,4 @@ class EvaluationSettings(ComponentSettings):
     fuzz_accepted: Dict[str, str] = {}
     monitor_min_mean_confidence: float = 0.7   # would `imgpipe monitor` raise a mistake?
     monitor_pixel_js_threshold: float = 0.1
+    metadata_path: str = ""              # a local run's ML Metadata: the Evaluator's time, read there
