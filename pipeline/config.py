@@ -247,7 +247,7 @@ class FuzzSection(_Section):
     # are UNTESTED), and a row's inputs then depend on the machine's speed.
     # 0: every row its screen and sample, the same verdicts on any machine.
     # "auto": 0.25 for images larger than 64x64, 0 for thumbnails (fuzzed
-    # whole in about a fifth of the evaluation's time).
+    # whole in about a quarter of the evaluation's time).
     max_evaluation_share: Any = "auto"
     max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0)
     max_class_recall_drop: float = Field(0.05, ge=0.0, le=1.0)
